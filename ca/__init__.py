@@ -1,0 +1,1 @@
+"""Certificate-authority toolkit compatible with albatross-client (generate, sign, delegate)."""
