@@ -1,0 +1,194 @@
+"""The endpoint's TLS configuration and the client's verified chain.
+
+Why the stdlib ``ssl`` module and not pyOpenSSL (the style guide's default):
+albatross-client puts the whole unikernel image, zlib-compressed, into the
+leaf certificate of a ``create`` (up to 2^24 octets).  OpenSSL refuses a peer
+Certificate message over ``max_cert_list`` (100 KiB by default), so an
+endpoint that cannot raise that limit fails every real ``create``.  pyOpenSSL
+(on cryptography's bundled OpenSSL) has no binding for ``SSL_CTX_ctrl``; the
+stdlib module has no setter either, but it links the *system* libssl, whose
+exported ``SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_CERT_LIST, n, NULL)`` we can
+call with ctypes on the ``SSL_CTX*`` of an ``ssl.SSLContext``.  That pointer
+is the first field after the object header of CPython's ``PySSLContext``.
+Because this reaches into private memory we prove every step and refuse to
+start otherwise (:class:`TLSSetupError`):
+
+* the libssl we load is the one mapped into this process by ``_ssl`` and
+  reports the same ``OpenSSL_version_num()`` as ``ssl.OPENSSL_VERSION_NUMBER``;
+* the pointer is an ``SSL_CTX``: ``SSL_CTX_get_verify_mode`` and
+  ``SSL_CTX_get_options`` read through it equal the Python-side values;
+* after setting, ``SSL_CTRL_GET_MAX_CERT_LIST`` reads the new value back.
+
+A second private access: on Python 3.11 the verified chain is only available
+as ``SSLObject._sslobj.get_verified_chain()`` (public from 3.13); we use the
+public method when it exists.  Only the verified path counts: a certificate the
+client sent that OpenSSL did not put on the path never reaches
+:mod:`tlsendpoint.authorize`.  OpenSSL's path always ends at our CA; albatross
+(ocaml-tls) includes the anchor only if the client sent it, so we drop it
+otherwise (it matters only for the chain length limit).
+
+TLS parameters follow albatross (spec behaviour.md §2.3): TLS 1.3 only, a
+client certificate is required, no session tickets, one CA.  OpenSSL's
+verification covers validity, CA flags, keyCertSign, path length, signatures
+and unknown critical extensions; the rules where ocaml-x509 is stricter are
+checked afterwards on the verified chain (:mod:`tlsendpoint.chainrules`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tlsendpoint.errors import UsageError
+
+__all__ = [
+    "DEFAULT_MAX_CERT_LIST",
+    "TLSSetupError",
+    "load_server_context",
+    "max_cert_list",
+    "peer_chain",
+    "set_max_cert_list",
+]
+
+#: Largest client certificate chain we accept: a 16 MiB leaf (albatross's
+#: 2^24 limit on the encoded leaf) plus room for the intermediates.
+DEFAULT_MAX_CERT_LIST = 17 * 1024 * 1024
+
+_SSL_CTRL_GET_MAX_CERT_LIST = 50
+_SSL_CTRL_SET_MAX_CERT_LIST = 51
+
+
+class TLSSetupError(UsageError):
+    """The TLS configuration cannot be built; the endpoint must not start."""
+
+    exit_code = 125  # albatross exits 125 for every TLS configuration error
+
+
+def _libssl() -> ctypes.CDLL:
+    """The libssl that ``_ssl`` is linked against, found in this process's mappings."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read /proc/self/maps to find libssl: {exc}") from exc
+    paths = sorted(set(re.findall(r"(/\S*/libssl\.so[\w.]*)$", maps, re.MULTILINE)))
+    if len(paths) != 1:
+        raise TLSSetupError(
+            f"expected exactly one libssl mapped by the ssl module, found {paths or 'none'}"
+        )
+    lib = ctypes.CDLL(paths[0])
+    lib.OpenSSL_version_num.restype = ctypes.c_ulong
+    lib.OpenSSL_version_num.argtypes = []
+    if lib.OpenSSL_version_num() != ssl.OPENSSL_VERSION_NUMBER:
+        raise TLSSetupError(
+            f"{paths[0]} is OpenSSL {lib.OpenSSL_version_num():#x}, but the ssl module "
+            f"was built for {ssl.OPENSSL_VERSION_NUMBER:#x}"
+        )
+    lib.SSL_CTX_ctrl.restype = ctypes.c_long
+    lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+    lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+    lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _ssl_ctx_pointer(ctx: ssl.SSLContext, lib: ctypes.CDLL) -> int:
+    """The ``SSL_CTX*`` inside *ctx*, after proving it is one."""
+    pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    if not pointer:
+        raise TLSSetupError("the ssl.SSLContext holds no SSL_CTX pointer where expected")
+    # SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT is what CERT_REQUIRED sets
+    expected_mode = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
+    if lib.SSL_CTX_get_verify_mode(pointer) != expected_mode[ctx.verify_mode]:
+        raise TLSSetupError("the SSL_CTX found in ssl.SSLContext does not match it (verify mode)")
+    if lib.SSL_CTX_get_options(pointer) != int(ctx.options):
+        raise TLSSetupError("the SSL_CTX found in ssl.SSLContext does not match it (options)")
+    return int(pointer)
+
+
+def max_cert_list(ctx: ssl.SSLContext) -> int:
+    """The peer certificate chain limit OpenSSL applies for *ctx*, in octets."""
+    lib = _libssl()
+    return int(lib.SSL_CTX_ctrl(_ssl_ctx_pointer(ctx, lib), _SSL_CTRL_GET_MAX_CERT_LIST, 0, None))
+
+
+def set_max_cert_list(ctx: ssl.SSLContext, limit: int) -> None:
+    """Raise OpenSSL's peer certificate chain limit of *ctx*; verify it took effect."""
+    if not 0 < limit < 2**31:
+        raise TLSSetupError(f"max certificate chain size {limit} is out of range")
+    lib = _libssl()
+    pointer = _ssl_ctx_pointer(ctx, lib)
+    lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_SET_MAX_CERT_LIST, limit, None)
+    got = lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_GET_MAX_CERT_LIST, 0, None)
+    if got != limit:
+        raise TLSSetupError(f"OpenSSL kept max_cert_list at {got} instead of {limit}")
+
+
+def _read_pem_certs(path: Path, what: str) -> list[x509.Certificate]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise TLSSetupError(f"{what} {path} holds no valid PEM certificate: {exc}") from exc
+
+
+def load_server_context(
+    ca: Path, cert: Path, key: Path, max_chain: int = DEFAULT_MAX_CERT_LIST
+) -> ssl.SSLContext:
+    """TLS 1.3 server context that requires a client certificate issued under *ca*."""
+    cas = _read_pem_certs(ca, "CA file")
+    if len(cas) != 1:
+        # albatross: "expect single ca as cacert"
+        raise TLSSetupError(f"expect single ca as cacert: {ca} holds {len(cas)} certificates")
+    _read_pem_certs(cert, "certificate file")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (ssl.SSLError, OSError) as exc:
+        raise TLSSetupError(
+            f"cannot use certificate {cert} with key {key}: {exc}"
+            " (is the key the certificate's, PEM-encoded and unencrypted?)"
+        ) from exc
+    ctx.load_verify_locations(cadata=cas[0].public_bytes(Encoding.PEM).decode("ascii"))
+    set_max_cert_list(ctx, max_chain)
+    return ctx
+
+
+def _der_list(items: Sequence[object]) -> list[bytes]:
+    out: list[bytes] = []
+    for item in items:
+        if isinstance(item, bytes):
+            out.append(item)
+        else:  # 3.11/3.12: _ssl.Certificate
+            out.append(item.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+    return out
+
+
+def peer_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """The client's verified chain as albatross sees it: leaf first, anchor only if sent."""
+    if hasattr(ssl_object, "get_verified_chain"):  # Python >= 3.13
+        verified = _der_list(ssl_object.get_verified_chain())
+        sent = _der_list(ssl_object.get_unverified_chain())  # type: ignore[attr-defined]
+    else:
+        inner = ssl_object._sslobj  # type: ignore[attr-defined]
+        verified = _der_list(inner.get_verified_chain() or [])
+        sent = _der_list(inner.get_unverified_chain() or [])
+    if not verified:
+        return []
+    if verified[-1] not in sent:
+        verified = verified[:-1]
+    return [x509.load_der_x509_certificate(der) for der in verified]
