@@ -140,7 +140,12 @@ class Codec(Generic[T]):
         tag, start, stop = read_tlv(buf, 0)
         if stop != len(buf):
             raise ParseError(f"{len(buf) - stop} trailing octets after the {self.label}")
-        return self.decode_element(tag, buf[start:stop])
+        try:
+            return self.decode_element(tag, buf[start:stop])
+        except ParseError as e:
+            if isinstance(self, Sequence_) or e.message.startswith(f"{self.label}:"):
+                raise
+            raise e.within(self.label) from None
 
 
 class Primitive(Codec[T]):
@@ -247,7 +252,8 @@ def format_time(ts: datetime) -> str:
     if ts.tzinfo is None:
         raise UsageError("a timestamp must carry a time zone")
     ts = ts.astimezone(UTC)
-    text = ts.strftime("%Y%m%d%H%M%S")
+    # Not strftime: its %Y does not pad years below 1000 on every platform.
+    text = f"{ts.year:04d}{ts.month:02d}{ts.day:02d}{ts.hour:02d}{ts.minute:02d}{ts.second:02d}"
     if ts.microsecond:
         text += f".{ts.microsecond // 1000:03d}"
     return text + "Z"
@@ -396,7 +402,9 @@ class Sequence_(Codec[T]):
                     continue
                 values.append(f.codec.decode_element(ctag, content[start:stop]))
             except ParseError as e:
-                raise e.within(f"{self.label}: {f.name}") from None
+                # A nested SEQUENCE already names itself; don't say "header: header:".
+                inner = e if e.message.startswith(f"{f.name}:") else e.within(f.name)
+                raise inner.within(self.label) from None
             pos = stop
         if pos != end:
             raise ParseError(f"{self.label}: trailing elements after the last field")
@@ -518,12 +526,12 @@ class Choice(Codec[T]):
             inner = alt.explicit.decode_content(tag, content)
             return alt.make(inner)
         except ParseError as e:
-            raise e.within(f"{self.label}: {alt.name}") from None
+            raise e.within(alt.name) from None
         except UsageError as e:
-            raise ParseError(f"{self.label}: {alt.name}: {e.message}") from None
+            raise ParseError(f"{alt.name}: {e.message}") from None
 
     def decode_element(self, tag: int, content: memoryview) -> T:
-        if tag not in self.tags:
+        if tag & 0xE0 != 0xA0:  # not a constructed context tag: no alternative can match
             raise ParseError(f"{self.label}: unexpected tag 0x{tag:02x}")
         return self.decode_content(tag, content)
 
