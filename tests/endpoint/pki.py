@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import crypto
 
 from ca import profiles
 from ca.profiles import PrivateKey
@@ -167,6 +169,17 @@ def custom_cert(
         )
     for ext, critical in extra:
         builder = builder.add_extension(ext, critical)
+    if isinstance(hash_alg, hashes.SHA1):
+        return _sign_sha1(builder.sign(issuer_key, hashes.SHA256()), issuer_key), key
     if hash_alg is None and isinstance(issuer_key, ec.EllipticCurvePrivateKey):
         hash_alg = hashes.SHA256()
     return builder.sign(issuer_key, hash_alg), key
+
+
+def _sign_sha1(cert: x509.Certificate, key: PrivateKey) -> x509.Certificate:
+    """Re-sign with SHA-1, which cryptography refuses to do; pyOpenSSL still can."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        legacy = crypto.X509.from_cryptography(cert)
+        legacy.sign(crypto.PKey.from_cryptography_key(key), "sha1")
+    return legacy.to_cryptography()
