@@ -170,7 +170,7 @@ def _subject(cn: str) -> x509.Name:
     # One RDN with one UTF8String CN, like albatross.  cryptography refuses CNs
     # outside 1..64 characters; albatross writes them (an empty CN for a remote
     # root-path ``policy`` command), so validation is skipped for those.
-    if 1 <= len(cn) <= 64:
+    if 1 <= len(cn.encode("utf-8")) <= 64:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -1,0 +1,270 @@
+"""Describe certificates, CSRs, chains, keys and bundles in plain words or JSON, pure.
+
+The albatross extension is decoded with the protocol core: a delegated CA shows
+its policy, a leaf or CSR its command in albatross's words and as structured
+data.  Secret key material is never shown, only the key type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+from typing import TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ca.bundle import Bundle, parse_bundle
+from ca.describe import command_text
+from ca.pem import PemObject, objects_from
+from ca.profiles import ALBATROSS_OID, albatross_command, common_name
+from ca.provision import subject_text
+from tlsendpoint.errors import ParseError
+from tlsendpoint.wire import Command, PolicyAdd
+
+__all__ = ["Json", "describe_input", "describe_object", "to_text"]
+
+Json: TypeAlias = dict[str, object]
+
+_CURVES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
+
+
+def key_type(key: object) -> str:
+    """Our name of a key type (the ``--key-type`` spelling where there is one)."""
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey | ed448.Ed448PrivateKey):
+        return "ed448"
+    if isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        return _CURVES.get(key.curve.name, key.curve.name)
+    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return f"rsa{key.key_size}"
+    return type(key).__name__
+
+
+def _plain(value: object) -> object:
+    """A JSON-able rendering of a core value (dataclasses, sets, bytes, enums, times)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"type": type(value).__name__, **fields}
+    if isinstance(value, frozenset | set):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _albatross(obj: x509.Certificate | x509.CertificateSigningRequest) -> Json | None:
+    try:
+        command: Command | None = albatross_command(obj)
+    except ParseError as exc:
+        return {"error": f"albatross extension does not decode: {exc.message}"}
+    if command is None:
+        return None
+    if isinstance(command, PolicyAdd):
+        return {
+            "version": 5,
+            "kind": "policy",
+            "policy": _plain(command.policy),
+            "text": command.policy.describe(),
+        }
+    return {
+        "version": 5,
+        "kind": "command",
+        "command": _plain(command),
+        "text": command_text(command),
+    }
+
+
+def _extension_value(ext: x509.Extension[x509.ExtensionType]) -> str:
+    value = ext.value
+    if isinstance(value, x509.BasicConstraints):
+        return f"CA:{str(value.ca).upper()}" + (
+            "" if value.path_length is None else f", pathlen {value.path_length}"
+        )
+    if isinstance(value, x509.KeyUsage):
+        names = [
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+        ]
+        return ", ".join(n for n in names if getattr(value, n))
+    if isinstance(value, x509.ExtendedKeyUsage):
+        return ", ".join(getattr(u, "_name", u.dotted_string) for u in value)
+    if isinstance(value, x509.SubjectKeyIdentifier):
+        return value.digest.hex()
+    if isinstance(value, x509.AuthorityKeyIdentifier):
+        return (value.key_identifier or b"").hex()
+    if isinstance(value, x509.SubjectAlternativeName):
+        return ", ".join(str(n.value) for n in value)
+    if ext.oid == ALBATROSS_OID:
+        return "albatross extension"
+    return type(value).__name__
+
+
+def _extensions(obj: x509.Certificate | x509.CertificateSigningRequest) -> list[Json]:
+    try:
+        extensions = list(obj.extensions)
+    except ValueError as exc:
+        return [{"error": f"extensions do not parse: {exc}"}]
+    return [
+        {
+            "oid": ext.oid.dotted_string,
+            "name": "albatross" if ext.oid == ALBATROSS_OID else getattr(ext.oid, "_name", "?"),
+            "critical": ext.critical,
+            "value": _extension_value(ext),
+        }
+        for ext in extensions
+    ]
+
+
+def _role(cert: x509.Certificate, albatross: Json | None) -> str:
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (x509.ExtensionNotFound, ValueError):
+        ca = False
+    try:
+        eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except (x509.ExtensionNotFound, ValueError):
+        eku = []
+    if ca:
+        if albatross is not None and albatross.get("kind") == "policy":
+            return "delegated CA"
+        return "root CA" if cert.subject == cert.issuer else "CA"
+    if albatross is not None and albatross.get("kind") == "command":
+        return "request leaf"
+    if ExtendedKeyUsageOID.SERVER_AUTH in eku:
+        return "server"
+    return "end entity"
+
+
+def describe_object(obj: PemObject) -> Json:
+    """One certificate, CSR or private key as a JSON-able dict."""
+    if isinstance(obj, x509.Certificate):
+        albatross = _albatross(obj)
+        serial = obj.serial_number
+        start, end = obj.not_valid_before_utc, obj.not_valid_after_utc
+        return {
+            "type": "certificate",
+            "role": _role(obj, albatross),
+            "subject": subject_text(obj.subject),
+            "common_name": common_name(obj.subject),
+            "issuer": subject_text(obj.issuer),
+            "serial": serial.to_bytes(serial.bit_length() // 8 + 1, "big").hex(),
+            "not_before": start.isoformat(),
+            "not_after": end.isoformat(),
+            "validity_seconds": int((end - start).total_seconds()),
+            "key_type": key_type(obj.public_key()),
+            "signature_algorithm": getattr(obj.signature_algorithm_oid, "_name", "?"),
+            "sha256": hashlib.sha256(obj.public_bytes(Encoding.DER)).hexdigest(),
+            "extensions": _extensions(obj),
+            "albatross": albatross,
+        }
+    if isinstance(obj, x509.CertificateSigningRequest):
+        return {
+            "type": "certificate request",
+            "subject": subject_text(obj.subject),
+            "common_name": common_name(obj.subject),
+            "key_type": key_type(obj.public_key()),
+            "signature_valid": obj.is_signature_valid,
+            "extensions": _extensions(obj),
+            "albatross": _albatross(obj),
+        }
+    return {"type": "private key", "key_type": key_type(obj)}
+
+
+def _describe_bundle(bundle: Bundle) -> Json:
+    return {
+        "type": "bundle",
+        "name": bundle.name,
+        "endpoint": bundle.endpoint,
+        "server_name": bundle.server_name,
+        "chain": [describe_object(c) for c in bundle.chain],
+        "key": describe_object(bundle.key),
+        "server_ca": [describe_object(c) for c in bundle.server_ca],
+    }
+
+
+def describe_input(data: bytes) -> Json:
+    """Everything in one input file: a bundle, or a list of objects."""
+    if data.lstrip().startswith(b"Albatross-Bundle:"):
+        return _describe_bundle(parse_bundle(data))
+    return {"type": "objects", "objects": [describe_object(o) for o in objects_from(data)]}
+
+
+def _object_lines(item: Json, indent: str) -> list[str]:
+    kind = item["type"]
+    if kind == "private key":
+        return [f"{indent}private key: {item['key_type']} (not shown)"]
+    lines = []
+    if kind == "certificate":
+        lines.append(
+            f"{indent}certificate: {item['role']} {item['subject']}, issued by {item['issuer']}"
+        )
+        lines.append(
+            f"{indent}  serial {item['serial']}, {item['key_type']} key, signed with "
+            f"{item['signature_algorithm']}"
+        )
+        lines.append(
+            f"{indent}  valid from {item['not_before']} until {item['not_after']} "
+            f"({item['validity_seconds']} s)"
+        )
+    else:
+        valid = "valid" if item["signature_valid"] else "INVALID"
+        lines.append(
+            f"{indent}certificate request: {item['subject']}, {item['key_type']} key, "
+            f"self-signature {valid}"
+        )
+    extensions = item["extensions"]
+    assert isinstance(extensions, list)
+    for ext in extensions:
+        critical = " (critical)" if ext.get("critical") else ""
+        lines.append(
+            f"{indent}  extension {ext.get('name')}{critical}: {ext.get('value', ext.get('error'))}"
+        )
+    albatross = item["albatross"]
+    if isinstance(albatross, dict):
+        if "error" in albatross:
+            lines.append(f"{indent}  {albatross['error']}")
+        elif albatross["kind"] == "policy":
+            lines.append(f"{indent}  albatross policy: {albatross['text']}")
+        else:
+            lines.append(f"{indent}  albatross command: {albatross['text']}")
+    return lines
+
+
+def to_text(described: Json) -> list[str]:
+    """Plain-words lines for the result of :func:`describe_input`."""
+    if described["type"] == "bundle":
+        lines = [
+            f"delegation bundle for {described['name']}: endpoint {described['endpoint']}"
+            + (f", server name {described['server_name']}" if described["server_name"] else "")
+        ]
+        for section in ("chain", "server_ca"):
+            items = described[section]
+            assert isinstance(items, list)
+            lines.append("chain:" if section == "chain" else "server CA:")
+            for item in items:
+                lines.extend(_object_lines(item, "  "))
+        key = described["key"]
+        assert isinstance(key, dict)
+        lines.extend(_object_lines(key, ""))
+        return lines
+    objects = described["objects"]
+    assert isinstance(objects, list)
+    return [line for item in objects for line in _object_lines(item, "")]

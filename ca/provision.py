@@ -1,0 +1,197 @@
+"""Provisioning workflows: ``generate``, ``sign`` and ``delegate``.
+
+Each workflow combines the pure profiles with the store, and reports the lines
+albatross-client prints through a *say* callback (so the CLI decides where they
+go and tests can collect them).  The clock is a parameter.
+
+* ``generate`` (albatross ``generate``): ``<name>.key`` (reused if present,
+  else created 0400), self-signed ``cacert.pem``, ``<server>.key``,
+  ``<server>.pem`` and a database line ``<serial> <server>``.  Beyond albatross
+  the server certificate may carry subjectAltNames.
+* ``sign`` (albatross ``sign``): see :func:`ca.profiles.sign_csr` for the
+  checks; writes ``<CN>.pem`` (the certificate, then the signer and its chain
+  unless the signer is self-signed) and a database line.
+* ``delegate``: a new key, an intermediate CA with a policy (usable and within
+  the delegator's policy) and one bundle file for the friend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from ca.bundle import Bundle
+from ca.describe import describe_command, render
+from ca.errors import StoreError
+from ca.profiles import (
+    INTERMEDIATE_DAYS,
+    ROOT_DAYS,
+    SERVER_DAYS,
+    albatross_command,
+    cert_policy,
+    common_name,
+    generate_key,
+    intermediate,
+    root_ca,
+    server_cert,
+    sign_csr,
+)
+from ca.store import (
+    append_db,
+    ensure_key,
+    file_name_for,
+    load_certificates,
+    load_csr,
+    load_signer,
+    write_bundle,
+    write_certificates,
+)
+from tlsendpoint.wire import Policy, check_label
+
+__all__ = [
+    "CA_CERT_FILE",
+    "Delegation",
+    "Say",
+    "delegate",
+    "generate",
+    "sign",
+    "subject_text",
+]
+
+Say = Callable[[str], None]
+
+#: albatross-client's fixed file name for the root certificate.
+CA_CERT_FILE = "cacert.pem"
+
+_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+}
+
+
+def subject_text(name: x509.Name) -> str:
+    """A subject as ocaml-x509 prints it: ``/CN=alice``."""
+    parts = []
+    for rdn in name.rdns:
+        for attribute in rdn:
+            short = _SHORT_NAMES.get(attribute.oid.dotted_string, attribute.oid.dotted_string)
+            value = attribute.value
+            text = value if isinstance(value, str) else value.hex()
+            parts.append(f"/{short}={text}")
+    return "".join(parts)
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+def generate(
+    directory: Path,
+    name: str,
+    db: Path,
+    now: dt.datetime,
+    *,
+    days: int = ROOT_DAYS,
+    server: str = "server",
+    server_days: int = SERVER_DAYS,
+    key_type: str = "ed25519",
+    dns_names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """Create (or reuse) the CA and server keys, write ``cacert.pem`` and ``<server>.pem``."""
+    ca_key, _ = ensure_key(file_name_for(directory, name, ".key"), key_type)
+    root = root_ca(ca_key, name, now, days)
+    write_certificates(directory / CA_CERT_FILE, [root])
+    server_key, _ = ensure_key(file_name_for(directory, server, ".key"), key_type)
+    cert = server_cert(
+        root, ca_key, server_key.public_key(), server, now, server_days, dns_names, ips
+    )
+    append_db(db, cert, server)
+    write_certificates(file_name_for(directory, server, ".pem"), [cert])
+    return root, cert
+
+
+def sign(
+    directory: Path,
+    cacert: Path,
+    db: Path,
+    cakey: Path,
+    csr_path: Path,
+    now: dt.datetime,
+    say: Say,
+    warn: Say,
+    days: int | None = None,
+) -> x509.Certificate:
+    """albatross ``sign``: check and sign the CSR, write ``<CN>.pem``, append to *db*."""
+    signer = load_signer(cacert, cakey)
+    csr = load_csr(csr_path)
+    say(f"signing certificate with subject {subject_text(csr.subject)}")
+    command = albatross_command(csr)
+    if command is None:
+        warn("signing certificate without albatross extension (e.g. host certificate)")
+    cert = sign_csr(csr, signer.cert, signer.key, now, days=days)
+    if command is not None:
+        pieces = describe_command(command)
+        say(render([f"signing {pieces[0]}", *pieces[1:]]))
+    name = common_name(csr.subject)
+    if name is None:
+        raise StoreError("couldn't find name (no common name in CSR subject)")
+    out = file_name_for(directory, name, ".pem")
+    append_db(db, cert, name)
+    chain = [c for c in (signer.cert, *signer.chain) if not _self_signed(c)]
+    write_certificates(out, [cert, *chain])
+    return cert
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """What ``delegate`` produced."""
+
+    bundle: Bundle
+    path: Path
+
+
+def delegate(
+    directory: Path,
+    name: str,
+    policy: Policy,
+    signer_cert: Path,
+    signer_key: Path,
+    server_ca: Path,
+    endpoint: str,
+    now: dt.datetime,
+    *,
+    server_name: str | None = None,
+    key_type: str = "ed25519",
+    days: int = INTERMEDIATE_DAYS,
+    db: Path | None = None,
+    out: Path | None = None,
+) -> Delegation:
+    """Make *name*'s key and delegated CA (with *policy*) and write ``<name>.bundle``."""
+    if check_label(name) != name:
+        raise StoreError(f"delegate name {name!r} must be lower case: use {name.lower()!r}")
+    policy.check_usable()
+    signer = load_signer(signer_cert, signer_key)
+    parent = cert_policy(signer.cert)
+    if parent is not None:
+        policy.check_within(parent)
+    anchors = tuple(load_certificates(server_ca, "server CA file"))
+    path = out if out is not None else file_name_for(directory, name, ".bundle")
+    if path.exists():
+        raise StoreError(f"refusing to overwrite {path}: move it away or choose another name")
+    key = generate_key(key_type)
+    cert = intermediate(signer.cert, signer.key, key.public_key(), name, policy, now, days)
+    chain = tuple(c for c in (signer.cert, *signer.chain) if not _self_signed(c))
+    bundle = Bundle(name, (cert, *chain), key, anchors, endpoint, server_name)
+    write_bundle(path, bundle)
+    if db is not None:
+        append_db(db, cert, name)
+    return Delegation(bundle, path)

@@ -1,0 +1,196 @@
+# The one module of the CA toolkit that touches the disk.
+#
+# Security reasoning.  Private keys are the CA's authority, so:
+# * a key file is created with O_CREAT|O_EXCL and its mode set on the open file
+#   descriptor (0400 where albatross-client uses it, 0600 for our own files), so
+#   it is never readable by others, not even for a moment, and never replaces an
+#   existing file (a clear error instead);
+# * a key loaded together with a certificate must match it (albatross's text
+#   "Public key of certificate doesn't match private key"), so a mixed-up pair
+#   fails here and not later with an opaque TLS error;
+# * certificates are public and replaced atomically (temporary file + rename),
+#   like albatross-client overwrites `<name>.pem`;
+# * the serial database is appended to with O_APPEND, as albatross does;
+# * every read is bounded (MAX_FILE) and file names derived from a CSR's CN are
+#   refused if they could leave the directory.
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from ca.bundle import Bundle, encode_bundle, parse_bundle
+from ca.errors import StoreError
+from ca.pem import (
+    certificates_from,
+    csr_from,
+    encode_certificates,
+    encode_private_key,
+    private_key_from,
+)
+from ca.profiles import PrivateKey, generate_key, key_matches
+
+__all__ = [
+    "ALBATROSS_KEY_MODE",
+    "CERT_MODE",
+    "MAX_FILE",
+    "SECRET_MODE",
+    "Signer",
+    "append_db",
+    "db_line",
+    "ensure_key",
+    "file_name_for",
+    "load_bundle",
+    "load_certificates",
+    "load_csr",
+    "load_key",
+    "load_signer",
+    "read_bytes",
+    "write_bundle",
+    "write_certificates",
+    "write_new",
+]
+
+#: albatross-client writes its keys read-only for the owner.
+ALBATROSS_KEY_MODE = 0o400
+#: Our own secret files (delegation bundles, friends' keys).
+SECRET_MODE = 0o600
+CERT_MODE = 0o644
+#: Largest file we read: a CSR may embed a unikernel image (16 MiB DER, base64 in PEM).
+MAX_FILE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """A CA that signs: its certificate, the chain above it (may be empty) and its key."""
+
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    key: PrivateKey
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """The contents of *path*, at most :data:`MAX_FILE` octets."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE + 1)
+    except FileNotFoundError:
+        raise StoreError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE:
+        raise StoreError(f"{what} {path} is larger than {MAX_FILE} bytes")
+    return data
+
+
+def load_certificates(path: Path, what: str = "certificate file") -> list[x509.Certificate]:
+    return certificates_from(read_bytes(path, what), f"{what} {path}")
+
+
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    return csr_from(read_bytes(path, "CSR file"), f"CSR file {path}")
+
+
+def load_key(path: Path, what: str = "key file") -> PrivateKey:
+    return private_key_from(read_bytes(path, what), f"{what} {path}")
+
+
+def load_signer(cert_path: Path, key_path: Path) -> Signer:
+    """The CA in *cert_path* (first certificate; the rest is its chain) and its matching key."""
+    certs = load_certificates(cert_path, "CA certificate file")
+    key = load_key(key_path, "CA key file")
+    if not key_matches(key, certs[0].public_key()):
+        raise StoreError("Public key of certificate doesn't match private key")
+    return Signer(certs[0], tuple(certs[1:]), key)
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create *path* with exactly *mode*; refuse if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise StoreError(
+            f"refusing to overwrite {path}: move it away or choose another name"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1
+            handle.write(data)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def ensure_key(
+    path: Path, key_type: str, mode: int = ALBATROSS_KEY_MODE
+) -> tuple[PrivateKey, bool]:
+    """albatross's ``priv_key``: reuse the key at *path*, or create one; returns (key, created)."""
+    if path.exists():
+        return load_key(path), False
+    key = generate_key(key_type)
+    write_new(path, encode_private_key(key), mode)
+    return key, True
+
+
+def write_certificates(path: Path, certs: list[x509.Certificate]) -> None:
+    """Write PEM certificates to *path*, replacing it atomically (mode 0644)."""
+    directory = path.parent
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, CERT_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encode_certificates(certs))
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def db_line(cert: x509.Certificate, name: str) -> str:
+    """``<hex of the serial's INTEGER content octets> <name>``, as albatross appends it."""
+    serial = cert.serial_number
+    content = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # minimal, sign bit clear
+    return f"{content.hex()} {name}\n"
+
+
+def append_db(path: Path, cert: x509.Certificate, name: str) -> None:
+    """Append the serial line for *cert* to the database file *path* (created if missing)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, CERT_MODE)
+        with os.fdopen(fd, "ab") as handle:
+            handle.write(db_line(cert, name).encode("utf-8"))
+    except OSError as exc:
+        raise StoreError(f"cannot append to database {path}: {exc.strerror}") from None
+
+
+def file_name_for(directory: Path, name: str, suffix: str) -> Path:
+    """``directory/<name><suffix>``, refusing names that would leave *directory*."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise StoreError(
+            f"cannot use {name!r} as a file name: the common name must not be empty or contain '/'"
+        )
+    return directory / f"{name}{suffix}"
+
+
+def write_bundle(path: Path, bundle: Bundle) -> None:
+    """Write a delegation bundle (it holds a key: mode 0600, never overwritten)."""
+    write_new(path, encode_bundle(bundle), SECRET_MODE)
+
+
+def load_bundle(path: Path) -> Bundle:
+    data = read_bytes(path, "bundle file")
+    try:
+        return parse_bundle(data)
+    except StoreError as exc:
+        raise StoreError(f"bundle file {path}: {exc.message}") from None
