@@ -1,0 +1,138 @@
+"""``albatross-standin``: run the daemon stand-in from the command line.
+
+Listens on ``<tmpdir>/util/{vmmd,console,stat}.sock`` until SIGTERM or
+SIGINT, then stops every unikernel (they restart with the next start) and
+exits 0.  Diagnostics go to stderr; ``-v`` for more, ``-q`` for less.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from standin.config import StandinConfig
+from standin.daemon import Daemon, StandinError
+from standin.runner import SimulatedRunner
+
+__all__ = ["main"]
+
+log = logging.getLogger("standin")
+
+RUNNERS = {"simulated": SimulatedRunner}
+
+
+async def _run(config: StandinConfig, runner_name: str) -> None:
+    daemon = Daemon(config, RUNNERS[runner_name]())
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await nursery.start(daemon.serve)
+            click.echo(f"albatross-standin: listening in {config.util_dir}", err=True)
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--tmpdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory whose util/ subdirectory receives the three sockets.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the state file and the block devices.",
+)
+@click.option(
+    "--bridge",
+    "bridges",
+    multiple=True,
+    default=("service",),
+    show_default=True,
+    help="A host bridge (repeatable); all of them go into the root policy.",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(1, 1024),
+    default=2,
+    show_default=True,
+    help="CPUs of the root policy (ids 0 to N-1).",
+)
+@click.option(
+    "--memory",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Memory of the root policy in MB.",
+)
+@click.option(
+    "--block-space",
+    type=click.IntRange(0),
+    default=10000,
+    show_default=True,
+    help="Block storage of the root policy in MB.",
+)
+@click.option(
+    "--stats-interval",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between two statistics messages to subscribers.",
+)
+@click.option(
+    "--max-subscribers",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Console subscribers per unikernel; the oldest is dropped.",
+)
+@click.option(
+    "--runner",
+    type=click.Choice(sorted(RUNNERS)),
+    default="simulated",
+    show_default=True,
+    help="How unikernels run (simulated: no tender needed).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def main(
+    tmpdir: Path,
+    state_dir: Path,
+    bridges: tuple[str, ...],
+    cpus: int,
+    memory: int,
+    block_space: int,
+    stats_interval: float,
+    max_subscribers: int,
+    runner: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Stand-in for albatrossd, albatross-console and albatross-stats (albatross 2.7.2)."""
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(level=level, format="albatross-standin: %(levelname)s %(message)s")
+    config = StandinConfig(
+        tmpdir=tmpdir,
+        state_dir=state_dir,
+        bridges=bridges,
+        cpus=cpus,
+        memory=memory,
+        block_space=block_space,
+        stats_interval=stats_interval,
+        max_subscribers=max_subscribers,
+    )
+    try:
+        trio.run(_run, config, runner)
+    except StandinError as e:
+        click.echo(f"albatross-standin: {e}", err=True)
+        sys.exit(e.exit_code)

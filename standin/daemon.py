@@ -1,0 +1,410 @@
+"""The stand-in daemon: one trio process playing albatrossd, albatross-console and
+albatross-stats on ``<tmpdir>/util/{vmmd,console,stat}.sock``.
+
+How it works: the decisions live in pure code (:mod:`standin.vmmd`,
+:mod:`standin.resources`, :mod:`standin.consoles`, :mod:`standin.stats`);
+this module owns the I/O around them: the listening sockets, the unikernel
+processes (through a :class:`~standin.runner.Runner`), the state file and the
+block device files.  As in albatrossd, every vmmd command runs under one lock
+(``create_lock``); waiting for a unikernel to exit releases it.  Every
+connection has its own error handling, so one bad peer never stops the daemon.
+
+Shutdown (cancellation, SIGTERM/SIGINT in the CLI) terminates every
+unikernel *without* writing the state, so they are all started again on the
+next start - albatross's ``killall``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+
+from standin.config import StandinConfig
+from standin.consoles import Consoles, LineSplitter
+from standin.errors import Refused
+from standin.resources import Unikernel, block_name
+from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
+from standin.stats import StatsBook, Watched
+from standin.store import decode_state, encode_state
+from standin.vmmd import Vmmd, should_restart
+from tlsendpoint.errors import AlbatrossError, ParseError
+from tlsendpoint.wire import (
+    ConsoleData,
+    Failure,
+    Header,
+    Message,
+    Name,
+    Payload,
+    Restart,
+    StringReply,
+    UnikernelConfig,
+)
+
+__all__ = ["Daemon", "StandinError", "Subscriber", "Waiter"]
+
+log = logging.getLogger("standin")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StandinError(AlbatrossError):
+    """The stand-in cannot start (bad directory, unreadable state, socket in use)."""
+
+
+class Waiter:
+    """Woken with the exit of a unikernel, or with ``None`` when it was dropped."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.exit: ProcessExit | None = None
+
+    def wake(self, exit: ProcessExit | None) -> None:
+        self.exit = exit
+        self._event.set()
+
+    async def wait(self) -> ProcessExit | None:
+        await self._event.wait()
+        return self.exit
+
+
+class Subscriber:
+    """A console or stats subscriber: a bounded queue drained by its connection task."""
+
+    CAPACITY = 1024
+
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[Message](self.CAPACITY)
+
+    def offer(self, message: Message) -> bool:
+        """Queue *message*; False if the subscriber is gone or too slow (it is then closed)."""
+        try:
+            self.send.send_nowait(message)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        self.send.close()
+
+
+def _mac(name: Name, netif: str) -> bytes:
+    # Locally administered, stable per unikernel and interface (albatross derives it the same way).
+    digest = hashlib.sha256(f"{name}/{netif}".encode()).digest()
+    return bytes([0x02, 0x00]) + digest[:4]
+
+
+class Daemon:
+    """The daemon; ``await serve()`` runs it until cancelled."""
+
+    def __init__(
+        self, config: StandinConfig, runner: Runner | None = None, clock: Clock = utc_now
+    ) -> None:
+        self.config = config
+        self.runner: Runner = runner if runner is not None else SimulatedRunner()
+        self.clock = clock
+        self.vmmd: Vmmd[Waiter] = Vmmd(host_bridges=frozenset(config.bridges))
+        self.consoles: Consoles[Subscriber] = Consoles(config.max_subscribers)
+        self.stats: StatsBook[Subscriber] = StatsBook()
+        self.lock = trio.Lock()
+        self.processes: dict[str, Process] = {}
+        self.in_shutdown = False
+        self._nursery: trio.Nursery | None = None
+        self._tap_counter = 0
+
+    # -- start and stop -----------------------------------------------------
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from standin.servers import serve_console, serve_stats, serve_vmmd
+
+        self._prepare_dirs()
+        self._restore_blocks()
+        unikernels = self._restore_state()
+        listeners = [self._listen(n) for n in ("vmmd", "console", "stat")]
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    nursery.start_soon(serve_vmmd, self, listeners[0])
+                    nursery.start_soon(serve_console, self, listeners[1])
+                    nursery.start_soon(serve_stats, self, listeners[2])
+                    for name, config in unikernels:
+                        async with self.lock:
+                            reply = await self.create(name, config, needs_dump=True)
+                        log.info("restored %s: %s", name, _text(reply))
+                    log.info("listening in %s", self.config.util_dir)
+                    task_status.started(self)
+                    await trio.sleep_forever()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._shutdown()
+                    nursery.cancel_scope.cancel()
+        finally:
+            for listener in listeners:
+                listener.close()
+            for n in ("vmmd", "console", "stat"):
+                self.config.socket(n).unlink(missing_ok=True)
+
+    def _prepare_dirs(self) -> None:
+        try:
+            self.config.util_dir.mkdir(parents=True, exist_ok=True)
+            self.config.block_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise StandinError(f"cannot create directory: {e}") from None
+
+    def _listen(self, name: str) -> socket.socket:
+        path = self.config.socket(name)
+        if len(os.fsencode(path)) > 100:
+            raise StandinError(
+                f"socket path {path} is too long for a unix socket; use a shorter --tmpdir"
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            path.unlink(missing_ok=True)  # stale socket from a crashed run
+        else:
+            raise StandinError(f"{path} is in use by a running daemon")
+        finally:
+            probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(os.fspath(path))
+            sock.listen(64)
+        except OSError as e:
+            sock.close()
+            raise StandinError(f"cannot listen on {path}: {e}") from None
+        sock.setblocking(False)
+        return sock
+
+    async def _shutdown(self) -> None:
+        self.in_shutdown = True
+        for process in list(self.processes.values()):
+            process.terminate()
+        with trio.move_on_after(self.config.stop_timeout):
+            while self.processes:
+                await trio.sleep(0.01)
+        if self.processes:
+            log.warning("%d unikernels did not stop in time", len(self.processes))
+
+    # -- persistence --------------------------------------------------------
+
+    def _restore_blocks(self) -> None:
+        for path in sorted(self.config.block_dir.iterdir()):
+            try:
+                name = Name.parse(path.name)
+                size = path.stat().st_size
+            except (ParseError, OSError) as e:
+                log.warning("ignoring block file %s: %s", path.name, e)
+                continue
+            if size == 0 or size % (1 << 20) or name.is_path:
+                log.warning("ignoring block file %s: size %d is not a multiple of 1 MB", path, size)
+                continue
+            try:
+                self.vmmd.commit_block(name, size >> 20)
+            except Refused as e:
+                log.warning("ignoring block file %s: %s", path.name, e)
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.state_dir / "state"
+
+    def _restore_state(self) -> list[tuple[Name, UnikernelConfig]]:
+        root = self.config.root_policy()
+        try:
+            data = self.state_file.read_bytes()
+        except FileNotFoundError:
+            log.warning("no state dump found, starting with no unikernels")
+            data = None
+        except OSError as e:
+            raise StandinError(f"while reading state: {e}") from None
+        policies, unikernels = [], []
+        if data is not None:
+            try:
+                policies, unikernels = decode_state(data)
+            except ParseError as e:
+                raise StandinError(f"couldn't parse state {self.state_file}: {e}") from None
+        stored_root = dict(policies).get(Name())
+        if stored_root is not None and stored_root != root:
+            log.warning("replacing stored root policy %s with discovered %s", stored_root, root)
+        restored = [(Name(), root)] + [(n, p) for n, p in policies if not n.is_root]
+        for name, policy in sorted(restored, key=lambda item: item[0].path):
+            try:
+                self.vmmd.resources.insert_policy(name.path, policy)
+            except Refused as e:
+                raise StandinError(
+                    f"policy restore error: couldn't insert {policy} for {name}: {e}"
+                ) from None
+        return sorted(
+            unikernels, key=lambda item: 50 if item[1].startup is None else item[1].startup
+        )
+
+    def dump_state(self) -> None:
+        resources = self.vmmd.resources
+        data = encode_state(
+            resources.policies.all(), [(n, u.config) for n, u in resources.unikernels.all()]
+        )
+        tmp = self.state_file.with_suffix(".new")
+        try:
+            tmp.write_bytes(data)
+            if self.state_file.exists():
+                os.replace(self.state_file, self.state_file.with_suffix(".bak"))
+            os.replace(tmp, self.state_file)
+        except OSError as e:
+            log.error("failed to dump state: %s", e)
+
+    def block_file(self, name: Name) -> Path:
+        return self.config.block_dir / str(name)
+
+    # -- unikernel lifecycle (callers hold self.lock) ------------------------
+
+    async def create(self, name: Name, config: UnikernelConfig, *, needs_dump: bool) -> Payload:
+        """``create`` in albatrossd: prepare, console, exec, account, watch; the reply."""
+        assert self._nursery is not None
+        try:
+            prepared = self.vmmd.prepare(name, config)
+        except Refused as e:
+            log.error("failed to create %s: %s", name, e)
+            return Failure(e.message)
+        ring, dropped = self.consoles.add(name, self.vmmd.resources.console_limit(name))
+        for sub in dropped:
+            sub.close()
+        try:
+            self.vmmd.resources.check_unikernel(name, config)
+        except Refused:
+            return Failure("could not create unikernel: console failed")
+        nets = sorted(config.bridges, key=lambda n: n.name)
+        taps = []
+        for _ in nets:
+            taps.append(f"tap{self._tap_counter}")
+            self._tap_counter += 1
+        arguments = tuple(config.argv or ())
+        if config.add_name and name.label is not None:
+            arguments = (f"--name={name.label}", *arguments)
+        spec = LaunchSpec(
+            name=name,
+            image=prepared.image,
+            config=config,
+            arguments=arguments,
+            taps=tuple(taps),
+            block_files=tuple(
+                (b.name, os.fspath(self.block_file(block_name(name, b.host_device))))
+                for b in config.blocks
+            ),
+        )
+        splitter = LineSplitter()
+
+        def output(data: bytes) -> None:
+            lines = splitter.feed(data)
+            if not lines:
+                return
+            now = self.clock()
+            for line in lines:
+                ring.write(now, line)
+            entry = self.consoles.entry(name)
+            for version, sub in list(entry.subscribers if entry is not None else []):
+                for line in lines:
+                    msg = Message(Header(name, 0, version), ConsoleData(now, line))
+                    if not sub.offer(msg):
+                        self.consoles.unsubscribe(name, sub)
+                        break
+
+        try:
+            process = await self.runner.start(spec, output, self._nursery)
+        except (OSError, AlbatrossError) as e:
+            log.error("create (exec) failed for %s: %s", name, e)
+            return Failure("could not create unikernel: console failed")
+        unikernel = Unikernel(
+            config=config,
+            digest=prepared.digest,
+            started=self.clock(),
+            pid=process.pid,
+            taps=tuple(
+                (tap, n.mac or _mac(name, n.name)) for tap, n in zip(taps, nets, strict=True)
+            ),
+        )
+        self.vmmd.insert(name, unikernel)
+        self.processes[str(name)] = process
+        if needs_dump:
+            self.dump_state()
+        self.stats.add(
+            name,
+            Watched(
+                vmmdev=f"solo5-hvt-{process.pid}",
+                pid=process.pid,
+                taps=tuple((n.host_bridge, tap) for n, tap in zip(nets, taps, strict=True)),
+                memory=config.memory,
+                started=unikernel.started,
+            ),
+        )
+        if isinstance(config.fail_behaviour, Restart) or config.add_name:
+            waiter = Waiter()
+            if self.vmmd.register_restart(name, waiter):
+                self._nursery.start_soon(self._restart_handler, name, unikernel, waiter)
+        self._nursery.start_soon(self._watch_exit, name, process)
+        log.info("created %s (pid %d)", name, process.pid)
+        return StringReply("created unikernel")
+
+    async def _watch_exit(self, name: Name, process: Process) -> None:
+        exit = await process.wait()
+        async with self.lock:
+            log.info("unikernel %s (pid %d) stopped with %s", name, process.pid, exit)
+            if self.processes.get(str(name)) is process:
+                del self.processes[str(name)]
+            self.stats.remove(name)
+            self.consoles.deactivate(name)
+            waiter = self.vmmd.exited(name)
+            if waiter is None and not self.in_shutdown:
+                self.dump_state()
+        if waiter is not None:
+            waiter.wake(exit)
+
+    async def _restart_handler(self, name: Name, unikernel: Unikernel, waiter: Waiter) -> None:
+        exit = await waiter.wait()
+        if exit is None or self.in_shutdown:
+            return
+        config = unikernel.config
+        async with self.lock:
+            may = self.vmmd.may_restart(name)
+            if may and config.add_name and exit.code == 64:
+                await self.create(name, replace(config, add_name=False), needs_dump=True)
+            elif (
+                may
+                and isinstance(config.fail_behaviour, Restart)
+                and should_restart(config, exit.code)
+            ):
+                await self.create(name, config, needs_dump=False)
+            else:
+                self.dump_state()
+
+    def wake_dropped(self) -> None:
+        """Wake the waiters the pure code dropped (replaced or cancelled)."""
+        while self.vmmd.dropped:
+            self.vmmd.dropped.pop().wake(None)
+
+    def terminate(self, name: Name) -> None:
+        process = self.processes.get(str(name))
+        if process is not None:
+            process.terminate()
+
+
+def _text(payload: Payload) -> str:
+    if isinstance(payload, StringReply):
+        return payload.text
+    if isinstance(payload, Failure):
+        return "failure: " + payload.message
+    return type(payload).__name__

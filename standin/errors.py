@@ -1,0 +1,24 @@
+"""Errors of the daemon stand-in.
+
+:class:`Refused` carries albatross's failure text verbatim: the shell sends
+``Failure(message)`` back to the peer, so the text is part of the protocol
+(vmm_vmmd.ml, vmm_resources.ml).
+"""
+
+from __future__ import annotations
+
+from tlsendpoint.errors import AlbatrossError, PolicyError
+
+__all__ = ["PolicyRefused", "Refused"]
+
+
+class Refused(AlbatrossError):
+    """albatrossd refuses a command; ``message`` is the failure text it replies with."""
+
+    exit_code = 117
+
+
+class PolicyRefused(Refused, PolicyError):
+    """A refusal because of a resource policy (same reply, but also a :class:`PolicyError`)."""
+
+    exit_code = 117

@@ -1,0 +1,134 @@
+"""Run the stand-in inside a test: ``async with open_standin(tmp_path) as standin``.
+
+The daemon runs in-process, in a trio nursery, on unix sockets under
+``tmp_path`` (``<tmpdir>/util/vmmd.sock``, ``console.sock``, ``stat.sock``).
+``stop()``/``start()``/``restart()`` stop and start it on the same state
+directory, for persistence tests; ``restart(bridges=...)`` changes the host
+configuration in between, like albatrossd discovering a new bridge.
+
+Unix socket paths are limited to about 100 octets; if ``tmp_path`` is too
+deep, the socket directory is a short ``/tmp/standin-*`` directory instead
+(removed afterwards).  The state directory is always under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from standin.config import StandinConfig
+from standin.daemon import Clock, Daemon, utc_now
+from standin.runner import Runner
+
+__all__ = ["Standin", "open_standin"]
+
+_SOCKET_BUDGET = 100 - len("/util/console.sock")
+
+
+class Standin:
+    """A stand-in running in a test's nursery."""
+
+    def __init__(
+        self, nursery: trio.Nursery, config: StandinConfig, runner: Runner | None, clock: Clock
+    ) -> None:
+        self._nursery = nursery
+        self.config = config
+        self._runner = runner
+        self._clock = clock
+        self._scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self.daemon: Daemon | None = None
+
+    @property
+    def tmpdir(self) -> Path:
+        """The directory holding ``util/`` (pass it as the endpoint's/client's tmpdir)."""
+        return self.config.tmpdir
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.state_dir
+
+    def socket(self, name: str) -> Path:
+        """``vmmd``, ``console`` or ``stat``: the socket path."""
+        return self.config.socket(name)
+
+    @property
+    def running(self) -> bool:
+        return self._scope is not None
+
+    async def start(self) -> None:
+        if self._scope is not None:
+            raise RuntimeError("the stand-in is already running")
+        self._stopped = trio.Event()
+        self.daemon = await self._nursery.start(self._run)
+
+    async def _run(self, task_status: trio.TaskStatus[Daemon]) -> None:
+        daemon = Daemon(self.config, self._runner, self._clock)
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                await daemon.serve(task_status=task_status)
+        finally:
+            self._scope = None
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop like SIGTERM: unikernels are terminated but stay in the state file."""
+        if self._scope is None:
+            return
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    async def restart(self, **changes: Any) -> None:
+        """Stop, apply :class:`StandinConfig` field *changes* (e.g. ``bridges=()``), start."""
+        await self.stop()
+        self.config = replace(self.config, **changes)
+        await self.start()
+
+
+@asynccontextmanager
+async def open_standin(
+    tmp_path: Path,
+    *,
+    bridges: tuple[str, ...] = ("service",),
+    cpus: int = 2,
+    memory: int = 4096,
+    block_space: int = 10000,
+    stats_interval: float = 10.0,
+    runner: Runner | None = None,
+    clock: Clock = utc_now,
+) -> AsyncIterator[Standin]:
+    """Run a stand-in daemon for the duration of the block."""
+    tmpdir = tmp_path / "run"
+    short: str | None = None
+    if len(os.fsencode(tmpdir)) > _SOCKET_BUDGET:
+        short = tempfile.mkdtemp(prefix="standin-", dir="/tmp")
+        tmpdir = Path(short)
+    config = StandinConfig(
+        tmpdir=tmpdir,
+        state_dir=tmp_path / "state",
+        bridges=tuple(bridges),
+        cpus=cpus,
+        memory=memory,
+        block_space=block_space,
+        stats_interval=stats_interval,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            standin = Standin(nursery, config, runner, clock)
+            await standin.start()
+            try:
+                yield standin
+            finally:
+                await standin.stop()
+    finally:
+        if short is not None:
+            shutil.rmtree(short, ignore_errors=True)
