@@ -1,0 +1,286 @@
+"""Click commands of the CA toolkit, mounted by the client CLI (``alba``).
+
+``generate`` and ``sign`` are albatross-client's: same arguments, defaults and
+output lines.  albatross logs to **stdout** (``signing …``, and
+``albatross-client: [WARNING] …`` / ``[ERROR] …``), so these two commands keep
+that for scripts that parse it; exit code 0 or 124.  The ``ca`` group holds our
+additions (``delegate``, ``inspect``): data on stdout, diagnostics on stderr.
+Every failure exits with the code of its error class (124 for all of them,
+albatross's "Cli_failed").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ca.errors import CLI_FAILED
+from ca.inspect import describe_input, to_text
+from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
+from ca.provision import delegate, generate, sign
+from ca.store import MAX_FILE, read_bytes
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.wire import Policy
+
+__all__ = [
+    "LOG_PREFIX",
+    "ca_group",
+    "delegate_command",
+    "generate_command",
+    "inspect_command",
+    "register",
+    "sign_command",
+]
+
+#: The program name in albatross-style log lines (scripts grep for it).
+LOG_PREFIX = "albatross-client"
+
+
+def now() -> dt.datetime:
+    """The clock of every command (tests replace it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _say(message: str) -> None:
+    click.echo(message)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"{LOG_PREFIX}: [WARNING] {message}")
+
+
+@contextmanager
+def _albatross_errors(what: str) -> Iterator[None]:
+    """Report our errors as albatross does (stdout, ``[ERROR] error while …``) and exit."""
+    try:
+        yield
+    except AlbatrossError as exc:
+        click.echo(f"{LOG_PREFIX}: [ERROR] error while {what}: {exc.message}")
+        sys.exit(CLI_FAILED)
+
+
+@contextmanager
+def _our_errors() -> Iterator[None]:
+    """Report our errors on stderr and exit with 124."""
+    try:
+        yield
+    except AlbatrossError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(CLI_FAILED)
+
+
+_key_type = click.option(
+    "--key-type",
+    type=click.Choice(KEY_TYPES),
+    default="ed25519",
+    show_default=True,
+    help="Type of the keys created.",
+)
+_path = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command("generate")
+@click.argument("name")
+@click.argument("db", type=_path)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=ROOT_DAYS,
+    show_default=True,
+    help="Days the CA certificate is valid.",
+)
+@click.option(
+    "--server",
+    default="server",
+    show_default=True,
+    help="Name (CN and file name) of the server certificate and key.",
+)
+@click.option(
+    "--server-days",
+    type=click.IntRange(min=1),
+    default=SERVER_DAYS,
+    show_default=True,
+    help="Days the server certificate is valid.",
+)
+@click.option(
+    "--server-name",
+    "dns_names",
+    multiple=True,
+    help="DNS subjectAltName for the server certificate (repeatable).",
+)
+@click.option(
+    "--server-ip",
+    "ips",
+    multiple=True,
+    help="IP subjectAltName for the server certificate (repeatable).",
+)
+@_key_type
+def generate_command(
+    name: str,
+    db: Path,
+    days: int,
+    server: str,
+    server_days: int,
+    dns_names: tuple[str, ...],
+    ips: tuple[str, ...],
+    key_type: str,
+) -> None:
+    """Create a root CA (NAME.key, cacert.pem) and the server certificate; append to DB."""
+    with _albatross_errors("generating"):
+        generate(
+            Path("."),
+            name,
+            db,
+            now(),
+            days=days,
+            server=server,
+            server_days=server_days,
+            key_type=key_type,
+            dns_names=dns_names,
+            ips=ips,
+        )
+
+
+@click.command("sign")
+@click.argument("cacert", type=_path)
+@click.argument("db", type=_path)
+@click.argument("key", type=_path)
+@click.argument("csr", type=_path)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Days the certificate is valid [default: 365 for CAs, 1 for leaves].",
+)
+def sign_command(cacert: Path, db: Path, key: Path, csr: Path, days: int | None) -> None:
+    """Sign CSR with the CA in CACERT/KEY, write <CN>.pem and append to DB."""
+    with _albatross_errors("signing"):
+        sign(Path("."), cacert, db, key, csr, now(), _say, _warn, days)
+
+
+@click.command("delegate")
+@click.argument("name")
+@click.argument("unikernels", type=click.IntRange(min=0))
+@click.option("--mem", type=int, default=512, show_default=True, help="Memory in MB.")
+@click.option(
+    "--cpu",
+    "cpus",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="CPU id the friend may use (repeatable) [default: 0].",
+)
+@click.option(
+    "--size", type=click.IntRange(min=0), default=None, help="Block storage in MB [default: none]."
+)
+@click.option("--bridge", "bridges", multiple=True, help="Bridge the friend may use (repeatable).")
+@click.option(
+    "--ca",
+    "ca_cert",
+    type=_path,
+    default=Path("ca.pem"),
+    show_default=True,
+    help="Your CA certificate (first) and its chain.",
+)
+@click.option(
+    "--ca-key", type=_path, default=Path("ca.key"), show_default=True, help="Your CA's private key."
+)
+@click.option(
+    "--server-ca",
+    type=_path,
+    default=Path("cacert.pem"),
+    show_default=True,
+    help="Trust anchor of the endpoint, put into the bundle.",
+)
+@click.option("--endpoint", required=True, help="HOST[:PORT] of the endpoint (port 1025).")
+@click.option("--server-name", default=None, help="Name in the server certificate's SAN.")
+@click.option("--days", type=click.IntRange(min=1), default=INTERMEDIATE_DAYS, show_default=True)
+@click.option("--db", type=_path, default=None, help="Serial database to append to.")
+@click.option("--out", type=_path, default=None, help="Bundle file [default: NAME.bundle].")
+@_key_type
+def delegate_command(
+    name: str,
+    unikernels: int,
+    mem: int,
+    cpus: tuple[int, ...],
+    size: int | None,
+    bridges: tuple[str, ...],
+    ca_cert: Path,
+    ca_key: Path,
+    server_ca: Path,
+    endpoint: str,
+    server_name: str | None,
+    days: int,
+    db: Path | None,
+    out: Path | None,
+    key_type: str,
+) -> None:
+    """Delegate a sub-quota: key, CA certificate and one bundle file for NAME."""
+    policy = Policy(unikernels, frozenset(cpus or (0,)), mem, size, frozenset(bridges))
+    with _our_errors():
+        if not bridges:
+            click.echo("warning: policy without any network access", err=True)
+        done = delegate(
+            Path("."),
+            name,
+            policy,
+            ca_cert,
+            ca_key,
+            server_ca,
+            endpoint,
+            now(),
+            server_name=server_name,
+            key_type=key_type,
+            days=days,
+            db=db,
+            out=out,
+        )
+    click.echo(f"wrote {done.path}: delegated CA {name} with {policy}")
+
+
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read(MAX_FILE)
+    return read_bytes(Path(name), "input file")
+
+
+@click.command("inspect")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of plain words.")
+def inspect_command(files: tuple[str, ...], as_json: bool) -> None:
+    """Describe certificates, CSRs, chains, keys or bundles (PEM or DER; '-' = stdin)."""
+    with _our_errors():
+        described = [(name, describe_input(_read_input(name))) for name in files]
+    if as_json:
+        payload: object = (
+            described[0][1]
+            if len(described) == 1
+            else [{"file": name, **content} for name, content in described]
+        )
+        click.echo(json.dumps(payload, indent=1))
+        return
+    for name, content in described:
+        if len(described) > 1:
+            click.echo(f"==> {name} <==")
+        for line in to_text(content):
+            click.echo(line)
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Certificate authority tools beyond albatross: delegate, inspect."""
+
+
+ca_group.add_command(delegate_command)
+ca_group.add_command(inspect_command)
+
+
+def register(group: click.Group) -> None:
+    """Mount ``generate``, ``sign`` and the ``ca`` group on *group*."""
+    for command in (generate_command, sign_command, ca_group):
+        group.add_command(command)
