@@ -1,0 +1,205 @@
+"""The request path against a scriptable fake daemon: headers, policies, modes, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from tests.endpoint.fakedaemon import Conn, open_fake_daemon, reply_table
+from tests.endpoint.harness import open_harness
+from tests.endpoint.pki import POLICY
+from tlsendpoint.wire import (
+    ROOT,
+    BlockData,
+    BlockDeviceImage,
+    BlockDump,
+    BlockSet,
+    ConsoleData,
+    ConsoleSubscribe,
+    Empty,
+    End,
+    Failure,
+    Header,
+    Message,
+    Name,
+    PolicyAdd,
+    StringReply,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelDestroy,
+    UnikernelInfo,
+    UnikernelInfoList,
+)
+
+INFO = UnikernelInfoList(())
+
+
+async def test_single_reply_with_policies_deepest_first(tmp_path: Path) -> None:
+    async with open_fake_daemon({"vmmd": reply_table({UnikernelInfo: INFO})}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            alice = h.pki.sub_ca("alice")
+            bob = h.pki.sub_ca("bob", parent=alice)
+            replies = await h.run(h.pki.leaf("b1", UnikernelInfo(), via=[bob, alice]))
+    assert replies == [Message(Header(Name(("alice", "bob"), "b1"), 0, 5), INFO)]
+    (conn,) = daemon.conns("vmmd")
+    assert conn.received == [
+        Message(Header(Name(("alice", "bob")), 0), PolicyAdd(POLICY)),
+        Message(Header(Name(("alice",)), 1), PolicyAdd(POLICY)),
+        Message(Header(Name(("alice", "bob"), "b1"), 2), UnikernelInfo()),
+    ]
+
+
+async def test_sequence_counter_is_global(tmp_path: Path) -> None:
+    async with open_fake_daemon({"vmmd": reply_table({UnikernelDestroy: Empty()})}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            for _ in range(3):
+                await h.run(h.pki.leaf("x", UnikernelDestroy()))
+    sequences = [c.received[0].header.sequence for c in daemon.conns("vmmd")]  # type: ignore[union-attr]
+    assert sequences == [0, 1, 2]
+
+
+async def test_streamed_image_replaces_the_empty_one(tmp_path: Path) -> None:
+    created = StringReply("created unikernel")
+    async with open_fake_daemon({"vmmd": reply_table({UnikernelCreate: created})}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            command = UnikernelCreate(UnikernelConfig(image=b"", compressed=False))
+            replies = await h.run(h.pki.leaf("up", command), upload=[b"abc", b"def" * 1000])
+    assert [m.payload for m in replies] == [created]
+    (sent,) = daemon.conns("vmmd")[0].received
+    assert isinstance(sent, Message) and isinstance(sent.payload, UnikernelCreate)
+    assert sent.payload.config.image == b"abc" + b"def" * 1000
+
+
+async def test_block_set_stream_is_relayed_frame_for_frame(tmp_path: Path) -> None:
+    chunks = [b"\x78\xda" + b"x" * 580, b"\x01\x02\x03\x04"]
+    async with open_fake_daemon({"vmmd": reply_table({BlockSet: StringReply("set")})}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            replies = await h.run(h.pki.leaf("disk1", BlockSet(True)), upload=chunks)
+    assert [m.payload for m in replies] == [StringReply("set")]
+    received = daemon.conns("vmmd")[0].received
+    assert received[1:] == [*chunks, End()]
+
+
+async def test_dump_forwards_daemon_headers_and_ends_with_no_data(tmp_path: Path) -> None:
+    async def dump(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send(BlockDeviceImage(True), Name((), "disk1"), 7)
+        await conn.send(BlockData(b"chunk"), Name((), "disk1"), 7)
+        await conn.send(BlockData(None), Name((), "ignored"), 9)
+
+    async with open_fake_daemon({"vmmd": dump}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            replies = await h.run(h.pki.leaf("disk1", BlockDump(9)))
+    assert replies == [
+        Message(Header(Name((), "disk1"), 7, 5), BlockDeviceImage(True)),
+        Message(Header(Name((), "disk1"), 7, 5), BlockData(b"chunk")),
+        Message(Header(Name((), "disk1"), 0, 5), BlockData(None)),
+    ]
+
+
+async def test_console_stream_then_daemon_close(tmp_path: Path) -> None:
+    import datetime as dt
+
+    line = ConsoleData(dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "tick 1")
+
+    async def console(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send(StringReply("subscribed"), Name((), "tick1"), 3)
+        await conn.send(line, Name((), "tick1"), 3)
+
+    async with open_fake_daemon({"console": console}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            replies = await h.run(h.pki.leaf("tick1", ConsoleSubscribe(count=5)))
+    assert [m.payload for m in replies[:2]] == [StringReply("subscribed"), line]
+    final = replies[2]
+    assert final.header == Header(Name((), "tick1"), 0, 5)
+    assert isinstance(final.payload, Failure)
+    assert final.payload.message.startswith("exception while reading from fd")
+    # no policy adds on the console socket
+    assert len(daemon.conns("console")[0].received) == 1
+
+
+async def test_policy_rejected_by_daemon(tmp_path: Path) -> None:
+    async def strict(conn: Conn) -> None:
+        message = await conn.receive()
+        await conn.send(
+            Failure("policy above allows 2 unikernels, which is fewer than 10"), message.header.name
+        )
+
+    async with open_fake_daemon({"vmmd": strict}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            alice = h.pki.sub_ca("alice")
+            replies = await h.run(h.pki.leaf("a1", UnikernelInfo(), via=[alice]))
+    assert replies == [
+        Message(
+            Header(Name(("alice",), "a1"), 0, 5),
+            Failure(
+                "expected success when adding policy, got: host [unikernel: alice:]: "
+                "command failed policy above allows 2 unikernels, which is fewer than 10"
+            ),
+        )
+    ]
+    assert len(daemon.conns("vmmd")[0].received) == 1  # the command was never sent
+
+
+async def test_refusal_gets_a_failure_reply(tmp_path: Path) -> None:
+    async with open_fake_daemon({"vmmd": reply_table({})}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            replies = await h.run(h.pki.leaf("x", PolicyAdd(POLICY)))
+    assert len(replies) == 1
+    assert replies[0].header == Header(ROOT, 0, 5)
+    assert isinstance(replies[0].payload, Failure)
+    assert replies[0].payload.message.startswith("unexpected command: policy add")
+    assert daemon.connections == []
+
+
+async def test_daemon_down(tmp_path: Path) -> None:
+    async with open_harness(tmp_path, tmp_path / "nowhere") as h:
+        (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    assert isinstance(reply.payload, Failure)
+    assert reply.payload.message.startswith("couldn't reach service vmmd: ")
+    assert "No such file or directory" in reply.payload.message
+
+
+async def test_daemon_closes_without_reply(tmp_path: Path) -> None:
+    async def rude(conn: Conn) -> None:
+        await conn.receive()
+
+    async with open_fake_daemon({"vmmd": rude}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    assert reply.payload == Failure(
+        "error reading from fd: vmmd daemon closed the connection before sending a frame"
+    )
+
+
+async def test_daemon_sends_garbage(tmp_path: Path) -> None:
+    async def garbage(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send_raw(b"\x00\x00\x00\x03abc")
+        await trio.sleep_forever()
+
+    async with open_fake_daemon({"vmmd": garbage}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir) as h:
+            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    assert isinstance(reply.payload, Failure)
+    assert reply.payload.message.startswith(
+        "error reading from fd: vmmd daemon sent an undecodable message"
+    )
+
+
+async def test_daemon_frame_too_large(tmp_path: Path) -> None:
+    from tlsendpoint.limits import Limits
+
+    async def huge(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send_raw(b"\x10\x00\x00\x00")  # 256 MiB announced
+        await trio.sleep_forever()
+
+    async with open_fake_daemon({"vmmd": huge}) as daemon:
+        async with open_harness(tmp_path, daemon.socket_dir, Limits(max_frame=1 << 20)) as h:
+            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    assert reply.payload == Failure(
+        "error reading from fd: frame of 268435456 octets exceeds the limit of 1048576 octets"
+    )

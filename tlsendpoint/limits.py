@@ -1,0 +1,39 @@
+"""Every deadline and bound of the endpoint, with its default (albatross has none: §2.8).
+
+Each field is a command-line option of ``albatross-tls-endpoint`` (see
+:mod:`tlsendpoint.cli`); times are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlsendpoint.tlscontext import DEFAULT_MAX_CERT_LIST
+from tlsendpoint.wire import DEFAULT_MAX_FRAME
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    #: TLS handshake, from accept to the verified chain.
+    handshake_timeout: float = 30.0
+    #: Waiting for the next chunk of an image upload or block-set stream from the client.
+    upload_timeout: float = 60.0
+    #: Connecting to a daemon socket and waiting for each reply of a single-reply command,
+    #: a policy insertion, or the next chunk of a block dump.
+    daemon_timeout: float = 120.0
+    #: A console or stats stream with no message from the daemon for this long is closed.
+    idle_timeout: float = 900.0
+    #: Sending one message to the client (a client that stops reading is dropped).
+    send_timeout: float = 60.0
+    #: Largest frame accepted from the client or a daemon, in octets.
+    max_frame: int = DEFAULT_MAX_FRAME
+    #: Largest image a client may upload after the handshake, in octets.
+    max_image: int = 64 * 1024 * 1024
+    #: Largest client certificate chain (OpenSSL max_cert_list), in octets.
+    max_cert_list: int = DEFAULT_MAX_CERT_LIST
+    #: Connections handled at once; further ones wait in the listen backlog.
+    max_connections: int = 256
+    #: On SIGTERM, how long running connections may continue before they are cancelled.
+    grace_period: float = 10.0

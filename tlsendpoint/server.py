@@ -1,0 +1,225 @@
+"""The endpoint's trio shell: accept, handshake, authorise, serve, reply, log.
+
+Each connection runs in its own task in one nursery and catches everything it
+can raise, so one peer never affects another (albatross ``Lwt.async`` per
+connection).  The steps and their bounds:
+
+1. TLS handshake under ``handshake_timeout`` (a failed or slow one is logged and
+   closed; the client got OpenSSL's alert);
+2. :func:`authorize` on the verified chain; a :class:`Refusal` is answered with
+   ``Failure <reason>`` (header: version 5, sequence 0, name ``:``) - albatross
+   closes silently here;
+3. :func:`serve_request` to the daemon, then the final reply with header
+   (certificate version, 0, derived name), then close_notify;
+4. one log line (:class:`ConnectionRecord`).
+
+Concurrency is bounded by a :class:`trio.CapacityLimiter`: the accept loop
+takes a slot *before* accepting, so excess connections wait in the kernel's
+listen backlog instead of costing memory here.  ``accept`` errors such as
+EMFILE are logged and retried after a short pause (albatross retries at once
+and floods its log).  :meth:`Endpoint.serve` stops accepting when ``shutdown``
+is set and gives running connections ``grace_period`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from tlsendpoint.authorize import Refusal, authorize
+from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.framedio import FramedStream, TransportError
+from tlsendpoint.limits import Limits
+from tlsendpoint.routing import command_name
+from tlsendpoint.session import (
+    ClientGone,
+    RequestFailed,
+    SequenceCounter,
+    SessionStats,
+    serve_request,
+)
+from tlsendpoint.tlscontext import peer_chain
+from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload
+
+__all__ = ["Endpoint", "describe_peer"]
+
+#: Pause after an accept error (EMFILE, ENFILE, ENOBUFS, ENOMEM) before retrying.
+ACCEPT_ERROR_PAUSE = 0.1
+#: How long closing a connection (close_notify) may take.
+CLOSE_TIMEOUT = 2.0
+
+_ACCEPT_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def describe_peer(stream: trio.abc.Stream) -> str:
+    """``host:port`` (or ``unix``/``?``) of a socket stream's peer."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            address = stream.socket.getpeername()
+        except OSError:
+            return "?"
+        if isinstance(address, tuple):
+            host, port = address[0], address[1]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return "unix" if not address else str(address)
+    return "stream"
+
+
+def _payload_outcome(payload: Payload) -> tuple[bool, str]:
+    if isinstance(payload, Failure):
+        return False, f"failure: {payload.message}"
+    return True, f"success: {type(payload).__name__}"
+
+
+@dataclass
+class Endpoint:
+    """The TLS endpoint: a TLS context, the daemon socket directory and the limits."""
+
+    ssl_context: ssl.SSLContext
+    socket_dir: Path
+    limits: Limits = field(default_factory=Limits)
+    counter: SequenceCounter = field(default_factory=SequenceCounter)
+
+    def __post_init__(self) -> None:
+        self.limiter = trio.CapacityLimiter(self.limits.max_connections)
+        self.active = 0
+
+    # -- one connection ----------------------------------------------------------
+
+    async def _reply(
+        self, client: FramedStream, name: Name, version: int, payload: Payload
+    ) -> None:
+        message = Message(Header(name, 0, version), payload)
+        with trio.move_on_after(self.limits.send_timeout):
+            await client.send_message(message)
+
+    async def _serve_tls(
+        self, tls: trio.SSLStream[trio.abc.Stream], record: ConnectionRecord
+    ) -> None:
+        with trio.move_on_after(self.limits.handshake_timeout) as handshake:
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                record.outcome = f"TLS handshake failed: {exc.__cause__ or exc}"
+                return
+        if handshake.cancelled_caught:
+            record.outcome = (
+                f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
+            )
+            return
+        chain = peer_chain(tls._ssl_object)
+        record.chain = describe_chain(chain)
+        client = FramedStream(tls, self.limits.max_frame, "client")
+        try:
+            request = authorize(chain)
+        except Refusal as refusal:
+            record.outcome = f"refused: {refusal.message}"
+            await self._reply(client, ROOT, VERSION, Failure(refusal.message))
+            return
+        record.name = str(request.name)
+        record.command = command_name(request.command)
+        stats = SessionStats()
+        try:
+            payload = await serve_request(
+                client, request, self.socket_dir, self.limits, self.counter, stats
+            )
+        except RequestFailed as failed:
+            payload = Failure(failed.message)
+        except ClientGone as gone:
+            record.outcome = f"client gone: {gone.message}"
+            return
+        finally:
+            record.details.extend(
+                f"{key}={value}"
+                for key, value in (
+                    ("uploaded", stats.uploaded),
+                    ("relayed", stats.relayed),
+                    ("streamed", stats.forwarded),
+                )
+                if value
+            )
+        record.ok, record.outcome = _payload_outcome(payload)
+        await self._reply(client, request.name, request.version, payload)
+
+    async def handle(self, transport: trio.abc.Stream, peer: str | None = None) -> None:
+        """Serve one accepted connection; never raises (except cancellation)."""
+        record = ConnectionRecord(peer or describe_peer(transport))
+        started = trio.current_time()
+        tls = trio.SSLStream(transport, self.ssl_context, server_side=True)
+        self.active += 1
+        try:
+            await self._serve_tls(tls, record)
+        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            record.outcome = f"connection broken: {exc}"
+        except AlbatrossError as exc:
+            record.outcome = f"error: {exc.message}"
+        except Exception as exc:  # one bad connection must never stop the server
+            LOGGER.exception("internal error while serving %s", record.peer)
+            record.outcome = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            self.active -= 1
+            with trio.move_on_after(CLOSE_TIMEOUT) as closing:
+                closing.shield = True
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await tls.aclose()
+            await trio.aclose_forcefully(transport)
+            line = record.line(trio.current_time() - started)
+            (LOGGER.info if record.ok else LOGGER.warning)("%s", line)
+
+    # -- listeners ---------------------------------------------------------------
+
+    async def _run_connection(self, transport: trio.abc.Stream, token: object) -> None:
+        try:
+            await self.handle(transport)
+        finally:
+            self.limiter.release_on_behalf_of(token)
+
+    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        while True:
+            token = object()
+            await self.limiter.acquire_on_behalf_of(token)
+            try:
+                transport = await listener.accept()
+            except OSError as exc:
+                self.limiter.release_on_behalf_of(token)
+                if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                    raise
+                LOGGER.error("accept failed: %s; retrying in %s s", exc, ACCEPT_ERROR_PAUSE)
+                await trio.sleep(ACCEPT_ERROR_PAUSE)
+                continue
+            except BaseException:
+                self.limiter.release_on_behalf_of(token)
+                raise
+            connections.start_soon(self._run_connection, transport, token)
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        shutdown: trio.Event,
+        *,
+        task_status: trio.TaskStatus[list[object]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept on *listeners* until *shutdown* is set, then drain within the grace period."""
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(self._accept_loop, listener, connections)
+                task_status.started([lst.socket.getsockname() for lst in listeners])
+                await shutdown.wait()
+                accepting.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            if self.active:
+                LOGGER.warning(
+                    "stopping: %d connection(s) still running, %g s grace period",
+                    self.active,
+                    self.limits.grace_period,
+                )
+            connections.cancel_scope.deadline = trio.current_time() + self.limits.grace_period
