@@ -1,0 +1,123 @@
+"""``alba``: the albatross-client command set as a composed click tree.
+
+Each command group lives in its own module; this one mounts them (and the CA
+toolkit's ``generate``, ``sign`` and ``ca`` commands), and turns errors into
+albatross-client's output and exit codes (behaviour.md §4.6-4.7): log lines
+(``prog: [ERROR] ...``) on stdout, command-line errors (``prog: ...``) on
+stderr, click usage errors exit 124 like cmdliner's.  Tracebacks only with
+``ALBA_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from client import cmd_block, cmd_console, cmd_policy, cmd_unikernel
+from client.cmd_cert import certificate
+from client.cmd_remote import remote
+from client.cmd_update import update
+from client.errors import ClientError, ExitStatus
+from client.fmt import Formatter
+from client.output import format_log
+from tlsendpoint.errors import AlbatrossError
+
+__all__ = ["alba", "main", "term_error"]
+
+
+def term_error(prog: str, message: str) -> str:
+    """A cmdliner-style error: ``prog: `` then the words wrapped under the first one."""
+    f = Formatter()
+    f.text(f"{prog}: ").open_box().words(message).close_box().newline()
+    return f.getvalue()
+
+
+class AlbaGroup(click.Group):
+    """A group whose ``main`` maps our errors to albatross-client exit codes."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        prog = prog_name or os.path.basename(sys.argv[0]) or "alba"
+        try:
+            super().main(args, prog, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(ExitStatus.CLI_FAILED)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(ExitStatus.CLI_FAILED)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(ExitStatus.CLI_FAILED)
+        except KeyboardInterrupt:
+            # Ctrl-C ends a console or stats follow: that is how the user stops it.
+            click.echo(f"{prog}: interrupted, stopped following", err=True)
+            sys.exit(ExitStatus.SUCCESS)
+        except AlbatrossError as exc:
+            if os.environ.get("ALBA_DEBUG"):
+                raise
+            sys.exit(_report(prog, exc))
+        sys.exit(ExitStatus.SUCCESS)
+
+
+def _report(prog: str, exc: AlbatrossError) -> int:
+    if isinstance(exc, ClientError):
+        if exc.log == "error":
+            click.echo(format_log(f"{prog}: [ERROR] ", lambda f: f.text(exc.message)), nl=False)
+        elif exc.log == "term":
+            click.echo(term_error(prog, exc.message), nl=False, err=True)
+        return exc.exit_code
+    # Core errors reaching here come from checking the user's input (a manifest, a
+    # policy, a name): albatross reports those as command-line errors, exit 124.
+    click.echo(term_error(prog, exc.message), nl=False, err=True)
+    return int(ExitStatus.CLI_FAILED)
+
+
+@click.group(cls=AlbaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="albatross-gateway", message="%(prog)s %(version)s")
+def alba() -> None:
+    """Run albatross commands on a local or remote unikernel host.
+
+    A command goes to the local daemon sockets (default, or --socket), to a
+    remote TLS endpoint (--destination with --ca, --ca-key, --server-ca, or
+    --remote NAME), or into a CSR (--csr) for signing later.
+    """
+
+
+for module in (cmd_unikernel, cmd_console, cmd_block, cmd_policy):
+    for command in module.commands:
+        alba.add_command(command)
+alba.add_command(update)
+alba.add_command(certificate)
+alba.add_command(remote)
+
+
+def _mount_ca() -> None:
+    """Mount the CA toolkit's commands if ca/cli.py provides them."""
+    try:
+        from ca import cli as ca_cli
+    except ImportError:
+        return
+    for attr, name in (("generate", "generate"), ("sign", "sign"), ("ca", "ca")):
+        command = getattr(ca_cli, attr, None)
+        if isinstance(command, click.Command):
+            alba.add_command(command, name)
+
+
+_mount_ca()
+
+
+def main() -> None:
+    alba.main()

@@ -1,0 +1,93 @@
+"""Policy commands: policy, add-policy (replace-policy), remove-policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from client.cmd_console import PATH_OPTION, PathType
+from client.cmd_unikernel import term
+from client.commands import build_policy
+from client.errors import CliFailed
+from client.options import destination_options, make_printer, resolve_destination, run_command
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.wire import Name, PolicyInfo, PolicyRemove
+
+__all__ = ["commands"]
+
+
+@click.command("policy")
+@PATH_OPTION
+@destination_options
+@click.pass_context
+def policy(ctx: click.Context, /, path: Name, **params: Any) -> None:
+    """Show the policies at and below a path."""
+    run_command(ctx, params, PolicyInfo(), path)
+
+
+def _add_policy(
+    ctx: click.Context,
+    /,
+    path: Name,
+    unikernels: int,
+    mem: int,
+    cpus: tuple[int, ...],
+    block: int | None,
+    bridges: tuple[str, ...],
+    params: dict[str, Any],
+) -> None:
+    dest = resolve_destination(params)
+    try:
+        command, warnings = build_policy(unikernels, mem, list(cpus) or [0], block, list(bridges))
+    except AlbatrossError as exc:
+        raise CliFailed(exc.message) from None
+    printer = make_printer(ctx, params)
+    for warning in warnings:
+        printer.warn(warning)
+    run_command(ctx, params, command, path, dest=dest)
+
+
+def _add_policy_command(cmd_name: str) -> click.Command:
+    @click.command(cmd_name)
+    @click.argument("path", type=PathType())
+    @click.argument("unikernels", type=int)
+    @click.option("--mem", type=int, default=512, show_default=True, help="Memory in MB.")
+    @click.option("--cpu", "cpus", type=int, multiple=True, help="CPU id to allow (repeat) [0].")
+    @click.option("--block", "--size", "block", type=int, help="Block storage in MB.")
+    @click.option("--network", "--bridge", "bridges", multiple=True, help="Bridge (repeat).")
+    @destination_options
+    @click.pass_context
+    def add_policy(
+        ctx: click.Context,
+        /,
+        path: Name,
+        unikernels: int,
+        mem: int,
+        cpus: tuple[int, ...],
+        block: int | None,
+        bridges: tuple[str, ...],
+        **params: Any,
+    ) -> None:
+        """Add or replace the policy at PATH (locally, or as a CSR for a delegation CA)."""
+        _add_policy(ctx, path, unikernels, mem, cpus, block, bridges, params)
+
+    return add_policy
+
+
+@click.command("remove-policy")
+@PATH_OPTION
+@destination_options
+@click.pass_context
+def remove_policy(ctx: click.Context, /, path: Name, **params: Any) -> None:
+    """Remove the policy at a path (local socket)."""
+    run_command(ctx, params, PolicyRemove(), path)
+
+
+commands = [
+    policy,
+    _add_policy_command("add-policy"),
+    _add_policy_command("replace-policy"),
+    remove_policy,
+]
+_ = term

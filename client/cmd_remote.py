@@ -1,0 +1,158 @@
+"""``alba remote add/list/remove/import``: manage named remotes (remotes.toml)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from client.destination import parse_host_port
+from client.errors import CliFailed
+from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
+from tlsendpoint.errors import AlbatrossError
+
+__all__ = ["remote"]
+
+
+@click.group("remote")
+def remote() -> None:
+    """Manage named remotes (used with --remote NAME)."""
+
+
+def _check_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise CliFailed(f"remote name {name!r}: use letters, digits, '-', '_' and '.'", log="term")
+    return name
+
+
+@remote.command("add")
+@click.argument("name")
+@click.option("-d", "--destination", required=True, metavar="HOST[:PORT]")
+@click.option("--ca", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--ca-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--server-ca", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--server-name", help="Host name the server certificate must carry.")
+@click.option("--key-type", help="Leaf key type.")
+@click.option("--force", is_flag=True, help="Replace an existing remote of that name.")
+def add(
+    name: str,
+    destination: str,
+    ca: Path,
+    ca_key: Path,
+    server_ca: Path,
+    server_name: str | None,
+    key_type: str | None,
+    force: bool,
+) -> None:
+    """Add a remote NAME."""
+    _store(
+        name,
+        RemoteEntry(
+            destination,
+            str(ca.resolve()),
+            str(ca_key.resolve()),
+            str(server_ca.resolve()),
+            server_name,
+            key_type,
+        ),
+        force,
+    )
+
+
+def _store(name: str, entry: RemoteEntry, force: bool) -> None:
+    _check_name(name)
+    try:
+        parse_host_port(entry.destination)
+    except AlbatrossError as exc:
+        raise CliFailed(f"destination {entry.destination!r}: {exc.message}", log="term") from None
+    remotes = load_remotes()
+    if name in remotes and not force:
+        raise CliFailed(f"remote {name!r} exists already (use --force to replace it)", log="term")
+    remotes[name] = entry
+    path = save_remotes(remotes)
+    click.echo(f"remote {name} saved in {path}")
+
+
+@remote.command("list")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def list_(json_output: bool) -> None:
+    """List the remotes."""
+    remotes = load_remotes()
+    if json_output:
+        click.echo(json.dumps({n: vars(e) for n, e in sorted(remotes.items())}, sort_keys=True))
+        return
+    if not remotes:
+        click.echo(f"no remotes in {config_path()}")
+    for name, entry in sorted(remotes.items()):
+        extra = f" (server name {entry.server_name})" if entry.server_name else ""
+        click.echo(f"{name}: {entry.destination}{extra}")
+
+
+@remote.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Remove the remote NAME."""
+    remotes = load_remotes()
+    if name not in remotes:
+        raise CliFailed(f"no remote {name!r} in {config_path()}", log="term")
+    del remotes[name]
+    save_remotes(remotes)
+    click.echo(f"remote {name} removed")
+
+
+def _bundle_field(bundle: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in bundle:
+            return bundle[key]
+    raise CliFailed(f"delegation bundle: missing {keys[0]!r}", log="term")
+
+
+def _write_secret(path: Path, data: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(data)
+
+
+@remote.command("import")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", help="Remote name (default: the bundle's name).")
+@click.option("--force", is_flag=True, help="Replace an existing remote of that name.")
+def import_(bundle: Path, name: str | None, force: bool) -> None:
+    """Import a delegation bundle made by ``alba ca delegate``."""
+    try:
+        data = json.loads(bundle.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliFailed(f"delegation bundle {bundle}: {exc}", log="term") from None
+    if not isinstance(data, dict):
+        raise CliFailed(f"delegation bundle {bundle}: not a JSON object", log="term")
+    name = _check_name(name or str(_bundle_field(data, "name", "cn")))
+    chain = _bundle_field(data, "chain", "chain_pem")
+    key = _bundle_field(data, "key", "key_pem")
+    server_ca = _bundle_field(data, "server_ca", "server_ca_pem")
+    destination = _bundle_field(data, "endpoint", "destination")
+    if not all(isinstance(v, str) for v in (chain, key, server_ca, destination)):
+        raise CliFailed(f"delegation bundle {bundle}: fields must be strings", log="term")
+    directory = config_path().parent / name
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files = {"chain.pem": chain, "key.pem": key, "server-ca.pem": server_ca}
+    for fname in files:
+        if (directory / fname).exists() and not force:
+            raise CliFailed(f"{directory / fname} exists (use --force to replace)", log="term")
+        (directory / fname).unlink(missing_ok=True)
+    for fname, content in files.items():
+        _write_secret(directory / fname, content, 0o600 if fname == "key.pem" else 0o644)
+    entry = RemoteEntry(
+        destination,
+        str(directory / "chain.pem"),
+        str(directory / "key.pem"),
+        str(directory / "server-ca.pem"),
+        data.get("server_name") if isinstance(data.get("server_name"), str) else None,
+    )
+    _store(name, entry, force)

@@ -1,0 +1,84 @@
+"""Where a command goes: a local daemon socket, a remote endpoint, or a CSR (pure).
+
+albatross-client's rules (behaviour.md §4.1): exactly one of ``--socket``,
+``--destination``, ``--csr``; a remote port defaults to 1025 and the last ``:``
+separates it (we also accept ``[v6]:port``); the local socket is
+``<tmpdir>/util/<daemon>.sock``.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlsendpoint.errors import UsageError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "Csr",
+    "Destination",
+    "Local",
+    "Remote",
+    "default_tmpdir",
+    "parse_host_port",
+]
+
+DEFAULT_PORT = 1025
+
+
+def default_tmpdir() -> Path:
+    """``/run/albatross`` on Linux, ``/var/run/albatross`` on FreeBSD and macOS."""
+    return Path("/run/albatross" if platform.system() == "Linux" else "/var/run/albatross")
+
+
+def parse_host_port(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST[:PORT]``; ``-`` is the "print the chain" pseudo-destination."""
+    if text == "":
+        raise UsageError("empty host: give HOST or HOST:PORT")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise UsageError(f"destination {text!r}: write an IPv6 address as [ADDR]:PORT")
+        port_text = rest[1:] if rest else None
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    else:
+        host, port_text = text, None
+    if port_text is None:
+        return host, default_port
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError("failed to parse port") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"port {port} is not within 1..65535")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Local:
+    socket: str | None  # explicit --socket, "-" = print the DER command
+    tmpdir: Path
+
+    def socket_path(self, daemon: str) -> str:
+        return self.socket or str(self.tmpdir / "util" / f"{daemon}.sock")
+
+
+@dataclass(frozen=True)
+class Remote:
+    host: str
+    port: int
+    ca: Path
+    ca_key: Path
+    server_ca: Path
+    key_type: str = "ed25519"
+    server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Csr:
+    key_type: str = "ed25519"
+
+
+Destination = Local | Remote | Csr

@@ -1,0 +1,183 @@
+"""The destination and output options every remote-capable command takes.
+
+albatross-client puts them on each subcommand (``info --destination h --ca c``),
+so ``destination_options`` adds them to each of ours, plus ``--remote NAME``
+(a named remote from remotes.toml), ``--server-name``, ``--json`` and
+``--timeout``.  ``run_command`` turns them into a destination and runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import trio
+
+from ca.profiles import KEY_TYPES
+from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
+from client.errors import CliFailed
+from client.remotes import load_remotes
+from client.run import DataSource, execute
+from client.session import REPLY_TIMEOUT, Printer, Settings
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.wire import Command, Name
+
+__all__ = [
+    "destination_options",
+    "make_printer",
+    "make_settings",
+    "output_options",
+    "resolve_destination",
+    "run_command",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NET = "Networking options"
+
+
+def output_options(func: F) -> F:
+    func = click.option("--json", "json_output", is_flag=True, help="Print JSON lines.")(func)
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=REPLY_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for a reply (console and stats streams then follow forever).",
+    )(func)
+    func = click.option("-v", "--verbose", count=True, hidden=True)(func)
+    func = click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout.")(func)
+    return func
+
+
+def destination_options(func: F) -> F:
+    opts: list[Callable[[F], F]] = [
+        click.option("--socket", help='Local daemon socket ("-" prints the command).'),
+        click.option(
+            "--tmpdir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help=f"albatross runtime directory (default {default_tmpdir()}).",
+        ),
+        click.option("-d", "--destination", metavar="HOST[:PORT]", help="Remote endpoint."),
+        click.option("--csr", is_flag=True, help="Write a key and a CSR instead of running."),
+        click.option("--remote", "remote_name", metavar="NAME", help="A named remote."),
+        click.option(
+            "--ca", type=click.Path(path_type=Path), help="CA certificate and chain [ca.pem]."
+        ),
+        click.option("--ca-key", type=click.Path(path_type=Path), help="CA private key [ca.key]."),
+        click.option(
+            "--server-ca",
+            type=click.Path(path_type=Path),
+            help="Server trust anchors [cacert.pem].",
+        ),
+        click.option("--server-name", help="Check the server certificate names this host."),
+        click.option("--key-type", type=click.Choice(KEY_TYPES), help="Leaf key type [ed25519]."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return output_options(func)
+
+
+def prog_name(ctx: click.Context) -> str:
+    return ctx.find_root().info_name or "alba"
+
+
+def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
+    if params.get("quiet"):
+        return Printer(prog_name(ctx), lambda _s: None, _err, bool(params.get("json_output")))
+    return Printer(prog_name(ctx), _out, _err, bool(params.get("json_output")))
+
+
+def _out(text: str) -> None:
+    click.echo(text, nl=False)
+
+
+def _err(text: str) -> None:
+    click.echo(text, nl=False, err=True)
+
+
+def _progress(label: str) -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int) -> None:
+        sys.stderr.write(f"\r{label}: {done / 1048576:.1f} MiB")
+        sys.stderr.flush()
+
+    return show
+
+
+def make_settings(
+    ctx: click.Context, params: dict[str, Any], label: str = "transferred"
+) -> Settings:
+    return Settings(
+        printer=make_printer(ctx, params),
+        reply_timeout=float(params.get("timeout") or REPLY_TIMEOUT),
+        progress=_progress(label),
+    )
+
+
+def resolve_destination(params: dict[str, Any]) -> Destination:
+    """Exactly one destination, with named-remote values as defaults for the flags."""
+    remote_name = params.get("remote_name")
+    chosen = [
+        bool(params.get("csr")),
+        params.get("destination") is not None,
+        params.get("socket") is not None,
+    ]
+    if sum(chosen) > 1 or (remote_name and (chosen[0] or chosen[2])):
+        raise CliFailed(
+            "The options --csr, --destination, and --socket are mutually exclusive", log="term"
+        )
+    key_type = params.get("key_type")
+    if params.get("csr"):
+        return Csr(key_type or "ed25519")
+    destination = params.get("destination")
+    entry = None
+    if remote_name:
+        remotes = load_remotes()
+        if remote_name not in remotes:
+            known = ", ".join(sorted(remotes)) or "none"
+            raise CliFailed(f"unknown remote {remote_name!r} (known: {known})", log="term")
+        entry = remotes[remote_name]
+        destination = destination or entry.destination
+    if destination is None:
+        return Local(params.get("socket"), params.get("tmpdir") or default_tmpdir())
+    try:
+        host, port = parse_host_port(destination)
+    except AlbatrossError as exc:
+        raise CliFailed(f"option '--destination': {exc.message}", log="term") from None
+
+    def pick(flag: str, default: str) -> Path:
+        value = params.get(flag)
+        if value is not None:
+            return Path(value)
+        return Path(getattr(entry, flag)) if entry is not None else Path(default)
+
+    server_name = params.get("server_name") or (entry.server_name if entry else None)
+    return Remote(
+        host,
+        port,
+        pick("ca", "ca.pem"),
+        pick("ca_key", "ca.key"),
+        pick("server_ca", "cacert.pem"),
+        key_type or (entry.key_type if entry and entry.key_type else "ed25519"),
+        server_name,
+    )
+
+
+def run_command(
+    ctx: click.Context,
+    params: dict[str, Any],
+    command: Command,
+    name: Name,
+    data: DataSource | None = None,
+    dest: Destination | None = None,
+) -> None:
+    """Run *command* at the chosen destination; errors propagate to the CLI's main."""
+    dest = dest if dest is not None else resolve_destination(params)
+    settings = make_settings(ctx, params)
+    trio.run(execute, command, name, dest, settings, data)

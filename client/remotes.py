@@ -1,0 +1,99 @@
+"""Named remotes in ``~/.config/albatross/remotes.toml`` (read with tomllib).
+
+A remote holds what a user would otherwise type on every command::
+
+    [remotes.friend]
+    destination = "host.example:1025"
+    ca = "/home/me/.config/albatross/friend/chain.pem"     # our CA first, then its chain
+    ca_key = "/home/me/.config/albatross/friend/key.pem"
+    server_ca = "/home/me/.config/albatross/friend/server-ca.pem"
+    server_name = "host.example"                             # optional: checked against the SAN
+    key_type = "ed25519"                                     # optional
+
+The file is written by ``alba remote add/import/remove`` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from client.errors import CliFailed
+
+__all__ = ["RemoteEntry", "config_path", "load_remotes", "save_remotes"]
+
+_KEYS = ("destination", "ca", "ca_key", "server_ca", "server_name", "key_type")
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    destination: str
+    ca: str
+    ca_key: str
+    server_ca: str
+    server_name: str | None = None
+    key_type: str | None = None
+
+
+def config_path() -> Path:
+    """``$ALBATROSS_REMOTES``, else ``$XDG_CONFIG_HOME/albatross/remotes.toml``."""
+    explicit = os.environ.get("ALBATROSS_REMOTES")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "albatross" / "remotes.toml"
+
+
+def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
+    path = path or config_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CliFailed(f"remotes file {path}: {exc}", log="term") from None
+    table = data.get("remotes", {})
+    if not isinstance(table, dict):
+        raise CliFailed(f"remotes file {path}: [remotes] must be a table", log="term")
+    out: dict[str, RemoteEntry] = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            raise CliFailed(f"remotes file {path}: remote {name!r} must be a table", log="term")
+        unknown = set(entry) - set(_KEYS)
+        missing = {"destination", "ca", "ca_key", "server_ca"} - set(entry)
+        if unknown or missing:
+            problem = f"unknown keys {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
+            raise CliFailed(f"remotes file {path}: remote {name!r}: {problem}", log="term")
+        if not all(isinstance(v, str) for v in entry.values()):
+            raise CliFailed(f"remotes file {path}: remote {name!r}: values are strings", log="term")
+        out[name] = RemoteEntry(**entry)
+    return out
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    if any(ord(c) < 0x20 for c in escaped):
+        raise CliFailed(f"control characters are not allowed in {text!r}", log="term")
+    return f'"{escaped}"'
+
+
+def save_remotes(remotes: dict[str, RemoteEntry], path: Path | None = None) -> Path:
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    for name in sorted(remotes):
+        lines.append(f"[remotes.{_quote(name)}]")
+        entry = remotes[name]
+        for f in fields(entry):
+            value = getattr(entry, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_quote(value)}")
+        lines.append("")
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines))
+    os.replace(tmp, path)
+    return path

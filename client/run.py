@@ -1,0 +1,169 @@
+"""Run one command against its destination: local socket, remote endpoint or CSR files.
+
+This is albatross-client's ``jump`` (client/albatross_client.ml), step by step as in
+behaviour.md §4.2/§4.3; every failure is a :class:`client.errors.ClientError`
+carrying albatross's exit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from ca.profiles import PrivateKey, albatross_command, generate_key, make_csr
+from client.commands import leaf_cn
+from client.destination import Csr, Destination, Local, Remote
+from client.errors import CliFailed, CommunicationFailed
+from client.leafcert import (
+    LeafChain,
+    load_ca,
+    load_certs,
+    load_key,
+    make_leaf,
+    pem_chain,
+    validate_chain,
+)
+from client.session import Mode, Settings, endpoint, read_replies, send_data
+from client.transport import connect_local, connect_remote
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.wire import Command, Header, Message, Name, encode_message, frame
+
+__all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
+
+#: A data stream to upload after the command (block set): a function making the chunks.
+DataSource = Callable[[], Iterable[bytes]]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def hexdump(data: bytes) -> str:
+    lines = []
+    for i in range(0, len(data), 16):
+        row = data[i : i + 16]
+        lines.append(f"{i:08x}: " + " ".join(f"{b:02x}" for b in row))
+    return "\n".join(lines)
+
+
+async def _run_local(
+    command: Command, name: Name, dest: Local, settings: Settings, data: DataSource | None
+) -> None:
+    daemon, mode = endpoint(command)
+    wire = encode_message(Message(Header(name), command))
+    if dest.socket == "-":
+        settings.printer.app("out:\n" + hexdump(wire))
+        raise CommunicationFailed("printed the command instead of sending it", log="none")
+    stream = await connect_local(dest.socket_path(daemon))
+    try:
+        await stream.send_all(frame(wire))
+        if data is not None:
+            await send_data(stream, data(), settings.progress)
+        await read_replies(stream, mode, settings)
+    finally:
+        await stream.aclose()
+
+
+def build_chain(command: Command, name: Name, dest: Remote, now: dt.datetime) -> LeafChain:
+    """Steps 1-4 of remote mode: read the CA, derive the CN, check and sign the leaf."""
+    ca = load_ca(dest.ca, dest.ca_key)
+    try:
+        cn = leaf_cn(command, name)
+    except AlbatrossError as exc:
+        raise CliFailed(exc.message, log="term") from None
+    return make_leaf(ca, command, cn, dest.key_type, now)
+
+
+async def _run_chain(
+    chain: LeafChain,
+    mode: Mode,
+    dest: Remote,
+    settings: Settings,
+    data: DataSource | None,
+    now: dt.datetime,
+) -> None:
+    anchors = load_certs(dest.server_ca, "server CA")
+    validate_chain(chain, anchors, now)
+    if dest.host == "-":
+        cas, leaf_pem = pem_chain(chain)
+        settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
+        raise CommunicationFailed("printed the chain instead of connecting", log="none")
+    stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name)
+    try:
+        if data is not None:
+            await send_data(stream, data(), settings.progress)
+        await read_replies(stream, mode, settings)
+    finally:
+        with trio.move_on_after(5):
+            await stream.aclose()
+
+
+async def execute(
+    command: Command,
+    name: Name,
+    dest: Destination,
+    settings: Settings,
+    data: DataSource | None = None,
+) -> None:
+    """Send *command* for *name* to *dest* and print the replies (raises ClientError)."""
+    if isinstance(dest, Local):
+        await _run_local(command, name, dest, settings, data)
+    elif isinstance(dest, Remote):
+        now = _now()
+        chain = build_chain(command, name, dest, now)
+        await _run_chain(chain, endpoint(command)[1], dest, settings, data, now)
+    else:
+        write_csr(command, name, dest, Path.cwd())
+
+
+async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Settings) -> None:
+    """``certificate CERT KEY``: connect with a pre-signed chain and its key."""
+    private = load_key(key, "key file")
+    certs = load_certs(cert, "certificate file")
+    try:
+        command = albatross_command(certs[0])
+    except AlbatrossError:
+        command = None
+    mode = endpoint(command)[1] if command is not None else Mode.READ
+    chain = LeafChain(certs[0], tuple(certs[1:]), private)
+    await _run_chain(chain, mode, dest, settings, None, _now())
+
+
+def _private_key(path: Path, key_type: str) -> PrivateKey:
+    """albatross ``priv_key``: reuse ``<name>.key`` or create it with mode 0400."""
+    if path.exists():
+        data = path.read_bytes()
+        key = load_pem_private_key(data, password=None)
+        return key  # type: ignore[return-value]
+    key = generate_key(key_type)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    return key
+
+
+def write_csr(command: Command, name: Name, dest: Csr, directory: Path) -> Path:
+    """CSR mode: ``<CN>.key`` (created 0400 or reused) and ``<CN>.req``."""
+    try:
+        cn = leaf_cn(command, name)
+        key = _private_key(directory / f"{cn}.key", dest.key_type)
+        csr: x509.CertificateSigningRequest = make_csr(key, cn, command)
+    except AlbatrossError as exc:
+        raise CliFailed(f"error while creating CSR: {exc.message}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise CliFailed(f"error while creating CSR: {exc}") from None
+    out = directory / f"{cn}.req"
+    out.write_bytes(csr.public_bytes(Encoding.PEM))
+    return out

@@ -1,0 +1,332 @@
+"""Reading replies the way albatross-client does (``output_result`` / ``read``).
+
+A command's reply mode comes from one table (``Vmm_commands.endpoint``): a
+single reply, a stream that is printed until the peer closes (console, stats),
+or a block dump.  ``read_replies`` drives that state machine over any byte
+stream, under a deadline for every wait except while following a stream.
+
+One deliberate difference from albatross: a peer that closes before sending
+any reply is an error (exit 121, "closed the connection without replying"),
+and so is a block dump that ends before its end marker.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import trio
+
+from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
+from client.output import format_log, format_message, json_line, rfc3339, to_json
+from tlsendpoint.errors import ParseError
+from tlsendpoint.wire import (
+    BLOCK_COMMANDS,
+    CONSOLE_COMMANDS,
+    DEFAULT_MAX_FRAME,
+    BlockData,
+    BlockDeviceImage,
+    BlockDump,
+    Command,
+    ConsoleListInactive,
+    Failure,
+    FrameDecoder,
+    Message,
+    Name,
+    OldBlockDeviceImage,
+    StatsSubscribe,
+    UnikernelImage,
+    decode_message,
+    end_marker,
+    frame,
+    is_command,
+    is_data,
+    is_success,
+)
+from tlsendpoint.wire.compress import StreamCompressor, StreamDecompressor, decompress
+
+__all__ = [
+    "ByteStream",
+    "Mode",
+    "Printer",
+    "Settings",
+    "data_chunks",
+    "endpoint",
+    "read_replies",
+    "send_data",
+]
+
+#: Default deadline for a reply (albatross waits forever; a create may take a while).
+REPLY_TIMEOUT = 120.0
+#: Largest image we inflate from a ``get`` reply.
+MAX_IMAGE = 1 << 30
+#: Largest block device we inflate from a dump.
+MAX_BLOCK = 1 << 40
+#: Chunk size of uncompressed uploads, as albatross-client (4096).
+UPLOAD_CHUNK = 4096
+#: Largest chunk of a compressed upload (albatross flushes at most 64 KiB).
+COMPRESSED_CHUNK = 65536
+
+
+class Mode(enum.Enum):
+    SINGLE = "single"
+    READ = "read"
+    DUMP = "dump"
+
+
+def endpoint(command: Command) -> tuple[str, Mode]:
+    """Daemon socket and reply mode of *command* (``Vmm_commands.endpoint``)."""
+    if isinstance(command, CONSOLE_COMMANDS):
+        return "console", Mode.SINGLE if isinstance(command, ConsoleListInactive) else Mode.READ
+    if isinstance(command, StatsSubscribe):
+        return "stat", Mode.READ
+    if isinstance(command, BlockDump):
+        return "vmmd", Mode.DUMP
+    if isinstance(command, BLOCK_COMMANDS):
+        return "vmmd", Mode.SINGLE
+    if type(command).__name__.startswith("Stats"):
+        return "stat", Mode.SINGLE
+    return "vmmd", Mode.SINGLE
+
+
+class ByteStream(Protocol):
+    async def send_all(self, data: bytes) -> None: ...
+    async def receive_some(self) -> bytes: ...
+    async def aclose(self) -> None: ...
+
+
+Write = Callable[[str], None]
+
+
+@dataclass
+class Printer:
+    """Where albatross-client's log reporter writes: everything to stdout."""
+
+    prog: str
+    out: Write
+    err: Write
+    json: bool = False
+
+    def app(self, text: str, **fields: object) -> None:
+        if self.json:
+            self.out(json_line({"type": "info", "message": text, **fields}))
+        else:
+            self.out(format_log("", lambda f: f.text(text)))
+
+    def warn(self, text: str) -> None:
+        if self.json:
+            self.out(json_line({"type": "warning", "message": text}))
+        else:
+            self.out(format_log(f"{self.prog}: [WARNING] ", lambda f: f.text(text)))
+
+    def error(self, text: str) -> None:
+        if self.json:
+            self.out(json_line({"type": "error", "message": text}))
+        else:
+            self.out(format_log(f"{self.prog}: [ERROR] ", lambda f: f.text(text)))
+
+    def message(self, msg: Message) -> None:
+        if self.json:
+            self.out(json_line({"name": str(msg.header.name), "reply": to_json(msg.payload)}))
+        elif isinstance(msg.payload, Failure):
+            self.out(format_message(msg, f"{self.prog}: [WARNING] "))
+        else:
+            self.out(format_message(msg))
+
+
+@dataclass
+class Settings:
+    printer: Printer
+    tmpdir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR") or "/tmp"))
+    started: datetime = field(default_factory=datetime.now)
+    reply_timeout: float = REPLY_TIMEOUT
+    max_frame: int = DEFAULT_MAX_FRAME
+    progress: Callable[[int], None] | None = None
+
+    def output_file(self, name: Name) -> Path:
+        """``$TMPDIR/<name>.<client start time>``, as albatross names downloads."""
+        return self.tmpdir / f"{name}.{rfc3339(self.started)}"
+
+
+async def _next_message(
+    stream: ByteStream, decoder: FrameDecoder, timeout: float
+) -> Message | None:
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                item = decoder.next_frame()
+            except ParseError as exc:
+                raise CommunicationFailed(f"reading reply: {exc.message}") from None
+            if isinstance(item, bytes):
+                try:
+                    return decode_message(item)
+                except ParseError as exc:
+                    raise CommunicationFailed(f"reading reply: {exc.message}") from None
+            if item is not None:
+                return None  # end marker
+            data = await stream.receive_some()
+            if not data:
+                return None
+            decoder.feed(data)
+
+
+class _Dump:
+    """The open output file of a block dump, inflating when the stream is compressed."""
+
+    def __init__(self, path: Path, compressed: bool) -> None:
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.inflate = StreamDecompressor(MAX_BLOCK) if compressed else None
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            out = self.inflate.feed(data) if self.inflate is not None else data
+        except ParseError as exc:
+            raise CommunicationFailed(f"{exc.message} while dumping {self.path}") from None
+        self.file.write(out)
+        self.written += len(out)
+
+    def finish(self) -> None:
+        try:
+            if self.inflate is not None:
+                self.inflate.finish()
+        except ParseError as exc:
+            raise CommunicationFailed(f"{exc.message} while dumping {self.path}") from None
+        finally:
+            self.file.close()
+
+
+def _write_image(settings: Settings, name: Name, compressed: bool, image: bytes) -> None:
+    printer = settings.printer
+    if compressed:
+        try:
+            image = decompress(image, MAX_IMAGE)
+        except ParseError as exc:
+            printer.error(f"failed to uncompress image: {exc.message}")
+            return
+    path = settings.output_file(name)
+    try:
+        path.write_bytes(image)
+    except OSError as exc:
+        printer.error(f"failed to write image: {exc.strerror or exc}")
+        return
+    printer.app(f"dumped image to {path}", file=str(path))
+
+
+async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> None:
+    """Read and print replies until the mode says stop; raise ClientError on failure."""
+    printer = settings.printer
+    decoder = FrameDecoder(settings.max_frame)
+    dump: _Dump | None = None
+    got_reply = False
+    try:
+        while True:
+            following = mode is Mode.READ and got_reply
+            timeout = math.inf if following else settings.reply_timeout
+            try:
+                msg = await _next_message(stream, decoder, timeout)
+            except trio.TooSlowError:
+                raise CommunicationFailed(
+                    f"no reply within {settings.reply_timeout:g} s (raise it with --timeout)"
+                ) from None
+            if msg is None:
+                if not got_reply:
+                    raise CommunicationFailed(
+                        "the server closed the connection without replying "
+                        "(the command was refused or the server failed)"
+                    )
+                if dump is not None:
+                    raise CommunicationFailed(
+                        f"the block dump ended early; {dump.path} is incomplete"
+                    )
+                return
+            got_reply = True
+            payload = msg.payload
+            if isinstance(payload, Failure):
+                printer.message(msg)
+                raise RemoteCommandFailed(payload.message, log="none")
+            if is_success(payload):
+                printer.message(msg)
+                if isinstance(payload, UnikernelImage | OldBlockDeviceImage):
+                    _write_image(settings, msg.header.name, payload.compressed, payload.image)
+                    return
+                if isinstance(payload, BlockDeviceImage):
+                    dump = _Dump(settings.output_file(msg.header.name), payload.compressed)
+                    mode = Mode.DUMP
+                    continue
+                if mode is Mode.SINGLE:
+                    return
+                continue
+            if isinstance(payload, BlockData):
+                if dump is None:
+                    what = "EOF" if payload.data is None else "data"
+                    printer.warn(f"Unexpected block dump {what} received")
+                    raise CommunicationFailed("unexpected block dump", log="none")
+                if payload.data is None:
+                    dump.finish()
+                    path, dump = dump.path, None
+                    printer.app(f"dumped to {path}", file=str(path))
+                    return
+                dump.write(payload.data)
+                if settings.progress is not None:
+                    settings.progress(dump.written)
+                continue
+            if is_data(payload):
+                if mode is not Mode.READ:
+                    printer.warn("Unexpected console data received")
+                    raise CommunicationFailed("unexpected data", log="none")
+                printer.message(msg)
+                continue
+            if is_command(payload):
+                printer.error("received unexpected command")
+                raise InternalError("received a command as a reply", log="none")
+    finally:
+        if dump is not None:
+            dump.file.close()
+
+
+def data_chunks(data: Iterable[bytes], level: int) -> Iterator[bytes]:
+    """The upload stream's chunks: 4096-octet raw pieces, or zlib output like albatross."""
+    if level == 0:
+        for piece in data:
+            for i in range(0, len(piece), UPLOAD_CHUNK):
+                yield piece[i : i + UPLOAD_CHUNK]
+        return
+    compressor = StreamCompressor(level)
+    for piece in data:
+        out = compressor.feed(piece)
+        for i in range(0, len(out), COMPRESSED_CHUNK):
+            yield out[i : i + COMPRESSED_CHUNK]
+    tail = compressor.finish()
+    body, trailer = tail[:-4], tail[-4:]
+    for i in range(0, len(body), COMPRESSED_CHUNK):
+        yield body[i : i + COMPRESSED_CHUNK]
+    yield trailer  # the Adler-32 as its own chunk, as albatross-client sends it
+
+
+def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(piece):
+            yield chunk
+
+
+async def send_data(
+    stream: ByteStream, chunks: Iterable[bytes], progress: Callable[[int], None] | None = None
+) -> None:
+    """Send a raw data stream: framed chunks, then the empty terminator."""
+    sent = 0
+    for chunk in chunks:
+        if chunk:
+            await stream.send_all(frame(chunk))
+            sent += len(chunk)
+            if progress is not None:
+                progress(sent)
+    await stream.send_all(end_marker())
