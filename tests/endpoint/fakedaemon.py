@@ -32,7 +32,7 @@ from tlsendpoint.wire import (
     frame,
 )
 
-__all__ = ["Conn", "FakeDaemon", "open_fake_daemon", "reply_table"]
+__all__ = ["Behaviour", "Conn", "FakeDaemon", "open_fake_daemon", "reply_table"]
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from tests.endpoint.fakedaemon import Behaviour, FakeDaemon, open_fake_daemon
 from tests.endpoint.pki import Identity, Pki
 from tlsendpoint.connlog import LOGGER
 from tlsendpoint.limits import Limits
@@ -19,7 +20,7 @@ from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.wire import FrameDecoder, Message, decode_message, end_marker, frame
 
-__all__ = ["Client", "Harness", "open_harness"]
+__all__ = ["Client", "Harness", "open_harness", "with_fake_daemon"]
 
 MAX_MESSAGES = 10_000
 
@@ -96,3 +97,15 @@ async def open_harness(
         yield Harness(pki, endpoint, nursery)
     assert endpoint.active == 0
     LOGGER.debug("harness closed")
+
+
+@asynccontextmanager
+async def with_fake_daemon(
+    tmp_path: Path, behaviours: dict[str, Behaviour], limits: Limits | None = None
+) -> AsyncIterator[tuple[FakeDaemon, Harness]]:
+    """A fake daemon and an endpoint using it."""
+    async with (
+        open_fake_daemon(behaviours) as daemon,
+        open_harness(tmp_path, daemon.socket_dir, limits) as harness,
+    ):
+        yield daemon, harness

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import trio
 
-from tests.endpoint.fakedaemon import Conn, open_fake_daemon, reply_table
-from tests.endpoint.harness import open_harness
+from tests.endpoint.fakedaemon import Conn, reply_table
+from tests.endpoint.harness import open_harness, with_fake_daemon
 from tests.endpoint.pki import POLICY
 from tlsendpoint.wire import (
     ROOT,
@@ -36,11 +36,13 @@ INFO = UnikernelInfoList(())
 
 
 async def test_single_reply_with_policies_deepest_first(tmp_path: Path) -> None:
-    async with open_fake_daemon({"vmmd": reply_table({UnikernelInfo: INFO})}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            alice = h.pki.sub_ca("alice")
-            bob = h.pki.sub_ca("bob", parent=alice)
-            replies = await h.run(h.pki.leaf("b1", UnikernelInfo(), via=[bob, alice]))
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelInfo: INFO})}) as (
+        daemon,
+        h,
+    ):
+        alice = h.pki.sub_ca("alice")
+        bob = h.pki.sub_ca("bob", parent=alice)
+        replies = await h.run(h.pki.leaf("b1", UnikernelInfo(), via=[bob, alice]))
     assert replies == [Message(Header(Name(("alice", "bob"), "b1"), 0, 5), INFO)]
     (conn,) = daemon.conns("vmmd")
     assert conn.received == [
@@ -51,20 +53,24 @@ async def test_single_reply_with_policies_deepest_first(tmp_path: Path) -> None:
 
 
 async def test_sequence_counter_is_global(tmp_path: Path) -> None:
-    async with open_fake_daemon({"vmmd": reply_table({UnikernelDestroy: Empty()})}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            for _ in range(3):
-                await h.run(h.pki.leaf("x", UnikernelDestroy()))
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelDestroy: Empty()})}) as (
+        daemon,
+        h,
+    ):
+        for _ in range(3):
+            await h.run(h.pki.leaf("x", UnikernelDestroy()))
     sequences = [c.received[0].header.sequence for c in daemon.conns("vmmd")]  # type: ignore[union-attr]
     assert sequences == [0, 1, 2]
 
 
 async def test_streamed_image_replaces_the_empty_one(tmp_path: Path) -> None:
     created = StringReply("created unikernel")
-    async with open_fake_daemon({"vmmd": reply_table({UnikernelCreate: created})}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            command = UnikernelCreate(UnikernelConfig(image=b"", compressed=False))
-            replies = await h.run(h.pki.leaf("up", command), upload=[b"abc", b"def" * 1000])
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelCreate: created})}) as (
+        daemon,
+        h,
+    ):
+        command = UnikernelCreate(UnikernelConfig(image=b"", compressed=False))
+        replies = await h.run(h.pki.leaf("up", command), upload=[b"abc", b"def" * 1000])
     assert [m.payload for m in replies] == [created]
     (sent,) = daemon.conns("vmmd")[0].received
     assert isinstance(sent, Message) and isinstance(sent.payload, UnikernelCreate)
@@ -73,9 +79,10 @@ async def test_streamed_image_replaces_the_empty_one(tmp_path: Path) -> None:
 
 async def test_block_set_stream_is_relayed_frame_for_frame(tmp_path: Path) -> None:
     chunks = [b"\x78\xda" + b"x" * 580, b"\x01\x02\x03\x04"]
-    async with open_fake_daemon({"vmmd": reply_table({BlockSet: StringReply("set")})}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            replies = await h.run(h.pki.leaf("disk1", BlockSet(True)), upload=chunks)
+    async with with_fake_daemon(
+        tmp_path, {"vmmd": reply_table({BlockSet: StringReply("set")})}
+    ) as (daemon, h):
+        replies = await h.run(h.pki.leaf("disk1", BlockSet(True)), upload=chunks)
     assert [m.payload for m in replies] == [StringReply("set")]
     received = daemon.conns("vmmd")[0].received
     assert received[1:] == [*chunks, End()]
@@ -88,9 +95,8 @@ async def test_dump_forwards_daemon_headers_and_ends_with_no_data(tmp_path: Path
         await conn.send(BlockData(b"chunk"), Name((), "disk1"), 7)
         await conn.send(BlockData(None), Name((), "ignored"), 9)
 
-    async with open_fake_daemon({"vmmd": dump}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            replies = await h.run(h.pki.leaf("disk1", BlockDump(9)))
+    async with with_fake_daemon(tmp_path, {"vmmd": dump}) as (_daemon, h):
+        replies = await h.run(h.pki.leaf("disk1", BlockDump(9)))
     assert replies == [
         Message(Header(Name((), "disk1"), 7, 5), BlockDeviceImage(True)),
         Message(Header(Name((), "disk1"), 7, 5), BlockData(b"chunk")),
@@ -108,9 +114,8 @@ async def test_console_stream_then_daemon_close(tmp_path: Path) -> None:
         await conn.send(StringReply("subscribed"), Name((), "tick1"), 3)
         await conn.send(line, Name((), "tick1"), 3)
 
-    async with open_fake_daemon({"console": console}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            replies = await h.run(h.pki.leaf("tick1", ConsoleSubscribe(count=5)))
+    async with with_fake_daemon(tmp_path, {"console": console}) as (daemon, h):
+        replies = await h.run(h.pki.leaf("tick1", ConsoleSubscribe(count=5)))
     assert [m.payload for m in replies[:2]] == [StringReply("subscribed"), line]
     final = replies[2]
     assert final.header == Header(Name((), "tick1"), 0, 5)
@@ -127,10 +132,9 @@ async def test_policy_rejected_by_daemon(tmp_path: Path) -> None:
             Failure("policy above allows 2 unikernels, which is fewer than 10"), message.header.name
         )
 
-    async with open_fake_daemon({"vmmd": strict}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            alice = h.pki.sub_ca("alice")
-            replies = await h.run(h.pki.leaf("a1", UnikernelInfo(), via=[alice]))
+    async with with_fake_daemon(tmp_path, {"vmmd": strict}) as (daemon, h):
+        alice = h.pki.sub_ca("alice")
+        replies = await h.run(h.pki.leaf("a1", UnikernelInfo(), via=[alice]))
     assert replies == [
         Message(
             Header(Name(("alice",), "a1"), 0, 5),
@@ -144,9 +148,8 @@ async def test_policy_rejected_by_daemon(tmp_path: Path) -> None:
 
 
 async def test_refusal_gets_a_failure_reply(tmp_path: Path) -> None:
-    async with open_fake_daemon({"vmmd": reply_table({})}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            replies = await h.run(h.pki.leaf("x", PolicyAdd(POLICY)))
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({})}) as (daemon, h):
+        replies = await h.run(h.pki.leaf("x", PolicyAdd(POLICY)))
     assert len(replies) == 1
     assert replies[0].header == Header(ROOT, 0, 5)
     assert isinstance(replies[0].payload, Failure)
@@ -166,9 +169,8 @@ async def test_daemon_closes_without_reply(tmp_path: Path) -> None:
     async def rude(conn: Conn) -> None:
         await conn.receive()
 
-    async with open_fake_daemon({"vmmd": rude}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    async with with_fake_daemon(tmp_path, {"vmmd": rude}) as (_daemon, h):
+        (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
     assert reply.payload == Failure(
         "error reading from fd: vmmd daemon closed the connection before sending a frame"
     )
@@ -180,9 +182,8 @@ async def test_daemon_sends_garbage(tmp_path: Path) -> None:
         await conn.send_raw(b"\x00\x00\x00\x03abc")
         await trio.sleep_forever()
 
-    async with open_fake_daemon({"vmmd": garbage}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir) as h:
-            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    async with with_fake_daemon(tmp_path, {"vmmd": garbage}) as (_daemon, h):
+        (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
     assert isinstance(reply.payload, Failure)
     assert reply.payload.message.startswith(
         "error reading from fd: vmmd daemon sent an undecodable message"
@@ -197,9 +198,11 @@ async def test_daemon_frame_too_large(tmp_path: Path) -> None:
         await conn.send_raw(b"\x10\x00\x00\x00")  # 256 MiB announced
         await trio.sleep_forever()
 
-    async with open_fake_daemon({"vmmd": huge}) as daemon:
-        async with open_harness(tmp_path, daemon.socket_dir, Limits(max_frame=1 << 20)) as h:
-            (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
+    async with with_fake_daemon(tmp_path, {"vmmd": huge}, Limits(max_frame=1 << 20)) as (
+        _daemon,
+        h,
+    ):
+        (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo()))
     assert reply.payload == Failure(
         "error reading from fd: frame of 268435456 octets exceeds the limit of 1048576 octets"
     )
