@@ -124,7 +124,13 @@ def objects_from(data: bytes) -> list[PemObject]:
                 return [reader(data)]
             except ValueError:
                 continue
-        return [private_key_from(data, "input")]
+        try:
+            return [private_key_from(data, "input")]
+        except StoreError:
+            raise StoreError(
+                "no certificate, certificate request or private key found in the input "
+                "(neither PEM nor DER)"
+            ) from None
     found: list[PemObject] = []
     for label, der in pem_blocks(data):
         if label == "CERTIFICATE" or label.endswith(" CA"):
