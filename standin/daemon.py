@@ -43,6 +43,7 @@ from tlsendpoint.wire import (
     Message,
     Name,
     Payload,
+    Policy,
     Restart,
     StringReply,
     UnikernelConfig,
@@ -192,14 +193,16 @@ class Daemon:
         return sock
 
     async def _shutdown(self) -> None:
+        """albatross's ``killall``: stop every unikernel; the state file keeps them."""
         self.in_shutdown = True
-        for process in list(self.processes.values()):
+        processes = list(self.processes.values())
+        for process in processes:
             process.terminate()
         with trio.move_on_after(self.config.stop_timeout):
-            while self.processes:
-                await trio.sleep(0.01)
-        if self.processes:
-            log.warning("%d unikernels did not stop in time", len(self.processes))
+            for process in processes:
+                await process.wait()
+            return
+        log.warning("unikernels did not stop within %g s", self.config.stop_timeout)
 
     # -- persistence --------------------------------------------------------
 
@@ -232,7 +235,8 @@ class Daemon:
             data = None
         except OSError as e:
             raise StandinError(f"while reading state: {e}") from None
-        policies, unikernels = [], []
+        policies: list[tuple[Name, Policy]] = []
+        unikernels: list[tuple[Name, UnikernelConfig]] = []
         if data is not None:
             try:
                 policies, unikernels = decode_state(data)
