@@ -1,0 +1,277 @@
+"""The endpoint started the way each deployment starts it: TCP, systemd (both kinds), inetd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.endpoint.fakedaemon import FakeDaemon, open_fake_daemon, reply_table
+from tests.endpoint.harness import Client
+from tests.endpoint.pki import Pki
+from tlsendpoint.activation import ActivationError, systemd_socket, tcp_listen_socket
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
+from tlsendpoint.wire import Name, UnikernelInfo, UnikernelInfoList
+
+SCRIPT = Path(sys.executable).parent / "albatross-tls-endpoint"
+INFO = UnikernelInfoList(())
+BEHAVIOURS = {"vmmd": reply_table({UnikernelInfo: INFO})}
+
+
+async def _info_over(stream: trio.abc.Stream, pki: Pki) -> list[object]:
+    identity = pki.leaf("probe", UnikernelInfo())
+    tls = trio.SSLStream(stream, pki.client(identity), server_hostname=None)
+    await tls.do_handshake()
+    messages = await Client(tls).read_all()
+    await trio.aclose_forcefully(tls)
+    return [(m.header.name, m.payload) for m in messages]
+
+
+EXPECTED = [(Name((), "probe"), INFO)]
+
+
+# -- in-process TCP ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::"])
+async def test_tcp_listener(tmp_path: Path, ip: str) -> None:
+    pki = Pki(tmp_path)
+    try:
+        sock = tcp_listen_socket(ip, 0, 16)
+    except ActivationError as exc:  # pragma: no cover - host without IPv6
+        pytest.skip(f"no IPv6 on this host: {exc}")
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
+        endpoint = Endpoint(ctx, daemon.socket_dir, Limits())
+        shutdown = trio.Event()
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        async with trio.open_nursery() as nursery:
+            (address,) = await nursery.start(endpoint.serve, [listener], shutdown)
+            stream = await trio.open_tcp_stream("127.0.0.1", address[1])  # v4 also on "::"
+            assert await _info_over(stream, pki) == EXPECTED
+            shutdown.set()
+
+
+def test_bad_ip_and_busy_port() -> None:
+    with pytest.raises(ActivationError, match="is not an IPv4 or IPv6 address"):
+        tcp_listen_socket("localhost", 0, 1)
+    taken = tcp_listen_socket("127.0.0.1", 0, 1)
+    try:
+        with pytest.raises(ActivationError, match=r"cannot listen on 127\.0\.0\.1 port"):
+            tcp_listen_socket("127.0.0.1", taken.getsockname()[1], 1)
+    finally:
+        taken.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "text"),
+    [
+        ({}, "LISTEN_PID and LISTEN_FDS are not set"),
+        ({"LISTEN_PID": "1", "LISTEN_FDS": "1"}, "LISTEN_PID is 1, but this process is 42"),
+        ({"LISTEN_PID": "42", "LISTEN_FDS": "2"}, "LISTEN_FDS is 2; exactly one socket needed"),
+    ],
+)
+def test_systemd_environment_errors(environ: dict[str, str], text: str) -> None:
+    with pytest.raises(ActivationError, match=text) as info:
+        systemd_socket(environ, 42)
+    assert info.value.message.startswith("Systemd socket activation error")
+    assert info.value.exit_code == 125
+
+
+# -- subprocesses, exactly as the units start it ----------------------------------------
+
+
+def _args(pki: Pki, daemon: FakeDaemon, *extra: str) -> list[str]:
+    return [
+        str(SCRIPT),
+        *extra,
+        "--tmpdir",
+        str(daemon.tmpdir),
+        str(pki.ca_file),
+        str(pki.cert_file),
+        str(pki.key_file),
+    ]
+
+
+def _systemd_wrapper(fd: int, args: Sequence[str]) -> list[str]:
+    """Put *fd* at 3 and set LISTEN_* for the exec'd endpoint, as systemd does."""
+    code = (
+        "import os,sys; os.dup2(int(sys.argv[1]), 3); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+        "os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    return [sys.executable, "-c", code, str(fd), *args]
+
+
+async def _wait_for(stream: trio.abc.ReceiveStream, text: bytes) -> bytes:
+    seen = b""
+    with trio.fail_after(30):
+        while text not in seen:
+            chunk = await stream.receive_some(4096)
+            assert chunk, f"endpoint exited before printing {text!r}: {seen!r}"
+            seen += chunk
+    return seen
+
+
+async def _finish(process: trio.Process) -> tuple[int, bytes]:
+    assert process.stderr is not None
+    rest = b""
+    with trio.fail_after(30):
+        while chunk := await process.stderr.receive_some(4096):
+            rest += chunk
+        code = await process.wait()
+    return code, rest
+
+
+async def test_tcp_subprocess_and_sigterm(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        process = await trio.lowlevel.open_process(
+            _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port)), stderr=subprocess.PIPE
+        )
+        assert process.stderr is not None
+        await _wait_for(process.stderr, b"listening on")
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await _info_over(stream, pki) == EXPECTED
+        await _wait_for(process.stderr, b'name=":probe" command="unikernel info"')
+        process.send_signal(signal.SIGTERM)
+        code, log = await _finish(process)
+    assert code == 0
+    assert b"stopped" in log
+
+
+async def test_systemd_accept_no(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    listening = tcp_listen_socket("127.0.0.1", 0, 16)
+    port = listening.getsockname()[1]
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        args = _systemd_wrapper(
+            listening.fileno(), _args(pki, daemon, "--systemd-socket-activation")
+        )
+        process = await trio.lowlevel.open_process(
+            args, pass_fds=(listening.fileno(),), stderr=subprocess.PIPE
+        )
+        listening.close()
+        assert process.stderr is not None
+        await _wait_for(process.stderr, b"listening on")
+        for _ in range(2):  # a listener serves many connections
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            assert await _info_over(stream, pki) == EXPECTED
+        process.send_signal(signal.SIGTERM)
+        code, _ = await _finish(process)
+    assert code == 0
+
+
+async def _one_connection_process(tmp_path: Path, inetd: bool) -> tuple[int, bytes, list[object]]:
+    pki = Pki(tmp_path)
+    ours, theirs = socket.socketpair()
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        if inetd:
+            args = _args(pki, daemon, "--inetd", "-q")
+            process = await trio.lowlevel.open_process(
+                args, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.PIPE
+            )
+        else:
+            args = _systemd_wrapper(
+                theirs.fileno(), _args(pki, daemon, "--systemd-socket-activation")
+            )
+            process = await trio.lowlevel.open_process(
+                args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE
+            )
+        theirs.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        replies = await _info_over(stream, pki)
+        code, log = await _finish(process)
+    return code, log, replies
+
+
+async def test_systemd_accept_yes(tmp_path: Path) -> None:
+    code, log, replies = await _one_connection_process(tmp_path, inetd=False)
+    assert replies == EXPECTED
+    assert code == 0
+    assert b'outcome="success: UnikernelInfoList"' in log
+
+
+async def test_inetd(tmp_path: Path) -> None:
+    code, log, replies = await _one_connection_process(tmp_path, inetd=True)
+    assert replies == EXPECTED
+    assert code == 0
+    assert log == b""  # nothing on stderr in inetd mode
+
+
+def test_inetd_without_syslog_exits_3(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--inetd",
+            "--tmpdir",
+            str(tmp_path),
+            str(pki.ca_file),
+            str(pki.cert_file),
+            str(pki.key_file),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"", b"")
+
+
+def test_port_and_systemd_are_incompatible(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--port",
+            "1",
+            "--systemd-socket-activation",
+            "--tmpdir",
+            str(tmp_path),
+            str(pki.ca_file),
+            str(pki.cert_file),
+            str(pki.key_file),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 124
+    assert b"Options --port and --systemd-socket-activation are not compatible" in result.stderr
+
+
+def test_systemd_without_environment_exits_125(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--systemd-socket-activation",
+            "--tmpdir",
+            str(tmp_path),
+            str(pki.ca_file),
+            str(pki.cert_file),
+            str(pki.key_file),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 125
+    assert (
+        b"Systemd socket activation error: LISTEN_PID and LISTEN_FDS are not set" in result.stderr
+    )

@@ -1,0 +1,256 @@
+"""``albatross-tls-endpoint``: the command line, compatible with albatross 2.7.2's.
+
+``albatross-tls-endpoint [OPTIONS] CA CERT KEY`` with albatross's options
+(``--ip``, ``--port``, ``--systemd-socket-activation``, ``--inetd``,
+``--syslog``, ``--tmpdir``, ``-v``/``-q``/``--verbosity``) and ours on top:
+``--log`` (stderr, syslog, journal, none) and one option per limit in
+:class:`tlsendpoint.limits.Limits`.  Exit codes follow albatross: 3 for
+``--inetd`` without ``--syslog`` (and logging not disabled), 124 for command
+line errors, 125 for start-up errors (TLS files, sockets, activation).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
+from tlsendpoint.connlog import LOGGER, configure_logging
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
+
+__all__ = ["cli", "main"]
+
+VERSION_TEXT = "version 0.1.0 protocol version 5"
+DEFAULT_TMPDIR = "/run/albatross" if sys.platform.startswith("linux") else "/var/run/albatross"
+DEFAULT_PORT = 1025
+DEFAULT_BACKLOG = 128
+EXIT_INETD_LOGGING = 3
+EXIT_USAGE = 124
+
+_LEVELS = {
+    "quiet": None,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+_LIMIT_HELP = {
+    "handshake_timeout": "Seconds allowed for the TLS handshake.",
+    "upload_timeout": "Seconds to wait for the next chunk of an image or block upload.",
+    "daemon_timeout": "Seconds to wait for a daemon to accept, answer or send the next dump chunk.",
+    "idle_timeout": "Seconds a console/stats stream may stay silent before it is closed.",
+    "send_timeout": "Seconds allowed to send one message to a client.",
+    "max_frame": "Largest frame accepted from a client or daemon, in octets.",
+    "max_image": "Largest image a client may upload after the handshake, in octets.",
+    "max_cert_list": "Largest client certificate chain accepted, in octets.",
+    "max_connections": "Connections served at once; more wait in the listen backlog.",
+    "grace_period": "Seconds running connections get to finish after SIGTERM.",
+}
+
+
+def _limit_options(func: Any) -> Any:
+    for spec in reversed(fields(Limits)):
+        default = spec.default
+        option = "--" + spec.name.replace("_", "-")
+        kind = click.IntRange(min=1) if isinstance(default, int) else click.FloatRange(min=0.001)
+        func = click.option(
+            option,
+            spec.name,
+            type=kind,
+            default=default,
+            show_default=True,
+            help=_LIMIT_HELP[spec.name],
+        )(func)
+    return func
+
+
+def _level(verbose: int, quiet: bool, verbosity: str | None) -> int | None:
+    if verbosity is not None:
+        return _LEVELS[verbosity]
+    if quiet:
+        return None
+    return logging.DEBUG if verbose else logging.INFO
+
+
+async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
+    shutdown = trio.Event()
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_on_signal, shutdown)
+        addresses = await nursery.start(endpoint.serve, [listener], shutdown)
+        LOGGER.info("listening on %s", ", ".join(str(a) for a in addresses))
+        await shutdown.wait()
+        LOGGER.info("signal received: no new connections")
+    LOGGER.info("stopped")
+
+
+async def _on_signal(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            shutdown.set()
+            return
+
+
+async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
+    async with trio.open_nursery() as nursery:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+        async def handle_then_stop() -> None:
+            await endpoint.handle(stream)
+            nursery.cancel_scope.cancel()
+
+        async def stop_on_signal() -> None:
+            shutdown = trio.Event()
+            await _on_signal(shutdown)
+            nursery.cancel_scope.deadline = trio.current_time() + endpoint.limits.grace_period
+
+        nursery.start_soon(handle_then_stop)
+        nursery.start_soon(stop_on_signal)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ip", default="::", show_default=True, help="Listen address (:: is dual stack).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help=f"TCP port.  [default: {DEFAULT_PORT}]",
+)
+@click.option(
+    "--systemd-socket-activation",
+    is_flag=True,
+    help="Take the socket from systemd (LISTEN_FDS/LISTEN_PID); Accept=no or yes.",
+)
+@click.option(
+    "--inetd",
+    is_flag=True,
+    help="Serve the one connection on standard input, then exit (needs --syslog or -q).",
+)
+@click.option("--syslog", is_flag=True, help="Log to the local syslog (same as --log syslog).")
+@click.option(
+    "--log",
+    "log_target",
+    type=click.Choice(["stderr", "syslog", "journal", "none"]),
+    default=None,
+    help="Where the log goes.  [default: stderr; syslog with --syslog]",
+)
+@click.option(
+    "--tmpdir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=DEFAULT_TMPDIR,
+    show_default=True,
+    help="Directory whose util/ holds vmmd.sock, console.sock and stat.sock.",
+)
+@click.option(
+    "--backlog",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BACKLOG,
+    show_default=True,
+    help="Listen backlog of the TCP socket.",
+)
+@click.option("-v", "--verbose", count=True, help="Also log debug messages.")
+@click.option("-q", "--quiet", is_flag=True, help="Log nothing.")
+@click.option(
+    "--verbosity",
+    type=click.Choice(list(_LEVELS)),
+    default=None,
+    help="Log level.  [default: info, one line per connection]",
+)
+@_limit_options
+@click.version_option(VERSION_TEXT, message="%(version)s")
+def cli(
+    ca: Path,
+    cert: Path,
+    key: Path,
+    ip: str,
+    port: int | None,
+    systemd_socket_activation: bool,
+    inetd: bool,
+    syslog: bool,
+    log_target: str | None,
+    tmpdir: Path,
+    backlog: int,
+    verbose: int,
+    quiet: bool,
+    verbosity: str | None,
+    **limit_values: Any,
+) -> None:
+    """Remote albatross access: mutually authenticated TLS, one command per connection.
+
+    Accepts TLS 1.3 connections whose client certificate chain leads to CA,
+    reads the albatross command from the leaf certificate and the policies
+    from the intermediates, forwards them to the daemons under TMPDIR/util/
+    and relays the reply.  CERT and KEY are the endpoint's own certificate
+    chain and key (PEM).
+    """
+    if port is not None and systemd_socket_activation:
+        raise click.UsageError("Options --port and --systemd-socket-activation are not compatible")
+    if inetd and systemd_socket_activation:
+        raise click.UsageError("Options --inetd and --systemd-socket-activation are not compatible")
+    level = _level(verbose, quiet, verbosity)
+    target = log_target or ("syslog" if syslog else "stderr")
+    if level is None:
+        target = "none"
+    if inetd and target == "stderr":
+        # stdout and stderr are the client's socket: never log there (albatross exits 3 too)
+        sys.exit(EXIT_INETD_LOGGING)
+    try:
+        configure_logging(target, level or logging.ERROR)
+    except OSError as exc:
+        # albatross: "ERROR: couldn't install syslog reporter", exit 2
+        if not inetd:
+            click.echo(f"ERROR: couldn't install {target} logging: {exc.strerror}", err=True)
+        sys.exit(2)
+    limits = Limits(**limit_values)
+    try:
+        context = load_server_context(ca, cert, key, limits.max_cert_list)
+        endpoint = Endpoint(context, tmpdir / "util", limits)
+        if inetd:
+            trio.run(_serve_one, endpoint, inetd_socket())
+            return
+        if systemd_socket_activation:
+            inherited = systemd_socket(os.environ, os.getpid())
+            if not inherited.listening:
+                trio.run(_serve_one, endpoint, inherited.sock)
+                return
+            sock = inherited.sock
+        else:
+            sock = tcp_listen_socket(ip, DEFAULT_PORT if port is None else port, backlog)
+        trio.run(_serve_listener, endpoint, sock)
+    except AlbatrossError as exc:
+        LOGGER.error("%s", exc.message)
+        if not inetd:
+            click.echo(f"albatross-tls-endpoint: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; command line errors exit 124 like albatross (cmdliner)."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
