@@ -105,15 +105,14 @@ alba.add_command(remote)
 
 
 def _mount_ca() -> None:
-    """Mount the CA toolkit's commands if ca/cli.py provides them."""
+    """Mount the CA toolkit's ``generate``, ``sign`` and ``ca`` commands (ca/cli.py)."""
     try:
         from ca import cli as ca_cli
     except ImportError:
         return
-    for attr, name in (("generate", "generate"), ("sign", "sign"), ("ca", "ca")):
-        command = getattr(ca_cli, attr, None)
-        if isinstance(command, click.Command):
-            alba.add_command(command, name)
+    register = getattr(ca_cli, "register", None)
+    if callable(register):
+        register(alba)
 
 
 _mount_ca()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import click
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from client.destination import parse_host_port
 from client.errors import CliFailed
@@ -107,52 +107,53 @@ def remove(name: str) -> None:
     click.echo(f"remote {name} removed")
 
 
-def _bundle_field(bundle: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in bundle:
-            return bundle[key]
-    raise CliFailed(f"delegation bundle: missing {keys[0]!r}", log="term")
-
-
-def _write_secret(path: Path, data: str, mode: int) -> None:
+def _write_new(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w") as fh:
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
 
 @remote.command("import")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", help="Remote name (default: the bundle's name).")
+@click.option("--name", help="Remote name (default: the bundle's Name).")
 @click.option("--force", is_flag=True, help="Replace an existing remote of that name.")
 def import_(bundle: Path, name: str | None, force: bool) -> None:
-    """Import a delegation bundle made by ``alba ca delegate``."""
+    """Import a delegation bundle made by ``alba ca delegate``.
+
+    The chain, key (mode 0600) and server CA go to a directory beside remotes.toml.
+    """
+    from ca.bundle import parse_bundle
+
     try:
-        data = json.loads(bundle.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CliFailed(f"delegation bundle {bundle}: {exc}", log="term") from None
-    if not isinstance(data, dict):
-        raise CliFailed(f"delegation bundle {bundle}: not a JSON object", log="term")
-    name = _check_name(name or str(_bundle_field(data, "name", "cn")))
-    chain = _bundle_field(data, "chain", "chain_pem")
-    key = _bundle_field(data, "key", "key_pem")
-    server_ca = _bundle_field(data, "server_ca", "server_ca_pem")
-    destination = _bundle_field(data, "endpoint", "destination")
-    if not all(isinstance(v, str) for v in (chain, key, server_ca, destination)):
-        raise CliFailed(f"delegation bundle {bundle}: fields must be strings", log="term")
+        parsed = parse_bundle(bundle.read_bytes())
+    except (OSError, AlbatrossError) as exc:
+        message = exc.message if isinstance(exc, AlbatrossError) else str(exc)
+        raise CliFailed(f"delegation bundle {bundle}: {message}", log="term") from None
+    name = _check_name(name or parsed.name)
     directory = config_path().parent / name
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    files = {"chain.pem": chain, "key.pem": key, "server-ca.pem": server_ca}
+    pem = Encoding.PEM
+    files = {
+        "chain.pem": (b"".join(c.public_bytes(pem) for c in parsed.chain), 0o644),
+        "key.pem": (
+            parsed.key.private_bytes(pem, PrivateFormat.PKCS8, NoEncryption()),
+            0o600,
+        ),
+        "server-ca.pem": (b"".join(c.public_bytes(pem) for c in parsed.server_ca), 0o644),
+    }
+    if not force and name in load_remotes():
+        raise CliFailed(f"remote {name!r} exists already (use --force to replace it)", log="term")
     for fname in files:
         if (directory / fname).exists() and not force:
             raise CliFailed(f"{directory / fname} exists (use --force to replace)", log="term")
         (directory / fname).unlink(missing_ok=True)
-    for fname, content in files.items():
-        _write_secret(directory / fname, content, 0o600 if fname == "key.pem" else 0o644)
+    for fname, (content, mode) in files.items():
+        _write_new(directory / fname, content, mode)
     entry = RemoteEntry(
-        destination,
+        parsed.endpoint,
         str(directory / "chain.pem"),
         str(directory / "key.pem"),
         str(directory / "server-ca.pem"),
-        data.get("server_name") if isinstance(data.get("server_name"), str) else None,
+        parsed.server_name,
     )
     _store(name, entry, force)

@@ -1,0 +1,243 @@
+"""Test doubles for the client: a PKI on disk, a fake daemon socket and a fake TLS endpoint.
+
+The fakes run in a thread (the CLI under test calls ``trio.run`` itself), serve
+one connection at a time with a bounded accept loop, and answer with frames
+that a *responder* function returns for the command they received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from ca import profiles
+from ca.profiles import PrivateKey
+from tlsendpoint.wire import (
+    BlockSet,
+    Command,
+    Header,
+    Message,
+    Name,
+    Payload,
+    Policy,
+    decode_extension,
+    decode_message,
+    encode_message,
+    frame,
+)
+
+NOW = dt.datetime.now(dt.UTC)
+ALICE_POLICY = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.PEM)
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+@dataclass
+class Pki:
+    """A root CA, a server certificate (SAN albatross.test, 127.0.0.1), CA alice, a stranger CA."""
+
+    root: Path
+    root_cert: x509.Certificate = field(init=False)
+    root_key: PrivateKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        d = self.root
+        self.root_key = profiles.generate_key()
+        self.root_cert = profiles.root_ca(self.root_key, "ca", NOW)
+        (d / "cacert.pem").write_bytes(pem(self.root_cert))
+        (d / "ca.pem").write_bytes(pem(self.root_cert))
+        (d / "ca.key").write_bytes(key_pem(self.root_key))
+        server_key = profiles.generate_key()
+        server = profiles.server_cert(
+            self.root_cert,
+            self.root_key,
+            server_key.public_key(),
+            "server",
+            NOW,
+            dns_names=["albatross.test"],
+            ips=["127.0.0.1"],
+        )
+        (d / "server.pem").write_bytes(pem(server))
+        (d / "server.key").write_bytes(key_pem(server_key))
+        alice_key = profiles.generate_key()
+        alice = profiles.intermediate(
+            self.root_cert, self.root_key, alice_key.public_key(), "alice", ALICE_POLICY, NOW
+        )
+        (d / "alice.pem").write_bytes(pem(alice))
+        (d / "alice.key").write_bytes(key_pem(alice_key))
+        other_key = profiles.generate_key()
+        other = profiles.root_ca(other_key, "stranger", NOW)
+        (d / "stranger.pem").write_bytes(pem(other))
+        (d / "stranger.key").write_bytes(key_pem(other_key))
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def remote_args(self, port: int, ca: str = "ca") -> list[str]:
+        return [
+            "--destination",
+            f"127.0.0.1:{port}",
+            "--ca",
+            self.path(f"{ca}.pem" if ca != "ca" else "cacert.pem"),
+            "--ca-key",
+            self.path(f"{ca}.key"),
+            "--server-ca",
+            self.path("cacert.pem"),
+        ]
+
+
+def reply(name: Name, payload: Payload) -> bytes:
+    return frame(encode_message(Message(Header(name), payload)))
+
+
+def _recv_exact(sock: socket.socket | ssl.SSLSocket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def read_frame(sock: socket.socket | ssl.SSLSocket) -> bytes | None:
+    (length,) = struct.unpack(">i", _recv_exact(sock, 4))
+    if length <= 0:
+        return None
+    return _recv_exact(sock, length)
+
+
+def read_stream(sock: socket.socket | ssl.SSLSocket) -> list[bytes]:
+    chunks = []
+    while (chunk := read_frame(sock)) is not None:
+        chunks.append(chunk)
+    return chunks
+
+
+@dataclass
+class Seen:
+    """What a fake received: the command (and name), and an uploaded data stream."""
+
+    name: Name | None
+    command: Command
+    data: list[bytes]
+    cn: str | None = None
+    chain_len: int = 0
+
+
+Responder = Callable[[Seen], list[bytes]]
+
+
+@dataclass
+class _Server:
+    sock: socket.socket
+    seen: list[Seen] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _serve(server: _Server, handle: Callable[[socket.socket], None]) -> None:
+    server.sock.settimeout(0.1)
+    while not server.stop.is_set():
+        try:
+            conn, _ = server.sock.accept()
+        except (TimeoutError, OSError):
+            continue
+        conn.settimeout(10)
+        try:
+            handle(conn)
+        except (EOFError, OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+@contextmanager
+def fake_daemon(path: Path, responder: Responder) -> Iterator[list[Seen]]:
+    """A unix-socket daemon at *path*: read a command (+ block-set stream), send replies."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.listen(4)
+    server = _Server(sock)
+
+    def handle(conn: socket.socket) -> None:
+        body = read_frame(conn)
+        assert body is not None
+        msg = decode_message(body)
+        command = msg.payload
+        data = read_stream(conn) if isinstance(command, BlockSet) else []
+        seen = Seen(msg.header.name, command, data)  # type: ignore[arg-type]
+        server.seen.append(seen)
+        for chunk in responder(seen):
+            conn.sendall(chunk)
+
+    thread = threading.Thread(target=_serve, args=(server, handle), daemon=True)
+    thread.start()
+    try:
+        yield server.seen
+    finally:
+        server.stop.set()
+        thread.join(5)
+        sock.close()
+
+
+@contextmanager
+def fake_endpoint(
+    pki: Pki, responder: Responder, *, server_cert: str = "server", trust: str = "cacert.pem"
+) -> Iterator[tuple[int, list[Seen]]]:
+    """A TLS 1.3 endpoint on 127.0.0.1 that reads the command from the client's leaf."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(pki.path(f"{server_cert}.pem"), pki.path(f"{server_cert}.key"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(pki.path(trust))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    server = _Server(sock)
+
+    def handle(conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            leaf = x509.load_der_x509_certificate(der)
+            command = profiles.albatross_command(leaf)
+            assert command is not None
+            data = read_stream(tls) if isinstance(command, BlockSet) else []
+            cn = profiles.common_name(leaf.subject)
+            seen = Seen(None, command, data, cn)
+            server.seen.append(seen)
+            for chunk in responder(seen):
+                tls.sendall(chunk)
+            try:
+                tls.unwrap()
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=_serve, args=(server, handle), daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1], server.seen
+    finally:
+        server.stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def decode_ext(hexstr: str) -> Command:
+    return decode_extension(bytes.fromhex(hexstr))
