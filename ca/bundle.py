@@ -35,7 +35,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.errors import StoreError
-from ca.pem import certificates_from, encode_certificates, encode_private_key, pem_blocks
+from ca.pem import (
+    certificate_from_der,
+    certificates_from,
+    encode_certificates,
+    encode_private_key,
+    pem_blocks,
+)
 from ca.pem import private_key_from as _private_key_from
 from ca.profiles import PrivateKey, cert_policy, common_name, key_matches
 from tlsendpoint.wire import check_label
@@ -172,12 +178,11 @@ def parse_bundle(data: bytes) -> Bundle:
         if field not in headers:
             raise StoreError(f"bundle has no {field.title()}: header")
     blocks = pem_blocks(data)
-    try:
-        anchors = [
-            x509.load_der_x509_certificate(der) for label, der in blocks if label == SERVER_CA_LABEL
-        ]
-    except ValueError as exc:
-        raise StoreError(f"bundle server CA is not a valid certificate ({exc})") from None
+    anchors = [
+        certificate_from_der(der, "bundle server CA")
+        for label, der in blocks
+        if label == SERVER_CA_LABEL
+    ]
     return Bundle(
         name=headers["name"],
         chain=tuple(certificates_from(data, "bundle")),

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ca.bundle import Bundle, parse_bundle
 from ca.describe import command_text
-from ca.pem import PemObject, objects_from
+from ca.pem import PemObject, integer_octets, objects_from
 from ca.profiles import ALBATROSS_OID, albatross_command, common_name
 from ca.provision import subject_text
 from tlsendpoint.errors import ParseError
@@ -165,7 +165,7 @@ def describe_object(obj: PemObject) -> Json:
             "subject": subject_text(obj.subject),
             "common_name": common_name(obj.subject),
             "issuer": subject_text(obj.issuer),
-            "serial": serial.to_bytes(serial.bit_length() // 8 + 1, "big").hex(),
+            "serial": integer_octets(serial).hex(),
             "not_before": start.isoformat(),
             "not_after": end.isoformat(),
             "validity_seconds": int((end - start).total_seconds()),

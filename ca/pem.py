@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Sequence
 from typing import TypeAlias
@@ -24,10 +25,12 @@ from ca.profiles import PrivateKey
 
 __all__ = [
     "PemObject",
+    "certificate_from_der",
     "certificates_from",
     "csr_from",
     "encode_certificates",
     "encode_private_key",
+    "integer_octets",
     "objects_from",
     "pem_blocks",
     "private_key_from",
@@ -36,6 +39,8 @@ __all__ = [
 PemObject: TypeAlias = x509.Certificate | x509.CertificateSigningRequest | PrivateKey
 
 _BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+#: What cryptography raises for malformed certificates and requests.
+_BAD_X509 = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
 _CSR_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
 _KEY_LABELS = (b"PRIVATE KEY", b"EC PRIVATE KEY", b"RSA PRIVATE KEY")
 
@@ -57,18 +62,24 @@ def _is_pem(data: bytes) -> bool:
     return b"-----BEGIN " in data
 
 
-def _certificate(der: bytes, what: str) -> x509.Certificate:
+def certificate_from_der(der: bytes, what: str) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses fields lazily: touch them so a bad one fails here.
+        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        _ = (cert.signature_algorithm_oid, cert.public_key(), list(cert.extensions))
+    except _BAD_X509 as exc:
         raise StoreError(f"{what}: not a valid X.509 certificate ({exc})") from None
+    return cert
 
 
 def certificates_from(data: bytes, what: str = "certificate file") -> list[x509.Certificate]:
     """All certificates in a PEM file (in order) or the one certificate of a DER file."""
     if not _is_pem(data):
-        return [_certificate(data, what)]
-    certs = [_certificate(der, what) for label, der in pem_blocks(data) if label == "CERTIFICATE"]
+        return [certificate_from_der(data, what)]
+    certs = [
+        certificate_from_der(der, what) for label, der in pem_blocks(data) if label == "CERTIFICATE"
+    ]
     if not certs:
         raise StoreError(f"{what}: no CERTIFICATE block found")
     return certs
@@ -80,9 +91,11 @@ def csr_from(data: bytes, what: str = "CSR file") -> x509.CertificateSigningRequ
     if _is_pem(data) and not ders:
         raise StoreError(f"{what}: no CERTIFICATE REQUEST block found")
     try:
-        return x509.load_der_x509_csr(ders[0] if ders else data)
-    except ValueError as exc:
+        csr = x509.load_der_x509_csr(ders[0] if ders else data)
+        _ = (csr.subject, csr.public_key(), list(csr.extensions), csr.is_signature_valid)
+    except _BAD_X509 as exc:
         raise StoreError(f"{what}: not a valid certificate signing request ({exc})") from None
+    return csr
 
 
 def private_key_from(data: bytes, what: str = "key file") -> PrivateKey:
@@ -99,7 +112,7 @@ def private_key_from(data: bytes, what: str = "key file") -> PrivateKey:
             key = serialization.load_der_private_key(data, None)
     except TypeError:
         raise StoreError(f"{what}: the key is encrypted; give an unencrypted key") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except _BAD_X509 as exc:
         raise StoreError(f"{what}: not a valid private key ({exc})") from None
     if not isinstance(
         key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -119,11 +132,10 @@ def _reencode(label: str, der: bytes) -> bytes:
 def objects_from(data: bytes) -> list[PemObject]:
     """Every certificate, CSR and key in a PEM file, or the one object of a DER file."""
     if not _is_pem(data):
-        for reader in (x509.load_der_x509_certificate, x509.load_der_x509_csr):
-            try:
-                return [reader(data)]
-            except ValueError:
-                continue
+        with contextlib.suppress(StoreError):
+            return [certificate_from_der(data, "input")]
+        with contextlib.suppress(StoreError):
+            return [csr_from(data, "input")]
         try:
             return [private_key_from(data, "input")]
         except StoreError:
@@ -134,7 +146,7 @@ def objects_from(data: bytes) -> list[PemObject]:
     found: list[PemObject] = []
     for label, der in pem_blocks(data):
         if label == "CERTIFICATE" or label.endswith(" CA"):
-            found.append(_certificate(der, f"PEM block {label}"))
+            found.append(certificate_from_der(der, f"PEM block {label}"))
         elif label.encode() in _CSR_LABELS:
             found.append(csr_from(der, f"PEM block {label}"))
         elif label.encode() in _KEY_LABELS:
@@ -142,6 +154,11 @@ def objects_from(data: bytes) -> list[PemObject]:
     if not found:
         raise StoreError("no certificate, certificate request or private key found in the input")
     return found
+
+
+def integer_octets(value: int) -> bytes:
+    """The content octets of a DER INTEGER (minimal two's complement), as in albatross's db."""
+    return value.to_bytes((value + (value < 0)).bit_length() // 8 + 1, "big", signed=True)
 
 
 def encode_certificates(certs: Sequence[x509.Certificate]) -> bytes:

@@ -29,6 +29,7 @@ from ca.pem import (
     csr_from,
     encode_certificates,
     encode_private_key,
+    integer_octets,
     private_key_from,
 )
 from ca.profiles import PrivateKey, generate_key, key_matches
@@ -159,9 +160,7 @@ def write_certificates(path: Path, certs: list[x509.Certificate]) -> None:
 
 def db_line(cert: x509.Certificate, name: str) -> str:
     """``<hex of the serial's INTEGER content octets> <name>``, as albatross appends it."""
-    serial = cert.serial_number
-    content = serial.to_bytes(serial.bit_length() // 8 + 1, "big")  # minimal, sign bit clear
-    return f"{content.hex()} {name}\n"
+    return f"{integer_octets(cert.serial_number).hex()} {name}\n"
 
 
 def append_db(path: Path, cert: x509.Certificate, name: str) -> None:
