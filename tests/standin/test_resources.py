@@ -185,7 +185,7 @@ def test_policy_covering_current_usage_is_accepted() -> None:
 
 def test_remove_policy() -> None:
     r = busy_alice()
-    with pytest.raises(Refused, match="^unknown policy$"):
+    with pytest.raises(Refused, match=r"^unknown policy$"):
         r.remove_policy(("nobody",))
     r.remove_policy(("alice",))  # no checks on usage
     assert r.find_policy(("alice",)) is None
@@ -255,7 +255,7 @@ def test_block_in_use_and_release() -> None:
     r.insert_block(name("alice:disk"), 10)
     run(r, "alice:a1", cfg(blocks=(("storage", "disk"),)))
     assert r.find_block(name("alice:disk")).active  # type: ignore[union-attr]
-    with pytest.raises(Refused, match="^block device alice:disk already in use$"):
+    with pytest.raises(Refused, match=r"^block device alice:disk already in use$"):
         r.check_unikernel(name("alice:a2"), cfg(blocks=(("storage", "disk"),)))
     with pytest.raises(Refused, match="in use"):
         r.remove_block(name("alice:disk"))
@@ -285,7 +285,7 @@ def test_block_add_rules() -> None:
 
 def test_block_add_without_block_policy_is_refused() -> None:
     r = resources_with_alice(pol(block=None))
-    with pytest.raises(PolicyRefused, match="^no block devices are allowed by policy$"):
+    with pytest.raises(PolicyRefused, match=r"^no block devices are allowed by policy$"):
         r.check_block(name("alice:d1"), 1)
 
 

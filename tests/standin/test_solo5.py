@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 
@@ -91,8 +92,6 @@ def test_corrupted_images_raise_only_parse_errors(data: st.DataObject) -> None:
         pos = data.draw(st.integers(0, 1023))
         image[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(image)))
-    try:
+    with contextlib.suppress(ParseError):
         read_notes(bytes(image[:cut]))
-    except ParseError:
-        pass
     fake_stub(bytes(image[:cut]))  # never raises

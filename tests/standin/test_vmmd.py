@@ -156,9 +156,9 @@ def test_create_checks_in_prepare(ticker: bytes, net_image: bytes) -> None:
     config = UnikernelConfig(image=ticker)
     assert handle(v, ":t", UnikernelCreate(config)) == Create(Name.parse(":t"), config)
     start(v, ":t", config)
-    with pytest.raises(Refused, match="^Unikernel with same name is already running$"):
+    with pytest.raises(Refused, match=r"^Unikernel with same name is already running$"):
         v.prepare(Name.parse(":t"), config)
-    with pytest.raises(Refused, match="^failed to uncompress: "):
+    with pytest.raises(Refused, match=r"^failed to uncompress: "):
         v.prepare(Name.parse(":z"), UnikernelConfig(image=b"not zlib", compressed=True))
     with pytest.raises(Refused, match="not an ELF file"):
         v.prepare(Name.parse(":g"), UnikernelConfig(image=b"garbage" * 20))
@@ -169,19 +169,19 @@ def test_create_checks_in_prepare(ticker: bytes, net_image: bytes) -> None:
         r'Devices present in manifest: net "service0"$',
     ):
         v.prepare(Name.parse(":n"), wrong)
-    with pytest.raises(Refused, match="^block device :storage not found$"):
+    with pytest.raises(Refused, match=r"^block device :storage not found$"):
         v.prepare(
             Name.parse(":n"),
             UnikernelConfig(image=ticker, blocks=frozenset({BlockDevice("storage")})),
         )
     v.commit_block(Name.parse(":storage"), 1)
-    with pytest.raises(Refused, match="^specified block device"):
+    with pytest.raises(Refused, match=r"^specified block device"):
         v.prepare(
             Name.parse(":n"),
             UnikernelConfig(image=ticker, blocks=frozenset({BlockDevice("storage")})),
         )
     absent = UnikernelConfig(image=net_image, bridges=frozenset({NetIf("service0", "br9")}))
-    with pytest.raises(Refused, match="^interface br9 does not exist$"):
+    with pytest.raises(Refused, match=r"^interface br9 does not exist$"):
         v.prepare(Name.parse(":n"), absent)
     ok = UnikernelConfig(image=net_image, bridges=frozenset({NetIf("service0", "service")}))
     v.prepare(Name.parse(":n"), ok)
