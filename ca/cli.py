@@ -240,6 +240,8 @@ def delegate_command(
             db=db,
             out=out,
         )
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {done.path}: delegated CA {name} with {policy}")
 
 

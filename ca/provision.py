@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from ca.bundle import Bundle
 from ca.describe import describe_command, render
@@ -157,6 +158,7 @@ class Delegation:
 
     bundle: Bundle
     path: Path
+    warnings: tuple[str, ...] = ()
 
 
 def delegate(
@@ -180,6 +182,7 @@ def delegate(
         raise StoreError(f"delegate name {name!r} must be lower case: use {name.lower()!r}")
     policy.check_usable()
     signer = load_signer(signer_cert, signer_key)
+    _check_signer(signer.cert, now)
     parent = cert_policy(signer.cert)
     if parent is not None:
         policy.check_within(parent)
@@ -194,4 +197,54 @@ def delegate(
     write_bundle(path, bundle)
     if db is not None:
         append_db(db, cert, name)
-    return Delegation(bundle, path)
+    return Delegation(bundle, path, _warnings(bundle, signer.cert))
+
+
+def _check_signer(cert: x509.Certificate, now: dt.datetime) -> None:
+    """The delegating certificate must be a CA that is valid now."""
+    try:
+        usable = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca and (
+            cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+        )
+    except x509.ExtensionNotFound:
+        usable = False
+    subject = subject_text(cert.subject)
+    if not usable:
+        raise StoreError(
+            f"{subject} is not a CA certificate (needs CA:TRUE and keyCertSign): "
+            "delegate with your CA certificate, not a leaf or server certificate"
+        )
+    if now < cert.not_valid_before_utc:
+        raise StoreError(
+            f"{subject} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    if now > cert.not_valid_after_utc:
+        raise StoreError(
+            f"{subject} expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC: renew it first"
+        )
+
+
+def _warnings(bundle: Bundle, signer: x509.Certificate) -> tuple[str, ...]:
+    warnings = []
+    cert = bundle.chain[0]
+    if cert.not_valid_after_utc > signer.not_valid_after_utc:
+        warnings.append(
+            f"the delegation is valid until {cert.not_valid_after_utc:%Y-%m-%d}, but its issuer "
+            f"{subject_text(signer.subject)} only until {signer.not_valid_after_utc:%Y-%m-%d}: "
+            "renew the issuer in time or use --days"
+        )
+    top = bundle.chain[-1]
+    if not any(_issued_by(top, anchor) for anchor in bundle.server_ca):
+        warnings.append(
+            "the chain does not lead to the server CA in the bundle; albatross-client would "
+            "refuse it (exit 116) unless the friend gets the right --server-ca"
+        )
+    return tuple(warnings)
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

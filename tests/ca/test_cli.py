@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shlex
 import shutil
@@ -213,7 +214,7 @@ def test_generate_server_alt_names_and_key_type(
     server = load_certs(tmp_path / "server.pem")[0]
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["albatross.example"]
-    assert server.not_valid_after_utc == NOW + __import__("datetime").timedelta(days=5)
+    assert server.not_valid_after_utc == NOW + dt.timedelta(days=5)
     root = load_certs(tmp_path / "cacert.pem")[0]
     assert root.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
 
@@ -464,3 +465,99 @@ def test_register_mounts_the_commands() -> None:
     assert sorted(root.commands) == ["ca", "generate", "sign"]
     result = CliRunner().invoke(root, ["ca", "--help"])
     assert result.exit_code == 0 and "delegate" in result.stdout and "inspect" in result.stdout
+
+
+def test_delegation_needs_a_ca_signer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _operator(tmp_path, monkeypatch)
+    args = [
+        "delegate",
+        "x",
+        "1",
+        "--mem",
+        "32",
+        "--ca",
+        "server.pem",
+        "--ca-key",
+        "server.key",
+        "--endpoint",
+        "h",
+    ]
+    result = run(ca_group, args)
+    assert result.exit_code == 124
+    assert result.stderr.splitlines()[-1] == (
+        "error: /CN=server is not a CA certificate (needs CA:TRUE and keyCertSign): "
+        "delegate with your CA certificate, not a leaf or server certificate"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shift", "message"),
+    [
+        (
+            dt.timedelta(days=366),
+            "error: /CN=alice expired at 2027-11-27 18:08:12 UTC: renew it first",
+        ),
+        (dt.timedelta(days=-1), "error: /CN=alice is not valid before 2026-11-27 18:08:02 UTC"),
+    ],
+)
+def test_delegation_needs_a_valid_signer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: dt.timedelta, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ca.cli, "now", lambda: NOW + shift)
+    args = [
+        "delegate",
+        "x",
+        "1",
+        "--mem",
+        "32",
+        "--ca",
+        str(CERTS / "ca/alice.pem"),
+        "--ca-key",
+        str(CERTS / "ca/alice.key"),
+        "--server-ca",
+        str(CERTS / "ca/root-cacert.pem"),
+        "--endpoint",
+        "h",
+    ]
+    result = run(ca_group, args)
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (124, message)
+    monkeypatch.setattr(ca.cli, "now", lambda: NOW)  # the positive twin
+    result = run(ca_group, args)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_delegation_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _operator(tmp_path, monkeypatch)
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert run(generate_command, ["other", "db"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "delegate",
+        "x",
+        "1",
+        "--mem",
+        "32",
+        "--bridge",
+        "b",
+        "--ca",
+        "cacert.pem",
+        "--ca-key",
+        "ca.key",
+        "--endpoint",
+        "h",
+        "--days",
+        "4000",
+        "--server-ca",
+        "other/cacert.pem",
+    ]
+    result = run(ca_group, args)
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: the delegation is valid until 2037-11-09, but its issuer /CN=ca only until "
+        "2036-11-24: renew the issuer in time or use --days\n"
+        "warning: the chain does not lead to the server CA in the bundle; albatross-client "
+        "would refuse it (exit 116) unless the friend gets the right --server-ca\n"
+    )
