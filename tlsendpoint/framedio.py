@@ -28,6 +28,11 @@ __all__ = ["FramedStream", "PeerClosed", "TransportError"]
 _READ_SIZE = 65536
 
 
+def _why(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return str(cause) or type(cause).__name__
+
+
 class TransportError(AlbatrossError):
     """A stream broke (reset, TLS error); the message says which side and how."""
 
@@ -76,7 +81,7 @@ class FramedStream:
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise TransportError(f"{self.peer}: cannot write ({exc.__cause__ or exc})") from exc
+            raise TransportError(f"{self.peer}: cannot write ({_why(exc)})") from exc
 
     async def send_frame(self, body: bytes) -> None:
         await self.send_bytes(frame(body))

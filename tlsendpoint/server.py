@@ -72,6 +72,12 @@ def describe_peer(stream: trio.abc.Stream) -> str:
     return "stream"
 
 
+def _address(listener: trio.abc.Listener[trio.abc.Stream]) -> object:
+    if isinstance(listener, trio.SocketListener):
+        return listener.socket.getsockname()
+    return repr(listener)
+
+
 def _payload_outcome(payload: Payload) -> tuple[bool, str]:
     if isinstance(payload, Failure):
         return False, f"failure: {payload.message}"
@@ -94,11 +100,24 @@ class Endpoint:
     # -- one connection ----------------------------------------------------------
 
     async def _reply(
-        self, client: FramedStream, name: Name, version: int, payload: Payload
+        self,
+        client: FramedStream,
+        name: Name,
+        version: int,
+        payload: Payload,
+        record: ConnectionRecord,
     ) -> None:
+        """Send the final reply; if that fails, say so in the log line (albatross ignores it)."""
         message = Message(Header(name, 0, version), payload)
-        with trio.move_on_after(self.limits.send_timeout):
-            await client.send_message(message)
+        with trio.move_on_after(self.limits.send_timeout) as sending:
+            try:
+                await client.send_message(message)
+            except TransportError as exc:
+                record.outcome += f" (reply not delivered: {exc.message})"
+                record.ok = False
+        if sending.cancelled_caught:
+            record.outcome += f" (reply not taken within {self.limits.send_timeout:g} s)"
+            record.ok = False
 
     async def _serve_tls(
         self, tls: trio.SSLStream[trio.abc.Stream], record: ConnectionRecord
@@ -121,7 +140,7 @@ class Endpoint:
             request = authorize(chain)
         except Refusal as refusal:
             record.outcome = f"refused: {refusal.message}"
-            await self._reply(client, ROOT, VERSION, Failure(refusal.message))
+            await self._reply(client, ROOT, VERSION, Failure(refusal.message), record)
             return
         record.name = str(request.name)
         record.command = command_name(request.command)
@@ -146,7 +165,7 @@ class Endpoint:
                 if value
             )
         record.ok, record.outcome = _payload_outcome(payload)
-        await self._reply(client, request.name, request.version, payload)
+        await self._reply(client, request.name, request.version, payload, record)
 
     async def handle(self, transport: trio.abc.Stream, peer: str | None = None) -> None:
         """Serve one accepted connection; never raises (except cancellation)."""
@@ -181,7 +200,9 @@ class Endpoint:
         finally:
             self.limiter.release_on_behalf_of(token)
 
-    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: trio.abc.Listener[trio.abc.Stream], connections: trio.Nursery
+    ) -> None:
         while True:
             token = object()
             await self.limiter.acquire_on_behalf_of(token)
@@ -201,7 +222,7 @@ class Endpoint:
 
     async def serve(
         self,
-        listeners: Sequence[trio.SocketListener],
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
         shutdown: trio.Event,
         *,
         task_status: trio.TaskStatus[list[object]] = trio.TASK_STATUS_IGNORED,
@@ -211,7 +232,7 @@ class Endpoint:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
                     accepting.start_soon(self._accept_loop, listener, connections)
-                task_status.started([lst.socket.getsockname() for lst in listeners])
+                task_status.started([_address(lst) for lst in listeners])
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()
             for listener in listeners:

@@ -224,8 +224,14 @@ async def _relay_stream(
             try:
                 with trio.fail_after(limits.send_timeout):
                     await client.send_message(Message(header, message.payload))
-            except (TransportError, trio.TooSlowError) as exc:
-                stalled = f"the client stopped reading the stream: {exc}"
+            except TransportError as exc:
+                stalled = f"the client went away during the stream: {exc.message}"
+                break
+            except trio.TooSlowError:
+                stalled = (
+                    f"the client stopped reading the stream (a message was not taken"
+                    f" within {limits.send_timeout:g} s)"
+                )
                 break
             stats.forwarded += 1
         nursery.cancel_scope.cancel()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.framedio import FramedStream, PeerClosed
+from tlsendpoint.framedio import FramedStream, PeerClosed, TransportError
 from tlsendpoint.wire import (
     ROOT,
     BlockSet,
@@ -72,7 +72,7 @@ class Conn:
         try:
             while await self.framed.stream.receive_some(4096):
                 pass
-        except trio.BrokenResourceError:
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.closed_by_peer = True
 
@@ -117,7 +117,7 @@ class FakeDaemon:
         self.connections.append(conn)
         try:
             await self.behaviours[socket](conn)
-        except (PeerClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError):
             conn.closed_by_peer = True
         finally:
             await trio.aclose_forcefully(stream)
