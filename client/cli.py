@@ -36,8 +36,18 @@ def term_error(prog: str, message: str) -> str:
     return f.getvalue()
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, carried past click (which would turn it into an Abort)."""
+
+
 class AlbaGroup(click.Group):
     """A group whose ``main`` maps our errors to albatross-client exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def main(
         self,
@@ -61,7 +71,7 @@ class AlbaGroup(click.Group):
         except click.Abort:
             click.echo("aborted", err=True)
             sys.exit(ExitStatus.CLI_FAILED)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Interrupted):
             # Ctrl-C ends a console or stats follow: that is how the user stops it.
             click.echo(f"{prog}: interrupted, stopped following", err=True)
             sys.exit(ExitStatus.SUCCESS)
@@ -69,6 +79,11 @@ class AlbaGroup(click.Group):
             if os.environ.get("ALBA_DEBUG"):
                 raise
             sys.exit(_report(prog, exc))
+        except Exception as exc:  # a bug of ours: say so briefly, exit like cmdliner (125)
+            if os.environ.get("ALBA_DEBUG"):
+                raise
+            click.echo(f"{prog}: internal error, uncaught exception: {exc!r}", err=True)
+            sys.exit(ExitStatus.INTERNAL_ERROR)
         sys.exit(ExitStatus.SUCCESS)
 
 

@@ -20,7 +20,7 @@ import ipaddress
 import trio
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from ca.profiles import PrivateKey
 from client.errors import (
@@ -103,7 +103,7 @@ class TLSClientStream:
         store = ctx.get_cert_store()
         assert store is not None
         for anchor in anchors:
-            store.add_cert(anchor)  # type: ignore[arg-type]
+            store.add_cert(crypto.X509.from_cryptography(anchor))
         ctx.set_verify(SSL.VERIFY_PEER, lambda _c, _x, _e, _d, ok: bool(ok))
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_connect_state()

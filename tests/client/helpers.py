@@ -12,8 +12,9 @@ import socket
 import ssl
 import struct
 import threading
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,12 @@ class Pki:
         other = profiles.root_ca(other_key, "stranger", NOW)
         (d / "stranger.pem").write_bytes(pem(other))
         (d / "stranger.key").write_bytes(key_pem(other_key))
+        impostor_key = profiles.generate_key()
+        impostor = profiles.server_cert(
+            other, other_key, impostor_key.public_key(), "server", NOW, ips=["127.0.0.1"]
+        )
+        (d / "impostor.pem").write_bytes(pem(impostor))
+        (d / "impostor.key").write_bytes(key_pem(impostor_key))
 
     def path(self, name: str) -> str:
         return str(self.root / name)
@@ -219,15 +226,15 @@ def fake_endpoint(
             command = profiles.albatross_command(leaf)
             assert command is not None
             data = read_stream(tls) if isinstance(command, BlockSet) else []
-            cn = profiles.common_name(leaf.subject)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # an empty CN (policy at root)
+                cn = profiles.common_name(leaf.subject)
             seen = Seen(None, command, data, cn)
             server.seen.append(seen)
             for chunk in responder(seen):
                 tls.sendall(chunk)
-            try:
+            with suppress(OSError, ssl.SSLError):
                 tls.unwrap()
-            except (OSError, ssl.SSLError):
-                pass
 
     thread = threading.Thread(target=_serve, args=(server, handle), daemon=True)
     thread.start()

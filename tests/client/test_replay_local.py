@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zlib
 import shlex
+import zlib
 from pathlib import Path
 
 import pytest
