@@ -23,9 +23,16 @@ import click
 from ca.errors import CLI_FAILED
 from ca.inspect import describe_input, to_text
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
-from ca.provision import delegate, generate, sign
+from ca.provision import (
+    DelegationSource,
+    delegate,
+    generate,
+    sign,
+    source_from_bundle,
+    source_from_files,
+)
 from ca.store import MAX_FILE, read_bytes
-from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.errors import AlbatrossError, UsageError
 from tlsendpoint.wire import Policy
 
 __all__ = [
@@ -180,24 +187,26 @@ def sign_command(cacert: Path, db: Path, key: Path, csr: Path, days: int | None)
 )
 @click.option("--bridge", "bridges", multiple=True, help="Bridge the friend may use (repeatable).")
 @click.option(
+    "--bundle",
+    type=_path,
+    default=None,
+    help="Delegate from your own bundle (sets --ca, --ca-key, --server-ca, --endpoint).",
+)
+@click.option(
     "--ca",
     "ca_cert",
     type=_path,
-    default=Path("ca.pem"),
-    show_default=True,
-    help="Your CA certificate (first) and its chain.",
+    default=None,
+    help="Your CA certificate (first) and its chain [default: ca.pem].",
 )
-@click.option(
-    "--ca-key", type=_path, default=Path("ca.key"), show_default=True, help="Your CA's private key."
-)
+@click.option("--ca-key", type=_path, default=None, help="Your CA's private key [default: ca.key].")
 @click.option(
     "--server-ca",
     type=_path,
-    default=Path("cacert.pem"),
-    show_default=True,
-    help="Trust anchor of the endpoint, put into the bundle.",
+    default=None,
+    help="Trust anchor of the endpoint, put into the bundle [default: cacert.pem].",
 )
-@click.option("--endpoint", required=True, help="HOST[:PORT] of the endpoint (port 1025).")
+@click.option("--endpoint", default=None, help="HOST[:PORT] of the endpoint (port 1025).")
 @click.option("--server-name", default=None, help="Name in the server certificate's SAN.")
 @click.option("--days", type=click.IntRange(min=1), default=INTERMEDIATE_DAYS, show_default=True)
 @click.option("--db", type=_path, default=None, help="Serial database to append to.")
@@ -210,10 +219,11 @@ def delegate_command(
     cpus: tuple[int, ...],
     size: int | None,
     bridges: tuple[str, ...],
-    ca_cert: Path,
-    ca_key: Path,
-    server_ca: Path,
-    endpoint: str,
+    bundle: Path | None,
+    ca_cert: Path | None,
+    ca_key: Path | None,
+    server_ca: Path | None,
+    endpoint: str | None,
     server_name: str | None,
     days: int,
     db: Path | None,
@@ -223,26 +233,41 @@ def delegate_command(
     """Delegate a sub-quota: key, CA certificate and one bundle file for NAME."""
     policy = Policy(unikernels, frozenset(cpus or (0,)), mem, size, frozenset(bridges))
     with _our_errors():
+        source = _delegation_source(bundle, ca_cert, ca_key, server_ca, endpoint, server_name)
         if not bridges:
             click.echo("warning: policy without any network access", err=True)
         done = delegate(
-            Path("."),
-            name,
-            policy,
-            ca_cert,
-            ca_key,
-            server_ca,
-            endpoint,
-            now(),
-            server_name=server_name,
-            key_type=key_type,
-            days=days,
-            db=db,
-            out=out,
+            Path("."), name, policy, source, now(), key_type=key_type, days=days, db=db, out=out
         )
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {done.path}: delegated CA {name} with {policy}")
+
+
+def _delegation_source(
+    bundle: Path | None,
+    ca_cert: Path | None,
+    ca_key: Path | None,
+    server_ca: Path | None,
+    endpoint: str | None,
+    server_name: str | None,
+) -> DelegationSource:
+    if bundle is not None:
+        if (ca_cert, ca_key, server_ca) != (None, None, None):
+            raise UsageError(
+                "--bundle already holds the CA, its key and the server CA: "
+                "drop --ca, --ca-key and --server-ca"
+            )
+        return source_from_bundle(bundle, endpoint, server_name)
+    if endpoint is None:
+        raise UsageError("give the endpoint's address with --endpoint HOST[:PORT]")
+    return source_from_files(
+        ca_cert or Path("ca.pem"),
+        ca_key or Path("ca.key"),
+        server_ca or Path("cacert.pem"),
+        endpoint,
+        server_name,
+    )
 
 
 def _read_input(name: str) -> bytes:

@@ -42,9 +42,11 @@ from ca.profiles import (
     sign_csr,
 )
 from ca.store import (
+    Signer,
     append_db,
     ensure_key,
     file_name_for,
+    load_bundle,
     load_certificates,
     load_csr,
     load_signer,
@@ -56,10 +58,13 @@ from tlsendpoint.wire import Policy, check_label
 __all__ = [
     "CA_CERT_FILE",
     "Delegation",
+    "DelegationSource",
     "Say",
     "delegate",
     "generate",
     "sign",
+    "source_from_bundle",
+    "source_from_files",
     "subject_text",
 ]
 
@@ -161,17 +166,46 @@ class Delegation:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DelegationSource:
+    """Who delegates: the signing CA, the endpoint's trust anchors and its address."""
+
+    signer: Signer
+    server_ca: tuple[x509.Certificate, ...]
+    endpoint: str
+    server_name: str | None = None
+
+
+def source_from_files(
+    ca_cert: Path, ca_key: Path, server_ca: Path, endpoint: str, server_name: str | None = None
+) -> DelegationSource:
+    """The delegating CA from files (``--ca``, ``--ca-key``, ``--server-ca``)."""
+    signer = load_signer(ca_cert, ca_key)
+    anchors = tuple(load_certificates(server_ca, "server CA file"))
+    return DelegationSource(signer, anchors, endpoint, server_name)
+
+
+def source_from_bundle(
+    path: Path, endpoint: str | None = None, server_name: str | None = None
+) -> DelegationSource:
+    """The delegating CA from its own bundle: a friend delegating further."""
+    bundle = load_bundle(path)
+    signer = Signer(bundle.chain[0], bundle.chain[1:], bundle.key)
+    return DelegationSource(
+        signer,
+        bundle.server_ca,
+        endpoint or bundle.endpoint,
+        server_name if server_name is not None else bundle.server_name,
+    )
+
+
 def delegate(
     directory: Path,
     name: str,
     policy: Policy,
-    signer_cert: Path,
-    signer_key: Path,
-    server_ca: Path,
-    endpoint: str,
+    source: DelegationSource,
     now: dt.datetime,
     *,
-    server_name: str | None = None,
     key_type: str = "ed25519",
     days: int = INTERMEDIATE_DAYS,
     db: Path | None = None,
@@ -181,19 +215,20 @@ def delegate(
     if check_label(name) != name:
         raise StoreError(f"delegate name {name!r} must be lower case: use {name.lower()!r}")
     policy.check_usable()
-    signer = load_signer(signer_cert, signer_key)
+    signer = source.signer
     _check_signer(signer.cert, now)
     parent = cert_policy(signer.cert)
     if parent is not None:
         policy.check_within(parent)
-    anchors = tuple(load_certificates(server_ca, "server CA file"))
     path = out if out is not None else file_name_for(directory, name, ".bundle")
     if path.exists():
         raise StoreError(f"refusing to overwrite {path}: move it away or choose another name")
     key = generate_key(key_type)
     cert = intermediate(signer.cert, signer.key, key.public_key(), name, policy, now, days)
     chain = tuple(c for c in (signer.cert, *signer.chain) if not _self_signed(c))
-    bundle = Bundle(name, (cert, *chain), key, anchors, endpoint, server_name)
+    bundle = Bundle(
+        name, (cert, *chain), key, source.server_ca, source.endpoint, source.server_name
+    )
     write_bundle(path, bundle)
     if db is not None:
         append_db(db, cert, name)

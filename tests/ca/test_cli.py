@@ -561,3 +561,62 @@ def test_delegation_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "warning: the chain does not lead to the server CA in the bundle; albatross-client "
         "would refuse it (exit 116) unless the friend gets the right --server-ca\n"
     )
+
+
+def test_delegation_from_a_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _operator(tmp_path, monkeypatch)
+    assert run(ca_group, ["delegate", *ALICE_ARGS]).exit_code == 0
+    (tmp_path / "cacert.pem").unlink()  # everything must come from alice's bundle
+    result = run(
+        ca_group,
+        ["delegate", "bob", "1", "--mem", "32", "--bridge", "service", "--bundle", "alice.bundle"],
+    )
+    assert result.exit_code == 0, result.stderr
+    bob, alice = load_bundle(tmp_path / "bob.bundle"), load_bundle(tmp_path / "alice.bundle")
+    assert bob.server_ca == alice.server_ca
+    assert (bob.endpoint, bob.server_name) == ("127.0.0.1:1025", "albatross.example")
+    assert bob.chain[1:] == alice.chain
+    result = run(
+        ca_group,
+        [
+            "delegate",
+            "carol",
+            "1",
+            "--mem",
+            "32",
+            "--bridge",
+            "service",
+            "--bundle",
+            "alice.bundle",
+            "--endpoint",
+            "other:7",
+            "--server-name",
+            "other",
+        ],
+    )
+    assert result.exit_code == 0
+    assert load_bundle(tmp_path / "carol.bundle").endpoint == "other:7"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--bundle", "alice.bundle", "--ca", "cacert.pem"],
+            "error: --bundle already holds the CA, its key and the server CA: "
+            "drop --ca, --ca-key and --server-ca\n",
+        ),
+        (
+            ["--ca", "cacert.pem"],
+            "error: give the endpoint's address with --endpoint HOST[:PORT]\n",
+        ),
+        (["--bundle", "missing.bundle"], "error: bundle file missing.bundle does not exist\n"),
+    ],
+)
+def test_delegation_source_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    _operator(tmp_path, monkeypatch)
+    assert run(ca_group, ["delegate", *ALICE_ARGS]).exit_code == 0
+    result = run(ca_group, ["delegate", "bob", "1", "--mem", "32", "--bridge", "s", *args])
+    assert (result.exit_code, result.stderr) == (124, message)

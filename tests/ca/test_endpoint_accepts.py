@@ -75,12 +75,8 @@ def _provision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "10",
         "--bridge",
         "service",
-        "--ca",
+        "--bundle",
         "alice.bundle",
-        "--ca-key",
-        "alice.bundle",
-        "--endpoint",
-        "127.0.0.1:1025",
     ]
     assert runner.invoke(ca_group, bob).exit_code == 0
 
