@@ -16,7 +16,8 @@ import os
 import trio
 
 from standin.conn import Conn
-from standin.vmmd import DumpBlock, SetBlock
+from standin.daemon import Daemon
+from standin.outcomes import AddBlock, DumpBlock, ReadBlock, RemoveBlock, SetBlock, WriteBlock
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import (
     BlockData,
@@ -24,12 +25,22 @@ from tlsendpoint.wire import (
     End,
     Failure,
     Message,
+    OldBlockDeviceImage,
     Payload,
     StringReply,
 )
-from tlsendpoint.wire.compress import StreamCompressor, StreamDecompressor
+from tlsendpoint.wire.compress import StreamCompressor, StreamDecompressor, compress
 
-__all__ = ["DUMP_PIECE", "receive_block", "send_block"]
+__all__ = [
+    "DUMP_PIECE",
+    "add_block",
+    "empty_block",
+    "read_block",
+    "receive_block",
+    "remove_block",
+    "send_block",
+    "write_block",
+]
 
 log = logging.getLogger("standin")
 
@@ -41,10 +52,64 @@ class _TooBig(Exception):
     pass
 
 
-async def receive_block(daemon: object, conn: Conn, outcome: SetBlock) -> Payload:
-    from standin.daemon import Daemon
+def _create_file(daemon: Daemon, outcome: AddBlock | WriteBlock) -> str | None:
+    """Create the device file with its data, truncated to its size; an error text or None."""
+    path = daemon.block_file(outcome.name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return "file already exists"
+    except OSError as e:
+        return f"error creating block device: {e.strerror}"
+    try:
+        if outcome.data:
+            os.write(fd, outcome.data)
+        os.ftruncate(fd, outcome.size << 20)
+    except OSError as e:
+        return f"error writing block device: {e.strerror}"
+    finally:
+        os.close(fd)
+    return None
 
-    assert isinstance(daemon, Daemon)
+
+def add_block(daemon: Daemon, outcome: AddBlock) -> Payload:
+    problem = _create_file(daemon, outcome)
+    if problem is not None:
+        return Failure(problem)
+    daemon.vmmd.commit_block(outcome.name, outcome.size)
+    return StringReply("added block device")
+
+
+def remove_block(daemon: Daemon, outcome: RemoveBlock) -> Payload:
+    daemon.block_file(outcome.name).unlink(missing_ok=True)
+    daemon.vmmd.forget_block(outcome.name)
+    return StringReply("removed block")
+
+
+def empty_block(daemon: Daemon, outcome: SetBlock) -> None:
+    """albatross deletes and recreates the file before the stream arrives (data is lost)."""
+    path = daemon.block_file(outcome.name)
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def write_block(daemon: Daemon, outcome: WriteBlock) -> Payload:
+    daemon.block_file(outcome.name).unlink(missing_ok=True)
+    problem = _create_file(daemon, outcome)
+    return Failure(problem) if problem is not None else StringReply("set block device")
+
+
+def read_block(daemon: Daemon, outcome: ReadBlock) -> Payload:
+    try:
+        data = daemon.block_file(outcome.name).read_bytes()
+    except OSError:
+        return Failure("file does not exist")
+    if outcome.level == 0:
+        return OldBlockDeviceImage(False, data)
+    return OldBlockDeviceImage(True, compress(data, max(1, min(outcome.level, 9))))
+
+
+async def receive_block(daemon: Daemon, conn: Conn, outcome: SetBlock) -> Payload:
     path = daemon.block_file(outcome.name)
     limit = outcome.size_bytes
     inflate = StreamDecompressor(limit) if outcome.compressed else None
@@ -79,10 +144,7 @@ async def receive_block(daemon: object, conn: Conn, outcome: SetBlock) -> Payloa
     return StringReply("set block device")
 
 
-async def send_block(daemon: object, conn: Conn, request: Message, outcome: DumpBlock) -> None:
-    from standin.daemon import Daemon
-
-    assert isinstance(daemon, Daemon)
+async def send_block(daemon: Daemon, conn: Conn, request: Message, outcome: DumpBlock) -> None:
     header = request.header
     level = max(0, min(outcome.level, 9))
     path = daemon.block_file(outcome.name)
@@ -116,4 +178,3 @@ async def send_block(daemon: object, conn: Conn, request: Message, outcome: Dump
     await conn.send(Message(header, BlockData(None)))
     if failure is not None:
         await conn.send(Message(header, Failure(failure)))
-    _ = os

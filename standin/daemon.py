@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -45,6 +46,8 @@ from tlsendpoint.wire import (
     Payload,
     Policy,
     Restart,
+    StatsAdd,
+    StatsRemove,
     StringReply,
     UnikernelConfig,
 )
@@ -122,6 +125,7 @@ class Daemon:
         self.lock = trio.Lock()
         self.processes: dict[str, Process] = {}
         self.in_shutdown = False
+        self.stats_channel: Subscriber | None = None  # an external albatross-stats, if any
         self._nursery: trio.Nursery | None = None
         self._tap_counter = 0
 
@@ -130,19 +134,29 @@ class Daemon:
     async def serve(
         self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        from standin.servers import serve_console, serve_stats, serve_vmmd
+        """Restore the state, listen on the three sockets, run until cancelled."""
+        from standin.serving import serve_socket
+        from standin.streams import console_connection, stats_connection, stats_timer
+        from standin.vmmd_server import vmmd_connection
 
         self._prepare_dirs()
         self._restore_blocks()
         unikernels = self._restore_state()
-        listeners = [self._listen(n) for n in ("vmmd", "console", "stat")]
+        handlers = {
+            "vmmd": partial(vmmd_connection, self),
+            "console": partial(console_connection, self),
+            "stat": partial(stats_connection, self),
+        }
+        listeners = {n: self._listen(n) for n in handlers}
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    nursery.start_soon(serve_vmmd, self, listeners[0])
-                    nursery.start_soon(serve_console, self, listeners[1])
-                    nursery.start_soon(serve_stats, self, listeners[2])
+                    for n, handler in handlers.items():
+                        nursery.start_soon(
+                            serve_socket, listeners[n], n, self.config.max_frame, handler
+                        )
+                    nursery.start_soon(stats_timer, self)
                     for name, config in unikernels:
                         async with self.lock:
                             reply = await self.create(name, config, needs_dump=True)
@@ -155,9 +169,8 @@ class Daemon:
                         await self._shutdown()
                     nursery.cancel_scope.cancel()
         finally:
-            for listener in listeners:
+            for n, listener in listeners.items():
                 listener.close()
-            for n in ("vmmd", "console", "stat"):
                 self.config.socket(n).unlink(missing_ok=True)
 
     def _prepare_dirs(self) -> None:
@@ -345,16 +358,15 @@ class Daemon:
         self.processes[str(name)] = process
         if needs_dump:
             self.dump_state()
-        self.stats.add(
-            name,
-            Watched(
-                vmmdev=f"solo5-hvt-{process.pid}",
-                pid=process.pid,
-                taps=tuple((n.host_bridge, tap) for n, tap in zip(nets, taps, strict=True)),
-                memory=config.memory,
-                started=unikernel.started,
-            ),
+        watched = Watched(
+            vmmdev=f"solo5-hvt-{process.pid}",
+            pid=process.pid,
+            taps=tuple((n.host_bridge, tap) for n, tap in zip(nets, taps, strict=True)),
+            memory=config.memory,
+            started=unikernel.started,
         )
+        self.stats.add(name, watched)
+        self._tell_stats(name, StatsAdd(watched.vmmdev, process.pid, watched.taps))
         if isinstance(config.fail_behaviour, Restart) or config.add_name:
             waiter = Waiter()
             if self.vmmd.register_restart(name, waiter):
@@ -370,6 +382,7 @@ class Daemon:
             if self.processes.get(str(name)) is process:
                 del self.processes[str(name)]
             self.stats.remove(name)
+            self._tell_stats(name, StatsRemove())
             self.consoles.deactivate(name)
             waiter = self.vmmd.exited(name)
             if waiter is None and not self.in_shutdown:
@@ -394,6 +407,15 @@ class Daemon:
                 await self.create(name, config, needs_dump=False)
             else:
                 self.dump_state()
+
+    def stats_message(self, name: Name, command: StatsAdd | StatsRemove) -> Message:
+        return Message(Header(name, self.vmmd.stats_counter), command)
+
+    def _tell_stats(self, name: Name, command: StatsAdd | StatsRemove) -> None:
+        channel = self.stats_channel
+        if channel is not None and not channel.offer(self.stats_message(name, command)):
+            log.error("stats channel too slow, dropped")
+            self.stats_channel = None
 
     def wake_dropped(self) -> None:
         """Wake the waiters the pure code dropped (replaced or cancelled)."""

@@ -17,22 +17,40 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from standin.errors import Refused
+from standin.outcomes import (
+    AddBlock,
+    Create,
+    DumpBlock,
+    Outcome,
+    Prepared,
+    ReadBlock,
+    RemoveBlock,
+    Reply,
+    SetBlock,
+    StatsChannel,
+    Wait,
+    WaitAndCreate,
+    WriteBlock,
+)
 from standin.resources import Resources, Unikernel, block_name
 from standin.solo5 import read_notes
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import (
     BlockAdd,
+    BlockAddOld,
     BlockDeviceEntry,
     BlockDeviceList,
     BlockDump,
+    BlockDumpOld,
     BlockInfo,
     BlockInfoRecord,
     BlockRemove,
     BlockSet,
+    BlockSetOld,
     Failure,
     Header,
     Name,
@@ -46,7 +64,6 @@ from tlsendpoint.wire import (
     Quit,
     StatsInitial,
     StringReply,
-    Success,
     Typ,
     UnikernelConfig,
     UnikernelCreate,
@@ -60,110 +77,12 @@ from tlsendpoint.wire import (
 )
 from tlsendpoint.wire.compress import compress, decompress
 
-__all__ = [
-    "MAX_IMAGE",
-    "AddBlock",
-    "Create",
-    "DumpBlock",
-    "Outcome",
-    "Prepared",
-    "RemoveBlock",
-    "Reply",
-    "SetBlock",
-    "StatsChannel",
-    "Vmmd",
-    "Wait",
-    "WaitAndCreate",
-    "should_restart",
-]
+__all__ = ["MAX_IMAGE", "Vmmd", "bytes_of_mb", "should_restart"]
 
 W = TypeVar("W")
 
 #: Largest (decompressed) unikernel image we accept.
 MAX_IMAGE = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """Send *payload*; keep the connection open only for ``Loop`` replies (policy add)."""
-
-    payload: Success | Failure
-    keep_open: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Create:
-    name: Name
-    config: UnikernelConfig
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """Wait for *name* to exit, then reply ``destroyed unikernel``."""
-
-    name: Name
-
-
-@dataclass(frozen=True, slots=True)
-class WaitAndCreate:
-    """The old instance was told to stop: wait for it, then create with *config*."""
-
-    name: Name
-    config: UnikernelConfig
-
-
-@dataclass(frozen=True, slots=True)
-class DumpBlock:
-    name: Name
-    level: int
-
-
-@dataclass(frozen=True, slots=True)
-class SetBlock:
-    name: Name
-    compressed: bool
-    size_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class AddBlock:
-    """Checks passed: create the file of *size* MB, then :meth:`Vmmd.commit_block`."""
-
-    name: Name
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveBlock:
-    """Checks passed: delete the file, then :meth:`Vmmd.forget_block`."""
-
-    name: Name
-
-
-@dataclass(frozen=True, slots=True)
-class StatsChannel:
-    """``stats initial``: reply empty and make this connection the stats channel."""
-
-
-Outcome = (
-    Reply
-    | Create
-    | Wait
-    | WaitAndCreate
-    | DumpBlock
-    | SetBlock
-    | AddBlock
-    | RemoveBlock
-    | StatsChannel
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What ``Vmm_unix.prepare`` found out: the raw image and its digest."""
-
-    image: bytes
-    digest: bytes
 
 
 def should_restart(config: UnikernelConfig, exit_code: int | None) -> bool:
@@ -387,6 +306,40 @@ class Vmmd(Generic[W]):
             raise Refused("dump block: is in use")
         return DumpBlock(name, cmd.level)
 
+    # -- legacy block commands (old_block_add/set/dump, data inline) ----------
+
+    def _block_add_old(self, name: Name, cmd: BlockAddOld) -> Outcome:
+        if self.resources.find_block(name) is not None:
+            raise Refused("block device with same name already exists")
+        self.resources.check_block(name, cmd.size)
+        size_bytes = bytes_of_mb(cmd.size)
+        if cmd.data is None:
+            return AddBlock(name, cmd.size)
+        data = _inflate(cmd.data, size_bytes) if cmd.compressed else cmd.data
+        if len(data) > size_bytes:
+            raise Refused("data exceeds block size")
+        return AddBlock(name, cmd.size, data)
+
+    def _block_set_old(self, name: Name, cmd: BlockSetOld) -> Outcome:
+        state = self.resources.find_block(name)
+        if state is None:
+            raise Refused("set block: not found")
+        if state.active:
+            raise Refused("set block: is in use")
+        size_bytes = bytes_of_mb(state.size)
+        data = _inflate(cmd.data, size_bytes) if cmd.compressed else cmd.data
+        if len(data) > size_bytes:
+            raise Refused("data exceeds block size")
+        return WriteBlock(name, state.size, data)
+
+    def _block_dump_old(self, name: Name, cmd: BlockDumpOld) -> Outcome:
+        state = self.resources.find_block(name)
+        if state is None:
+            raise Refused("dump block: not found")
+        if state.active:
+            raise Refused("dump block: is in use")
+        return ReadBlock(name, cmd.level)
+
     def _stats_initial(self, _name: Name, _cmd: StatsInitial) -> Outcome:
         return StatsChannel()
 
@@ -475,6 +428,13 @@ def _uncompress(image: bytes) -> bytes:
         raise Refused(f"failed to uncompress: {e.message}") from None
 
 
+def _inflate(data: bytes, size_bytes: int) -> bytes:
+    try:
+        return decompress(data, size_bytes)
+    except ParseError as e:
+        raise Refused("data exceeds block size" if "beyond" in e.message else e.message) from None
+
+
 def _check_manifest(image: bytes, config: UnikernelConfig) -> None:
     try:
         _abi, manifest = read_notes(image)
@@ -501,5 +461,8 @@ _HANDLERS: dict[type[Any], Callable[[Vmmd[Any], Name, Any], Outcome]] = {
     BlockRemove: Vmmd._block_remove,
     BlockSet: Vmmd._block_set,
     BlockDump: Vmmd._block_dump,
+    BlockAddOld: Vmmd._block_add_old,
+    BlockSetOld: Vmmd._block_set_old,
+    BlockDumpOld: Vmmd._block_dump_old,
     StatsInitial: Vmmd._stats_initial,
 }

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from standin.errors import Refused
-from standin.resources import Unikernel
-from standin.vmmd import (
+from standin.outcomes import (
     AddBlock,
     Create,
     DumpBlock,
@@ -19,12 +18,11 @@ from standin.vmmd import (
     Reply,
     SetBlock,
     StatsChannel,
-    Vmmd,
     Wait,
     WaitAndCreate,
-    bytes_of_mb,
-    should_restart,
 )
+from standin.resources import Unikernel
+from standin.vmmd import Vmmd, bytes_of_mb, should_restart
 from tests.standin.helpers import make_image
 from tlsendpoint.wire import (
     BlockAdd,
