@@ -43,6 +43,7 @@ class Conn:
     framed: FramedStream
     received: list[Message | bytes | End] = field(default_factory=list)
     closed_by_peer: bool = False
+    finished: bool = False  # the behaviour returned or failed, the socket is closed
 
     async def receive(self) -> Message:
         body = await self.framed.receive_frame()
@@ -121,6 +122,7 @@ class FakeDaemon:
             conn.closed_by_peer = True
         finally:
             await trio.aclose_forcefully(stream)
+            conn.finished = True
 
     async def _serve(self, socket: str, task_status: trio.TaskStatus[None]) -> None:
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)

@@ -1,0 +1,144 @@
+"""End to end through the endpoint and the daemon stand-in: the vectors' replies, the story
+of a delegated user, streamed and 8 MiB images, block devices, console."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from standin.testing import Standin, open_standin
+from tests.endpoint.harness import Harness, open_harness
+from tests.endpoint.pki import NOW, Pki
+from tests.endpoint.vectorcerts import VectorPki, resign_leaf
+from tests.vectors import CASES, CERTS, MKFAKE, case_frames
+from tlsendpoint.wire import (
+    BlockAdd,
+    BlockData,
+    BlockDeviceImage,
+    BlockDump,
+    BlockSet,
+    ConsoleSubscribe,
+    Failure,
+    Header,
+    Message,
+    Name,
+    Policy,
+    StringReply,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelInfo,
+    UnikernelInfoList,
+    decode_message,
+)
+
+
+def _fake_image(tmp_path: Path, *extra: str) -> bytes:
+    out = tmp_path / f"fake{len(extra)}.hvt"
+    subprocess.run([sys.executable, str(MKFAKE), *extra, str(out)], check=True, timeout=60)
+    return out.read_bytes()
+
+
+def _captured_reply(case: str) -> Message:
+    frames = [f for f in case_frames(CASES / case) if f.direction == "from_daemon"]
+    return decode_message(frames[-1].body)
+
+
+async def _endpoint(tmp_path: Path, standin: Standin, pki: Pki | None = None) -> object:
+    return open_harness(tmp_path, standin.tmpdir / "util", pki=pki)
+
+
+VECTOR_ORDER = [
+    "info",
+    "create",
+    "alice-create",
+    "bob-create",
+    "block-add",
+    "block-set",
+]
+
+
+async def test_captured_leaves_get_the_captured_replies(tmp_path: Path) -> None:
+    pki = VectorPki(tmp_path)
+    async with (
+        open_standin(tmp_path) as standin,
+        open_harness(tmp_path, standin.tmpdir / "util", pki=pki) as h,
+    ):
+        for leaf_id in VECTOR_ORDER:
+            meta = json.loads((CERTS / "leaf" / f"{leaf_id}.json").read_text())
+            case = meta["source_case"]
+            upload = None
+            stream = CASES / case / "stream.hex"
+            identity = resign_leaf(leaf_id, NOW)
+            client = await h.connect(identity)
+            if stream.exists():
+                await client.tls.send_all(bytes.fromhex(stream.read_text().strip()))
+            replies = await client.read_all()
+            assert upload is None
+            captured = _captured_reply(case)
+            assert replies == [Message(Header(captured.header.name, 0, 5), captured.payload)], case
+
+
+async def test_delegated_user_story(tmp_path: Path) -> None:
+    image = _fake_image(tmp_path)
+    async with (
+        open_standin(tmp_path) as standin,
+        open_harness(tmp_path, standin.tmpdir / "util") as h,
+    ):
+        friend = h.pki.sub_ca("friend", Policy(1, frozenset({0}), 64, None, frozenset()))
+        (reply,) = await h.run(h.pki.leaf(".", UnikernelInfo(), via=[friend]))
+        assert reply == Message(Header(Name(("friend",)), 0, 5), UnikernelInfoList(()))
+        create = UnikernelCreate(UnikernelConfig(image=image, memory=32))
+        (reply,) = await h.run(h.pki.leaf("hello", create, via=[friend]))
+        assert reply.payload == StringReply("created unikernel")
+        (reply,) = await h.run(h.pki.leaf("second", create, via=[friend]))
+        assert isinstance(reply.payload, Failure)
+        assert "1" in reply.payload.message  # the daemon's quota reason, relayed verbatim
+        client = await h.connect(h.pki.leaf("hello", ConsoleSubscribe(count=5), via=[friend]))
+        first = await client.read_one()
+        assert first.payload == StringReply("subscribed")
+        await client.tls.aclose()
+
+
+async def test_streamed_and_eight_mib_images(tmp_path: Path) -> None:
+    small = _fake_image(tmp_path)
+    big = _fake_image(tmp_path, "--size", str(8 * 1024 * 1024))
+    assert len(big) >= 8 * 1024 * 1024
+    async with (
+        open_standin(tmp_path, memory=8192) as standin,
+        open_harness(tmp_path, standin.tmpdir / "util") as h,
+    ):
+        streamed = UnikernelCreate(UnikernelConfig(image=b""))
+        chunks = [small[i : i + 4096] for i in range(0, len(small), 4096)]
+        (reply,) = await h.run(h.pki.leaf("streamed", streamed), upload=chunks)
+        assert reply.payload == StringReply("created unikernel")
+        embedded = UnikernelCreate(UnikernelConfig(image=big))
+        identity = h.pki.leaf("big", embedded)
+        assert len(identity.chain[0].tbs_certificate_bytes) >= 8 * 1024 * 1024
+        (reply,) = await h.run(identity)
+        assert reply.payload == StringReply("created unikernel")
+
+
+async def test_block_device_round_trip(tmp_path: Path) -> None:
+    import zlib
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    async with (
+        open_standin(tmp_path) as standin,
+        open_harness(tmp_path, standin.tmpdir / "util") as h,
+    ):
+        (reply,) = await h.run(h.pki.leaf("disk", BlockAdd(1)))
+        assert reply.payload == StringReply("added block device")
+        packed = zlib.compress(data, 9)
+        chunks = [packed[i : i + 65536] for i in range(0, len(packed), 65536)]
+        (reply,) = await h.run(h.pki.leaf("disk", BlockSet(True)), upload=chunks)
+        assert reply.payload == StringReply("set block device")
+        replies = await h.run(h.pki.leaf("disk", BlockDump(0)))
+    assert isinstance(replies[0].payload, BlockDeviceImage)
+    assert replies[-1] == Message(Header(Name((), "disk"), 0, 5), BlockData(None))
+    body = b"".join(m.payload.data or b"" for m in replies[1:-1])  # type: ignore[union-attr]
+    assert (zlib.decompress(body) if replies[0].payload.compressed else body) == data
+
+
+_ = Harness
