@@ -304,8 +304,13 @@ def intermediate(
     days: int = INTERMEDIATE_DAYS,
     serial: int | None = None,
     not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> x509.Certificate:
-    """A delegation CA carrying ``policy add``: albatross, SKI, KeyUsage, CA:TRUE, AKI."""
+    """A delegation CA carrying ``policy add``: albatross, SKI, KeyUsage, CA:TRUE, AKI.
+
+    Valid from now - 10 s (or *not_before*) for *days* (or until *not_after*).
+    """
+    lifetime = dt.timedelta(days=days) if not_after is None else not_after - now
     return _intermediate_from(
         _subject(cn),
         issuer_cert,
@@ -313,7 +318,7 @@ def intermediate(
         public_key,
         PolicyAdd(policy),
         now,
-        dt.timedelta(days=days),
+        lifetime,
         serial,
         not_before,
     )

@@ -224,7 +224,11 @@ def delegate(
     if path.exists():
         raise StoreError(f"refusing to overwrite {path}: move it away or choose another name")
     key = generate_key(key_type)
-    cert = intermediate(signer.cert, signer.key, key.public_key(), name, policy, now, days)
+    # A CA cannot usefully outlive its issuer (the chain stops verifying), so clamp.
+    until = min(now + dt.timedelta(days=days), signer.cert.not_valid_after_utc)
+    cert = intermediate(
+        signer.cert, signer.key, key.public_key(), name, policy, now, not_after=until
+    )
     chain = tuple(c for c in (signer.cert, *signer.chain) if not _self_signed(c))
     bundle = Bundle(
         name, (cert, *chain), key, source.server_ca, source.endpoint, source.server_name
@@ -232,7 +236,7 @@ def delegate(
     write_bundle(path, bundle)
     if db is not None:
         append_db(db, cert, name)
-    return Delegation(bundle, path, _warnings(bundle, signer.cert))
+    return Delegation(bundle, path, _warnings(bundle, now + dt.timedelta(days=days)))
 
 
 def _check_signer(cert: x509.Certificate, now: dt.datetime) -> None:
@@ -259,14 +263,15 @@ def _check_signer(cert: x509.Certificate, now: dt.datetime) -> None:
         )
 
 
-def _warnings(bundle: Bundle, signer: x509.Certificate) -> tuple[str, ...]:
+def _warnings(bundle: Bundle, wanted: dt.datetime) -> tuple[str, ...]:
     warnings = []
     cert = bundle.chain[0]
-    if cert.not_valid_after_utc > signer.not_valid_after_utc:
+    if wanted - cert.not_valid_after_utc > dt.timedelta(days=1):
+        issuer = subject_text(cert.issuer)
         warnings.append(
-            f"the delegation is valid until {cert.not_valid_after_utc:%Y-%m-%d}, but its issuer "
-            f"{subject_text(signer.subject)} only until {signer.not_valid_after_utc:%Y-%m-%d}: "
-            "renew the issuer in time or use --days"
+            f"the delegation ends with its issuer {issuer} on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}, earlier than --days asked: renew {issuer} "
+            "and delegate again before then"
         )
     top = bundle.chain[-1]
     if not any(_issued_by(top, anchor) for anchor in bundle.server_ca):

@@ -555,9 +555,13 @@ def test_delegation_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     ]
     result = run(ca_group, args)
     assert result.exit_code == 0
+    root = load_certs(tmp_path / "cacert.pem")[0]
+    assert load_bundle(tmp_path / "x.bundle").chain[0].not_valid_after_utc == (
+        root.not_valid_after_utc
+    )
     assert result.stderr == (
-        "warning: the delegation is valid until 2037-11-09, but its issuer /CN=ca only until "
-        "2036-11-24: renew the issuer in time or use --days\n"
+        "warning: the delegation ends with its issuer /CN=ca on 2036-11-24, earlier than --days "
+        "asked: renew /CN=ca and delegate again before then\n"
         "warning: the chain does not lead to the server CA in the bundle; albatross-client "
         "would refuse it (exit 116) unless the friend gets the right --server-ca\n"
     )
@@ -620,3 +624,19 @@ def test_delegation_source_errors(
     assert run(ca_group, ["delegate", *ALICE_ARGS]).exit_code == 0
     result = run(ca_group, ["delegate", "bob", "1", "--mem", "32", "--bridge", "s", *args])
     assert (result.exit_code, result.stderr) == (124, message)
+
+
+def test_delegation_is_clamped_to_its_issuer_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _operator(tmp_path, monkeypatch)
+    assert run(ca_group, ["delegate", *ALICE_ARGS]).exit_code == 0
+    monkeypatch.setattr(ca.cli, "now", lambda: NOW + dt.timedelta(hours=1))
+    result = run(
+        ca_group,
+        ["delegate", "bob", "1", "--mem", "32", "--bridge", "service", "--bundle", "alice.bundle"],
+    )
+    assert (result.exit_code, result.stderr) == (0, "")
+    bob, alice = load_bundle(tmp_path / "bob.bundle"), load_bundle(tmp_path / "alice.bundle")
+    assert bob.chain[0].not_valid_after_utc == alice.chain[0].not_valid_after_utc
+    assert bob.chain[0].not_valid_before_utc == NOW + dt.timedelta(hours=1, seconds=-10)
