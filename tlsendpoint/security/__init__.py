@@ -1,0 +1,24 @@
+"""Security features the endpoint adds on top of albatross (issue 6).
+
+Each module is self-contained with a small hook API; the endpoint calls them
+in the order documented in ``notes/readme-security.md``:
+
+* :mod:`.quota` - quotas that cannot be multiplied by sub-delegation (pure);
+* :mod:`.audit` - hash-chained JSON-lines audit log and its verifier;
+* :mod:`.rollback` - per-path newest delegation, older ones refused;
+* :mod:`.replay` - a state-changing leaf runs once;
+* :mod:`.revocation` - CRLs from a directory or handed in by a delegate;
+* :mod:`.explain` - "would the endpoint allow this, and if not why" offline.
+"""
+
+from __future__ import annotations
+
+from tlsendpoint.errors import PolicyError
+
+__all__ = ["SecurityRefusal"]
+
+
+class SecurityRefusal(PolicyError):
+    """The endpoint refuses the request for a security reason; ``message`` says which and why."""
+
+    exit_code = 4

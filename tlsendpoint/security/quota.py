@@ -1,0 +1,440 @@
+# Quotas that cannot be multiplied by sub-delegation (issue 6 points 1 and 2).
+#
+# albatross checks a create only against the policy at the unikernel's own path
+# (behaviour.md §3.6, §9.2): a delegate with a quota of 1 can sign two sub-CAs
+# with 1 each and run 2.  We check, before a create, restart-with-arguments or
+# block add, *every* ancestor on the chain and the host itself:
+#
+# * static: each delegation's policy within its issuer's (albatross is_smaller),
+#   the top-level one within the root policy the daemon reports;
+# * dynamic: for every ancestor path P (deepest first, then the root), the usage
+#   of P's whole subtree + the reservations of requests still in flight + the
+#   new request must fit P's policy.  Siblings may be over-committed on paper
+#   (albatross allows that), but usage can never exceed any ancestor nor the host.
+#
+# Usage is attributed by albatross's trie key (``Name.is_below``), the same
+# rule the daemon uses, so a unikernel named with a path-only name (leaf CN
+# ".") still counts against the delegate.  That over-counts at worst (the
+# operator's ``:alice`` counts against delegate ``alice``), never under-counts.
+#
+# Concurrency: :class:`Reservations`.  The check and the reservation happen in
+# one synchronous step (no await between them); the reservation is held until
+# the daemon has replied, and for every usage snapshot started before that.
+# Pure: values in, values or QuotaError out.  No I/O, no clock.
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from tlsendpoint.errors import PolicyError
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.wire import (
+    ROOT,
+    BlockAdd,
+    BlockAddOld,
+    BlockDeviceList,
+    BlockInfo,
+    Command,
+    Name,
+    Policy,
+    PolicyInfo,
+    PolicyList,
+    UnikernelCreate,
+    UnikernelInfo,
+    UnikernelInfoList,
+    UnikernelRestart,
+)
+
+__all__ = [
+    "Demand",
+    "QuotaError",
+    "Reservation",
+    "Reservations",
+    "Totals",
+    "Usage",
+    "check_delegations",
+    "check_usage",
+    "demand_of",
+    "hop_text",
+    "root_policy_from",
+    "usage_from_replies",
+    "usage_queries",
+]
+
+
+class QuotaError(SecurityRefusal):
+    """A request or delegation exceeds a policy; names the hop and the field with numbers."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hop: Name,
+        field: str,
+        limit: object = None,
+        used: object = None,
+        requested: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.hop = hop
+        self.field = field
+        self.limit = limit
+        self.used = used
+        self.requested = requested
+
+
+def hop_text(path: Name) -> str:
+    """How a refusal names a hop: the host, or the delegation's path and certificate CN."""
+    if path.is_root:
+        return "host (root policy)"
+    return f"delegation {path} (certificate CN {path.path[-1]})"
+
+
+# -- what a request adds ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one request adds to the usage of every ancestor path."""
+
+    unikernels: int = 0
+    memory: int = 0
+    cpuids: frozenset[int] = frozenset()
+    bridges: frozenset[str] = frozenset()
+    block: int = 0
+    replaces: Name | None = None  # force-create / restart: this unikernel goes away first
+
+
+def demand_of(name: Name, command: Command) -> Demand | None:
+    """The resources *command* at *name* would add, or None if it adds none."""
+    if isinstance(command, UnikernelCreate):
+        config = command.config
+        return Demand(
+            unikernels=1,
+            memory=config.memory,
+            cpuids=config.cpuids,
+            bridges=frozenset(n.bridge or n.name for n in config.bridges),
+            replaces=name if command.force else None,
+        )
+    if isinstance(command, UnikernelRestart):
+        args = command.arguments
+        if args is None:  # same configuration again: nothing new
+            return None
+        return Demand(
+            unikernels=1,
+            memory=args.memory,
+            cpuids=args.cpuids,
+            bridges=frozenset(n.bridge or n.name for n in args.bridges),
+            replaces=name,
+        )
+    if isinstance(command, BlockAdd | BlockAddOld):
+        return Demand(block=command.size)
+    return None
+
+
+# -- usage as the daemon reports it ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    memory: int
+    cpuids: frozenset[int]
+    bridges: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Summed usage of one subtree."""
+
+    unikernels: int = 0
+    memory: int = 0
+    cpuids: frozenset[int] = frozenset()
+    bridges: frozenset[str] = frozenset()
+    block: int = 0
+
+    def plus(self, demand: Demand) -> Totals:
+        return Totals(
+            self.unikernels + demand.unikernels,
+            self.memory + demand.memory,
+            self.cpuids | demand.cpuids,
+            self.bridges | demand.bridges,
+            self.block + demand.block,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Every unikernel and block device below some path, by absolute name."""
+
+    unikernels: dict[Name, _Running] = field(default_factory=dict)
+    blocks: dict[Name, int] = field(default_factory=dict)
+
+    def merged(self, other: Usage) -> Usage:
+        return Usage({**self.unikernels, **other.unikernels}, {**self.blocks, **other.blocks})
+
+    def totals(self, path: Name, without: Name | None = None) -> Totals:
+        """The usage of *path*'s subtree (albatross trie-key rule), leaving out *without*."""
+        count, memory = 0, 0
+        cpuids: set[int] = set()
+        bridges: set[str] = set()
+        for name, running in self.unikernels.items():
+            if name.is_below(path.path) and (without is None or name.key != without.key):
+                count += 1
+                memory += running.memory
+                cpuids |= running.cpuids
+                bridges |= running.bridges
+        block = sum(size for name, size in self.blocks.items() if name.is_below(path.path))
+        return Totals(count, memory, frozenset(cpuids), frozenset(bridges), block)
+
+
+def usage_queries() -> list[tuple[Name, Command]]:
+    """The (name, command) queries whose replies :func:`usage_from_replies` needs.
+
+    One snapshot of the whole host (root info and block info) serves every
+    ancestor: fewer round trips, and one consistent view; root policy info gives
+    the host's limits (:func:`root_policy_from`).
+    """
+    return [(ROOT, PolicyInfo()), (ROOT, UnikernelInfo()), (ROOT, BlockInfo())]
+
+
+def usage_from_replies(at: Name, info: UnikernelInfoList, blocks: BlockDeviceList) -> Usage:
+    """Usage from the daemon's replies to info and block info for path *at*.
+
+    The daemon names entries relative to *at* (behaviour.md §3.7, §3.8); we keep
+    absolute names so replies for different paths can be merged.
+    """
+    unikernels = {
+        name.under(at.path): _Running(
+            record.memory, record.cpuids, frozenset(n.bridge for n in record.bridges)
+        )
+        for name, record in info.unikernels
+    }
+    sizes = {entry.name.under(at.path): entry.size for entry in blocks.devices}
+    return Usage(unikernels, sizes)
+
+
+def root_policy_from(reply: PolicyList) -> Policy | None:
+    """The root policy in a policy info reply for ``:``, None if the host has none."""
+    for name, policy in reply.policies:
+        if name.is_root:
+            return policy
+    return None
+
+
+# -- the checks -------------------------------------------------------------------
+
+
+def _first_excess(sub: Policy, parent: Policy) -> tuple[str, object, object]:
+    """(field, limit, requested) of the first check of albatross's is_smaller that fails."""
+    if parent.unikernels < sub.unikernels:
+        return "unikernels", parent.unikernels, sub.unikernels
+    if parent.memory < sub.memory:
+        return "memory", parent.memory, sub.memory
+    if not sub.cpuids <= parent.cpuids:
+        return "cpuids", sorted(parent.cpuids), sorted(sub.cpuids)
+    if not sub.bridges <= parent.bridges:
+        return "bridges", sorted(parent.bridges), sorted(sub.bridges)
+    return "block", parent.block, sub.block
+
+
+def check_delegations(policies: Sequence[tuple[Name, Policy]], root: Policy | None) -> None:
+    """Each delegation within its issuer's, the top-level one within the host's root policy.
+
+    *policies* is :attr:`Request.policies` (deepest first).  Raises :class:`QuotaError`.
+    """
+    ordered = [*policies, *([(ROOT, root)] if root is not None else [])]
+    for (path, policy), (parent_path, parent) in itertools.pairwise(ordered):
+        try:
+            policy.check_within(parent)
+        except PolicyError as exc:
+            field_name, limit, requested = _first_excess(policy, parent)
+            raise QuotaError(
+                f"{hop_text(path)} is not within {hop_text(parent_path)}: {exc.message}",
+                hop=path,
+                field=field_name,
+                limit=limit,
+                requested=requested,
+            ) from None
+
+
+def _refuse(
+    path: Name, field_name: str, text: str, limit: object, used: object, req: object
+) -> None:
+    raise QuotaError(
+        f"{hop_text(path)}: {text} (limit {limit}, used {used}, requested {req})",
+        hop=path,
+        field=field_name,
+        limit=limit,
+        used=used,
+        requested=req,
+    )
+
+
+def _check_one(path: Name, policy: Policy, used: Totals, demand: Demand) -> None:
+    if demand.unikernels and used.unikernels + demand.unikernels > policy.unikernels:
+        _refuse(
+            path,
+            "unikernels",
+            f"maximum amount of unikernels ({policy.unikernels}) reached in the whole subtree",
+            policy.unikernels,
+            used.unikernels,
+            demand.unikernels,
+        )
+    if demand.unikernels and used.memory + demand.memory > policy.memory:
+        _refuse(
+            path,
+            "memory",
+            "memory of the whole subtree would exceed the policy (MB)",
+            policy.memory,
+            used.memory,
+            demand.memory,
+        )
+    if not demand.cpuids <= policy.cpuids:
+        _refuse(
+            path,
+            "cpuids",
+            "CPUids not allowed by policy",
+            sorted(policy.cpuids),
+            sorted(used.cpuids),
+            sorted(demand.cpuids),
+        )
+    if not demand.bridges <= policy.bridges:
+        _refuse(
+            path,
+            "bridges",
+            "bridges not allowed by policy",
+            sorted(policy.bridges),
+            sorted(used.bridges),
+            sorted(demand.bridges),
+        )
+    if demand.block:
+        if policy.block is None:
+            _refuse(
+                path,
+                "block",
+                "no block devices are allowed by policy (MB)",
+                0,
+                used.block,
+                demand.block,
+            )
+        elif used.block + demand.block > policy.block:
+            _refuse(
+                path,
+                "block",
+                "block storage of the whole subtree would exceed the policy (MB)",
+                policy.block,
+                used.block,
+                demand.block,
+            )
+
+
+def check_usage(
+    policies: Sequence[tuple[Name, Policy]],
+    root: Policy | None,
+    usage: Usage,
+    demand: Demand,
+    pending: Iterable[tuple[Name, Demand]] = (),
+) -> None:
+    """Every ancestor's subtree usage + in-flight *pending* + *demand* within its policy.
+
+    *pending* are (target name, demand) of requests granted but not yet visible in
+    *usage*; each counts (in full) for the ancestors of its target.  Checks deepest
+    first, then the host (when *root* is known), so the refusal names the closest
+    hop that is full.  Raises :class:`QuotaError`.
+    """
+    in_flight = list(pending)
+    hops = [*policies, *([(ROOT, root)] if root is not None else [])]
+    for path, policy in hops:
+        used = usage.totals(path, without=demand.replaces)
+        for target, other in in_flight:
+            if target.is_below(path.path):
+                used = used.plus(other)
+        _check_one(path, policy, used, demand)
+
+
+# -- reservations: concurrent requests cannot slip past ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A granted demand, held until the daemon has replied (:meth:`Reservations.release`)."""
+
+    ident: int
+    target: Name
+    demand: Demand
+
+
+class Reservations:
+    """In-flight demands, so two requests checked against the same snapshot cannot both pass.
+
+    Per connection: ``snap = book.snapshot()`` *before* asking the daemon for
+    usage; ``res = book.reserve(snap, ...)`` checks and reserves in one step (no
+    await inside); send the command; after the daemon's reply or any error
+    ``book.release(res)``; finally ``book.done(snap)`` (use ``try/finally``).
+
+    A reservation counts while active, and after its release for every snapshot
+    taken *before* the release (that snapshot may predate the daemon's change).
+    Size is bounded by the number of open connections.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._next = 0
+        self._active: dict[int, Reservation] = {}
+        self._released: list[tuple[int, Reservation]] = []  # (epoch of release, reservation)
+        self._open: dict[int, int] = {}  # snapshot epoch -> open count
+
+    def snapshot(self) -> int:
+        with self._lock:
+            self._epoch += 1
+            self._open[self._epoch] = 1
+            return self._epoch
+
+    def in_flight(self, snapshot: int) -> list[tuple[Name, Demand]]:
+        """What counts on top of a usage snapshot taken at *snapshot*."""
+        with self._lock:
+            return self._in_flight(snapshot)
+
+    def _in_flight(self, snapshot: int) -> list[tuple[Name, Demand]]:
+        found = [*self._active.values(), *(r for e, r in self._released if e > snapshot)]
+        return [(r.target, r.demand) for r in found]
+
+    def reserve(
+        self,
+        snapshot: int,
+        policies: Sequence[tuple[Name, Policy]],
+        root: Policy | None,
+        usage: Usage,
+        target: Name,
+        demand: Demand,
+    ) -> Reservation:
+        """Check *demand* at *target* with all in flight, then reserve it; raises QuotaError."""
+        with self._lock:
+            check_usage(policies, root, usage, demand, self._in_flight(snapshot))
+            self._next += 1
+            reservation = Reservation(self._next, target, demand)
+            self._active[reservation.ident] = reservation
+            return reservation
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            if self._active.pop(reservation.ident, None) is not None:
+                self._epoch += 1
+                self._released.append((self._epoch, reservation))
+            self._prune()
+
+    def done(self, snapshot: int) -> None:
+        with self._lock:
+            self._open.pop(snapshot, None)
+            self._prune()
+
+    def _prune(self) -> None:
+        oldest = min(self._open, default=self._epoch + 1)
+        self._released = [(e, r) for e, r in self._released if e > oldest]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._active) + len(self._released)
