@@ -1,0 +1,133 @@
+"""Command-line error paths (CliRunner) and the per-connection log line and its targets."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.endpoint.fakedaemon import reply_table
+from tests.endpoint.harness import with_fake_daemon
+from tests.endpoint.pki import Pki, write_chain
+from tlsendpoint.cli import cli, main
+from tlsendpoint.connlog import ConnectionRecord, JournalHandler, configure_logging
+from tlsendpoint.wire import UnikernelInfo, UnikernelInfoList
+
+
+def _files(pki: Pki) -> list[str]:
+    return [str(pki.ca_file), str(pki.cert_file), str(pki.key_file)]
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert (result.exit_code, result.output) == (0, "version 0.1.0 protocol version 5\n")
+
+
+def test_two_cas_exit_125(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    write_chain(pki.ca_file, [pki.root, pki.server])
+    result = CliRunner().invoke(cli, ["--tmpdir", str(tmp_path), *_files(pki)])
+    assert result.exit_code == 125
+    assert "expect single ca as cacert" in result.output
+
+
+def test_key_mismatch_exit_125(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    (tmp_path / "o").mkdir()
+    other = Pki(tmp_path / "o")
+    args = ["--tmpdir", str(tmp_path), str(pki.ca_file), str(pki.cert_file), str(other.key_file)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 125
+    assert "cannot use certificate" in result.output
+
+
+def test_bad_ip_exit_125(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    result = CliRunner().invoke(cli, ["--ip", "nowhere", "--tmpdir", str(tmp_path), *_files(pki)])
+    assert result.exit_code == 125
+    assert "--ip 'nowhere' is not an IPv4 or IPv6 address" in result.output
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--tmpdir", str(tmp_path), "a.pem", "b.pem", "c.pem"])
+    assert info.value.code == 124
+    assert "'a.pem' does not exist" in capsys.readouterr().err
+
+
+def test_missing_tmpdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pki = Pki(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["--tmpdir", str(tmp_path / "nope"), *_files(pki)])
+    assert info.value.code == 124
+    assert "Directory" in capsys.readouterr().err
+
+
+def test_log_line_quotes_hostile_values() -> None:
+    record = ConnectionRecord("1.2.3.4:5", chain='CN=a" outcome="ok\nX', name="x", command="c")
+    record.outcome = "failure: no"
+    line = record.line(1.5)
+    assert "\n" not in line
+    assert line == (
+        'peer=1.2.3.4:5 chain="CN=a\\" outcome=\\"ok\\x0aX" name="x" command="c"'
+        ' outcome="failure: no" duration=1.500s'
+    )
+
+
+async def test_one_line_per_connection_with_fingerprints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    caplog.set_level(logging.INFO, "albatross.endpoint")
+    info = UnikernelInfoList(())
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelInfo: info})}) as (
+        _d,
+        h,
+    ):
+        alice = h.pki.sub_ca("alice")
+        identity = h.pki.leaf("a1", UnikernelInfo(), via=[alice])
+        await h.run(identity)
+    (record,) = [r for r in caplog.records if r.name == "albatross.endpoint"]
+    line = record.getMessage()
+    leaf_fp = identity.chain[0].fingerprint(hashes.SHA256()).hex()
+    alice_fp = alice[0].fingerprint(hashes.SHA256()).hex()
+    assert line.startswith(
+        f'peer=test-peer chain="CN=a1 sha256:{leaf_fp} <- CN=alice sha256:{alice_fp}"'
+        ' name="alice:a1" command="unikernel info" outcome="success: UnikernelInfoList"'
+    )
+    assert record.levelno == logging.INFO
+
+
+def test_journal_handler_sends_native_datagrams(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    handler = JournalHandler("albatross-tls-endpoint", path)
+    logger = logging.getLogger("albatross.test-journal")
+    logger.addHandler(handler)
+    try:
+        logger.warning("peer=x outcome=%s", "refused")
+        data = server.recv(65536)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        server.close()
+    assert data == (
+        b"MESSAGE=peer=x outcome=refused\nPRIORITY=4\nSYSLOG_IDENTIFIER=albatross-tls-endpoint\n"
+    )
+
+
+def test_configure_logging_none_and_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("none", logging.INFO)
+    logging.getLogger("albatross.endpoint").warning("hidden")
+    configure_logging("stderr", logging.INFO)
+    logging.getLogger("albatross.endpoint").warning("shown")
+    captured = capsys.readouterr()
+    configure_logging("none", logging.INFO)
+    logging.getLogger("albatross").propagate = True
+    assert captured.out == ""
+    assert "hidden" not in captured.err and "WARNING shown" in captured.err
