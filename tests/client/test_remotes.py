@@ -1,0 +1,176 @@
+"""Named remotes (remotes.toml), ``certificate`` with a pre-signed chain, and a smoke test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ca import profiles
+from client.cli import alba
+from client.remotes import RemoteEntry, load_remotes, save_remotes
+from tests.client.helpers import Pki, Seen, fake_daemon, fake_endpoint, key_pem, pem, reply
+from tlsendpoint.wire import Name, StringReply, UnikernelDestroy, UnikernelInfo, UnikernelInfoList
+
+
+def run(args: list[str]) -> Result:
+    return CliRunner().invoke(alba, args, prog_name="alba")
+
+
+@pytest.fixture(autouse=True)
+def remotes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cfg" / "remotes.toml"
+    monkeypatch.setenv("ALBATROSS_REMOTES", str(path))
+    return path
+
+
+def test_add_list_use_remove(tmp_path: Path, remotes_file: Path) -> None:
+    pki = Pki(tmp_path)
+
+    def responder(seen: Seen) -> list[bytes]:
+        return [reply(Name.parse(":"), UnikernelInfoList(()))]
+
+    with fake_endpoint(pki, responder) as (port, seen):
+        added = run(
+            [
+                "remote",
+                "add",
+                "home",
+                "-d",
+                f"127.0.0.1:{port}",
+                "--ca",
+                pki.path("cacert.pem"),
+                "--ca-key",
+                pki.path("ca.key"),
+                "--server-ca",
+                pki.path("cacert.pem"),
+                "--server-name",
+                "albatross.test",
+            ]
+        )
+        assert added.exit_code == 0, added.output
+        assert added.stdout == f"remote home saved in {remotes_file}\n"
+        assert os.stat(remotes_file).st_mode & 0o777 == 0o600
+        used = run(["info", "--remote", "home"])
+    assert (used.exit_code, used.stdout) == (0, "host [unikernel: :]: no unikernels\n")
+    assert seen[0].command == UnikernelInfo()
+    listed = run(["remote", "list"])
+    assert listed.stdout == f"home: 127.0.0.1:{port} (server name albatross.test)\n"
+    again = run(
+        [
+            "remote",
+            "add",
+            "home",
+            "-d",
+            "h",
+            "--ca",
+            pki.path("cacert.pem"),
+            "--ca-key",
+            pki.path("ca.key"),
+            "--server-ca",
+            pki.path("cacert.pem"),
+        ]
+    )
+    assert again.exit_code == 124
+    assert again.stderr == "alba: remote 'home' exists already (use --force to replace it)\n"
+    assert run(["remote", "remove", "home"]).stdout == "remote home removed\n"
+    assert load_remotes() == {}
+
+
+def test_unknown_remote() -> None:
+    result = run(["info", "--remote", "nowhere"])
+    assert result.exit_code == 124
+    assert result.stderr == "alba: unknown remote 'nowhere' (known: none)\n"
+
+
+def test_remote_and_socket_are_exclusive() -> None:
+    result = run(["info", "--remote", "x", "--socket", "/nonexistent"])
+    assert result.exit_code == 124
+    assert "mutually" in result.stderr
+
+
+def test_broken_remotes_file(remotes_file: Path) -> None:
+    remotes_file.parent.mkdir(parents=True)
+    remotes_file.write_text('[remotes.x]\ndestination = "h"\n')
+    result = run(["info", "--remote", "x"])
+    assert result.exit_code == 124
+    # cmdliner-style wrapping depends on the path length; compare the words.
+    assert " ".join(result.stderr.split()) == (
+        f"alba: remotes file {remotes_file}: remote 'x': missing ['ca', 'ca_key', 'server_ca']"
+    )
+
+
+def test_save_and_load_round_trip(remotes_file: Path) -> None:
+    entries = {"a b": RemoteEntry('h"1', "c", "k", "s", None, "p256")}
+    save_remotes(entries)
+    assert load_remotes() == entries
+
+
+def test_certificate_runs_presigned_leaf(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    key = profiles.generate_key()
+    now = dt.datetime.now(dt.UTC)
+    leaf = profiles.leaf(
+        pki.root_cert, pki.root_key, key.public_key(), "x", UnikernelDestroy(), now
+    )
+    (tmp_path / "x.pem").write_bytes(pem(leaf))
+    (tmp_path / "x.key").write_bytes(key_pem(key))
+
+    def responder(_seen: Seen) -> list[bytes]:
+        return [reply(Name.parse(":x"), StringReply("destroyed unikernel"))]
+
+    with fake_endpoint(pki, responder) as (port, seen):
+        result = run(
+            [
+                "certificate",
+                str(tmp_path / "x.pem"),
+                str(tmp_path / "x.key"),
+                "-d",
+                f"127.0.0.1:{port}",
+                "--server-ca",
+                pki.path("cacert.pem"),
+            ]
+        )
+    assert (result.exit_code, result.stdout) == (
+        0, "host [unikernel: :x]: success: destroyed unikernel\n")  # fmt: skip
+    assert seen[0].cn == "x"
+    missing = run(["certificate", str(tmp_path / "x.pem"), str(tmp_path / "x.key")])
+    assert (missing.exit_code, missing.stderr) == (124, "alba: no destination provided\n")
+
+
+def test_socket_dash_prints_command() -> None:
+    result = run(["destroy", "hello", "--socket", "-"])
+    assert result.exit_code == 121
+    assert result.stdout.startswith("out:\n00000000: 30 ")
+
+
+def test_local_connect_failure(tmp_path: Path) -> None:
+    result = run(["info", "--tmpdir", str(tmp_path)])
+    assert result.exit_code == 122
+    assert result.stdout == f"alba: [ERROR] couldn't connect to {tmp_path}/util/vmmd.sock\n"
+
+
+def test_smoke_subprocess(tmp_path: Path) -> None:
+    """The installed entry point runs, prints, and exits with albatross's codes."""
+    sock = tmp_path / "vmmd.sock"
+
+    def responder(_seen: Seen) -> list[bytes]:
+        return [reply(Name.parse(":t"), StringReply("destroyed unikernel"))]
+
+    alba_bin = Path(sys.executable).parent / "alba"
+    with fake_daemon(sock, responder):
+        done = subprocess.run(
+            [str(alba_bin), "destroy", "t", "--socket", str(sock)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "host [unikernel: :t]: success: destroyed unikernel\n", "")  # fmt: skip
+    bad = subprocess.run([str(alba_bin), "frobnicate"], capture_output=True, text=True,
+                         timeout=60, check=False)  # fmt: skip
+    assert bad.returncode == 124
+    assert "No such command 'frobnicate'" in bad.stderr
