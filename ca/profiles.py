@@ -24,14 +24,20 @@ import ipaddress
 import secrets
 import warnings
 from collections.abc import Sequence
-from typing import TypeAlias
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ca.keys import (
+    _PUBLIC_KEY_TYPES,
+    KEY_TYPES,
+    PrivateKey,
+    PublicKey,
+    _hash_for,
+    generate_key,
+    key_matches,
+)
 from tlsendpoint.errors import ParseError, UsageError
 from tlsendpoint.wire import (
     EXTENSION_OID,
@@ -69,15 +75,9 @@ __all__ = [
     "sign_csr",
 ]
 
-PrivateKey: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-PublicKey: TypeAlias = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-
-_PUBLIC_KEY_TYPES = (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 
 ALBATROSS_OID = x509.ObjectIdentifier(EXTENSION_OID)
 
-#: Key types of albatross-client's ``--key-type`` (the first is the default).
-KEY_TYPES = ("ed25519", "p256", "p384", "p521", "rsa2048", "rsa4096")
 
 #: Default lifetimes, as albatross-client (``generate --days``, ``--server-days``, ``sign``).
 ROOT_DAYS = 3650
@@ -113,46 +113,6 @@ _END_ENTITY_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
-
-
-# -- keys -------------------------------------------------------------------
-
-
-def generate_key(key_type: str = "ed25519") -> PrivateKey:
-    """A fresh private key of one of :data:`KEY_TYPES`."""
-    if key_type == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    curves: dict[str, ec.EllipticCurve] = {
-        "p256": ec.SECP256R1(),
-        "p384": ec.SECP384R1(),
-        "p521": ec.SECP521R1(),
-    }
-    if key_type in curves:
-        return ec.generate_private_key(curves[key_type])
-    if key_type in ("rsa2048", "rsa4096"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
-    raise UsageError(f"unknown key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
-
-
-def _hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
-    """Signature hash as ocaml-x509 picks it: none for Ed25519, SHA-2 by curve size."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        if size > 384:
-            return hashes.SHA512()
-        if size > 256:
-            return hashes.SHA384()
-    return hashes.SHA256()
-
-
-def key_matches(key: PrivateKey, public_key: object) -> bool:
-    """Whether *key* is the private half of *public_key* (compared by SPKI DER)."""
-    if not isinstance(public_key, _PUBLIC_KEY_TYPES):
-        return False
-    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-    return key.public_key().public_bytes(*spki) == public_key.public_bytes(*spki)
 
 
 # -- small pieces -----------------------------------------------------------
