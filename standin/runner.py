@@ -36,6 +36,8 @@ EXIT_ARGUMENT = "standin-exit="
 SIGTERM = 15
 #: Simulated pids start here, far from real ones.
 FIRST_PID = 70000
+#: A simulated unikernel lives at least this long, so a restart loop cannot spin the daemon.
+MIN_RUNTIME = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,10 @@ class _SimulatedProcess:
     async def run(self, spec: LaunchSpec, output: Output) -> None:
         try:
             with self._scope:
-                self._exit = await _simulate(spec, output)
+                started = trio.current_time()
+                exit = await _simulate(spec, output)
+                await trio.sleep_until(started + MIN_RUNTIME)
+                self._exit = exit
         finally:
             self._done.set()
 

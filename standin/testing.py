@@ -129,6 +129,26 @@ async def open_standin(
                 yield standin
             finally:
                 await standin.stop()
+    except BaseExceptionGroup as group:
+        # One failure (a test's assertion, a StandinError at start) reads better unwrapped.
+        leaf = _single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
     finally:
         if short is not None:
             shutil.rmtree(short, ignore_errors=True)
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else None
