@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -16,7 +19,7 @@ from tests.endpoint.harness import Client
 from tests.endpoint.pki import Identity, Pki
 from tlsendpoint.activation import tcp_listen_socket
 from tlsendpoint.limits import Limits
-from tlsendpoint.server import Endpoint
+from tlsendpoint.server import ACCEPT_ERROR_PAUSE, Endpoint
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.wire import (
     ConsoleData,
@@ -231,3 +234,41 @@ async def test_shutdown_stops_accepting_and_ends_streams_after_grace(
     assert not accepted_after_shutdown
     assert 8 <= len(replies) <= 10 and all(m.payload == LINE for m in replies)
     assert ended_at - stopped_at == 10
+
+
+class FlakyListener(MemoryListener):
+    """Fails its first accepts with EMFILE, as a process out of file descriptors would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def accept(self) -> trio.abc.Stream:
+        if self.failures:
+            self.failures -= 1
+            await trio.lowlevel.checkpoint()
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await super().accept()
+
+
+async def test_accept_errors_pause_and_recover(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "albatross.endpoint")
+    pki = Pki(tmp_path)
+    async with open_fake_daemon({"vmmd": reply_table({UnikernelInfo: INFO})}) as daemon:
+        ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
+        endpoint = Endpoint(ctx, daemon.socket_dir, Limits())
+        listener, shutdown = FlakyListener(failures=3), trio.Event()
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            nursery.start_soon(endpoint.serve, [listener], shutdown)
+            stream = await listener.connect()
+            accepted_at = trio.current_time()
+            tls = trio.SSLStream(stream, pki.client(pki.leaf("x", UnikernelInfo())))
+            await tls.do_handshake()
+            assert [m.payload for m in await Client(tls).read_all()] == [INFO]
+            shutdown.set()
+    errors = [r for r in caplog.records if "accept failed" in r.getMessage()]
+    assert len(errors) == 3  # one line per failure, not a flood
+    assert accepted_at - start == pytest.approx(3 * ACCEPT_ERROR_PAUSE)
