@@ -133,6 +133,21 @@ def main(
     )
     try:
         trio.run(_run, config, runner)
-    except StandinError as e:
-        click.echo(f"albatross-standin: {e}", err=True)
-        sys.exit(e.exit_code)
+    except (StandinError, BaseExceptionGroup) as e:
+        error = _standin_error(e)
+        if error is None:
+            raise
+        click.echo(f"albatross-standin: {error}", err=True)
+        sys.exit(error.exit_code)
+
+
+def _standin_error(exc: BaseException) -> StandinError | None:
+    """The StandinError inside trio's exception groups, if that is what stopped us."""
+    if isinstance(exc, StandinError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _standin_error(inner)
+            if found is not None:
+                return found
+    return None

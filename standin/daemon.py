@@ -66,6 +66,8 @@ def utc_now() -> datetime:
 class StandinError(AlbatrossError):
     """The stand-in cannot start (bad directory, unreadable state, socket in use)."""
 
+    exit_code = 1
+
 
 class Waiter:
     """Woken with the exit of a unikernel, or with ``None`` when it was dropped."""

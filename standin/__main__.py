@@ -1,0 +1,7 @@
+"""``python -m standin`` = ``albatross-standin``."""
+
+from __future__ import annotations
+
+from standin.cli import main
+
+main()

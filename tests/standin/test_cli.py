@@ -1,0 +1,121 @@
+"""``albatross-standin`` from the command line: CliRunner for errors, a real process for start/stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from standin.cli import main
+from tlsendpoint.wire import (
+    FrameDecoder,
+    Header,
+    Message,
+    Name,
+    UnikernelInfo,
+    UnikernelInfoList,
+    decode_message,
+    encode_message,
+    frame,
+)
+
+STARTUP_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # unix socket paths are short; pytest's tmp_path may be too deep
+    path = Path(tempfile.mkdtemp(prefix="sti-", dir="/tmp"))
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def test_help() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "--bridge" in result.output and "--stats-interval" in result.output
+
+
+def test_missing_options() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 2
+    assert "Missing option '--tmpdir'" in result.output
+
+
+def test_bad_numbers_are_refused() -> None:
+    result = CliRunner().invoke(
+        main, ["--tmpdir", "/tmp/x", "--state-dir", "/tmp/y", "--cpus", "0"]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--cpus'" in result.output
+
+
+def test_socket_path_too_long(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100)
+    result = CliRunner().invoke(main, ["--tmpdir", str(deep), "--state-dir", str(tmp_path / "s")])
+    assert result.exit_code == 1
+    assert "is too long for a unix socket; use a shorter --tmpdir" in result.output
+
+
+def start(short_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "standin",
+            "--tmpdir",
+            str(short_dir / "run"),
+            "--state-dir",
+            str(short_dir / "state"),
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    sock = short_dir / "run" / "util" / "vmmd.sock"
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the stand-in did not start: {proc.communicate()[1]!r}")
+        time.sleep(0.05)
+    return proc
+
+
+def info(short_dir: Path) -> object:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(short_dir / "run" / "util" / "vmmd.sock"))
+        s.sendall(frame(encode_message(Message(Header(Name(), 1), UnikernelInfo()))))
+        decoder = FrameDecoder()
+        while (body := decoder.next_frame()) is None:
+            decoder.feed(s.recv(65536))
+        assert isinstance(body, bytes)
+        return decode_message(body).payload
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_starts_answers_and_stops_cleanly(short_dir: Path, signum: int) -> None:
+    proc = start(short_dir, "--bridge", "br0", "--bridge", "service")
+    try:
+        assert info(short_dir) == UnikernelInfoList(())
+        with pytest.raises(SystemExit):  # a second daemon on the same sockets is refused
+            main(["--tmpdir", str(short_dir / "run"), "--state-dir", str(short_dir / "x")])
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert not (short_dir / "run" / "util" / "vmmd.sock").exists()
+    assert b"Traceback" not in err
