@@ -1,4 +1,4 @@
-"""``albatross-standin`` from the command line: CliRunner for errors, a real process for start/stop."""
+"""``albatross-standin``: CliRunner for the error paths, a real process for start and stop."""
 
 from __future__ import annotations
 
