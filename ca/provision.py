@@ -37,6 +37,7 @@ from ca.profiles import (
     common_name,
     generate_key,
     intermediate,
+    key_matches,
     root_ca,
     server_cert,
     sign_csr,
@@ -49,6 +50,7 @@ from ca.store import (
     load_bundle,
     load_certificates,
     load_csr,
+    load_key,
     load_signer,
     write_bundle,
     write_certificates,
@@ -113,7 +115,9 @@ def generate(
     ips: Sequence[str] = (),
 ) -> tuple[x509.Certificate, x509.Certificate]:
     """Create (or reuse) the CA and server keys, write ``cacert.pem`` and ``<server>.pem``."""
-    ca_key, _ = ensure_key(file_name_for(directory, name, ".key"), key_type)
+    key_path = file_name_for(directory, name, ".key")
+    _keep_other_ca(directory / CA_CERT_FILE, key_path)
+    ca_key, _ = ensure_key(key_path, key_type)
     root = root_ca(ca_key, name, now, days)
     write_certificates(directory / CA_CERT_FILE, [root])
     server_key, _ = ensure_key(file_name_for(directory, server, ".key"), key_type)
@@ -123,6 +127,19 @@ def generate(
     append_db(db, cert, server)
     write_certificates(file_name_for(directory, server, ".pem"), [cert])
     return root, cert
+
+
+def _keep_other_ca(ca_path: Path, key_path: Path) -> None:
+    """Refuse to replace a ``cacert.pem`` made with another key (albatross would)."""
+    if not ca_path.exists():
+        return
+    existing = load_certificates(ca_path, "CA certificate file")[0]
+    if key_path.exists() and key_matches(load_key(key_path), existing.public_key()):
+        return  # same CA key: a renewed root still verifies everything it signed
+    raise StoreError(
+        f"{ca_path} holds the CA {subject_text(existing.subject)} of another key: every "
+        "certificate it signed depends on it; move it away before generating a new CA"
+    )
 
 
 def sign(

@@ -640,3 +640,20 @@ def test_delegation_is_clamped_to_its_issuer_quietly(
     bob, alice = load_bundle(tmp_path / "bob.bundle"), load_bundle(tmp_path / "alice.bundle")
     assert bob.chain[0].not_valid_after_utc == alice.chain[0].not_valid_after_utc
     assert bob.chain[0].not_valid_before_utc == NOW + dt.timedelta(hours=1, seconds=-10)
+
+
+def test_generate_keeps_a_root_of_another_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(generate_command, ["myca", "db"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = run(generate_command, ["other", "db"])
+    assert (result.exit_code, result.stdout) == (
+        124,
+        "albatross-client: [ERROR] error while generating: cacert.pem holds the CA /CN=myca of "
+        "another key: every certificate it signed depends on it; move it away before generating "
+        "a new CA\n",
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written
+    assert run(generate_command, ["myca", "db", "--days", "20"]).exit_code == 0  # same key: fine

@@ -8,16 +8,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import crypto
 
 from ca.profiles import (
     albatross_command,
     cert_policy,
+    common_name,
     generate_key,
     intermediate,
+    leaf,
     make_csr,
+    root_ca,
+    server_cert,
     sign_csr,
 )
-from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_csr, verify
+from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_certs, load_csr, verify
 from tlsendpoint.errors import PolicyError, UsageError
 from tlsendpoint.wire import (
     NetIf,
@@ -186,3 +191,46 @@ def test_signed_intermediate_can_sign_further() -> None:
         make_csr(generate_key(), "friend", PolicyAdd(Policy(1, frozenset({0}), 32))), sub, key, NOW
     )
     verify([below, sub], [root], NOW)
+
+
+@pytest.mark.parametrize("name", ["alice", "bob", "dave", "Dave", "erin"])
+def test_captured_csrs_sign_to_the_captured_certificates(name: str) -> None:
+    captured = load_certs(CERTS / f"ca/{name}.pem")[0]
+    issuer_cn = common_name(captured.issuer)
+    issuer, issuer_key = ca_of("root" if issuer_cn == "ca" else str(issuer_cn))
+    mine = sign_csr(load_csr(CERTS / f"ca/{name}.req"), issuer, issuer_key, NOW)
+    assert mine.subject.public_bytes() == captured.subject.public_bytes()
+    assert mine.issuer.public_bytes() == captured.issuer.public_bytes()
+    assert mine.public_key() == captured.public_key()
+    assert ext_layout(mine) == ext_layout(captured)
+    assert [e.value for e in mine.extensions] == [e.value for e in captured.extensions]
+    assert _days(mine) == _days(captured)
+
+
+# -- every profile: the positive check and its negative twins ------------------
+
+
+def _issued(kind: str) -> tuple[x509.Certificate, list[x509.Certificate], x509.Certificate]:
+    """(certificate, chain above it, trust anchor) for each profile, issued at NOW."""
+    root, root_key = ca_of("root")
+    key = generate_key()
+    if kind == "server":
+        return server_cert(root, root_key, key.public_key(), "server", NOW), [], root
+    if kind == "intermediate":
+        return intermediate(root, root_key, key.public_key(), "x", ALICE, NOW), [], root
+    sub = intermediate(root, root_key, key.public_key(), "x", ALICE, NOW)
+    return leaf(sub, key, generate_key().public_key(), "y", UnikernelDestroy(), NOW), [sub], root
+
+
+@pytest.mark.parametrize("kind", ["server", "intermediate", "leaf"])
+def test_profile_validity_twins(kind: str) -> None:
+    cert, chain, anchor = _issued(kind)
+    verify([cert, *chain], [anchor], NOW)  # positive
+    verify([cert, *chain], [anchor], cert.not_valid_after_utc - dt.timedelta(seconds=1))
+    with pytest.raises(crypto.X509StoreContextError, match="expired"):
+        verify([cert, *chain], [anchor], cert.not_valid_after_utc + dt.timedelta(seconds=1))
+    with pytest.raises(crypto.X509StoreContextError, match="not yet valid"):
+        verify([cert, *chain], [anchor], NOW - dt.timedelta(seconds=11))
+    stranger = root_ca(generate_key(), "ca", NOW)
+    with pytest.raises(crypto.X509StoreContextError):
+        verify([cert, *chain], [stranger], NOW)
