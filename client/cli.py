@@ -21,7 +21,7 @@ from client import cmd_block, cmd_console, cmd_policy, cmd_unikernel
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
 from client.cmd_update import update
-from client.errors import ClientError, ExitStatus
+from client.errors import ClientError, CliFailed, ExitStatus
 from client.fmt import Formatter
 from client.output import format_log
 from tlsendpoint.errors import AlbatrossError
@@ -114,6 +114,28 @@ def alba() -> None:
 for module in (cmd_unikernel, cmd_console, cmd_block, cmd_policy):
     for command in module.commands:
         alba.add_command(command)
+
+
+@click.command("help")
+@click.argument("topic", required=False)
+@click.pass_context
+def help_(ctx: click.Context, topic: str | None) -> None:
+    """Show help for the client or for one command (albatross-client's ``help TOPIC``)."""
+    root = ctx.find_root()
+    if topic is None:
+        click.echo(alba.get_help(root))
+        return
+    command = alba.get_command(ctx, topic)
+    if command is None:
+        click.echo(f"unknown command '{topic}', available commands:")
+        for name in alba.list_commands(ctx):
+            click.echo(name)
+        raise CliFailed(f"unknown command '{topic}'", log="none")
+    with click.Context(command, info_name=topic, parent=root) as sub:
+        click.echo(command.get_help(sub))
+
+
+alba.add_command(help_)
 alba.add_command(update)
 alba.add_command(certificate)
 alba.add_command(remote)

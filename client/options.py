@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 import trio
+from click.shell_completion import CompletionItem
 
 from ca.profiles import KEY_TYPES
 from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
@@ -53,6 +54,17 @@ def output_options(func: F) -> F:
     return func
 
 
+def _complete_remotes(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of ``--remote``: the names in remotes.toml."""
+    try:
+        names = sorted(load_remotes())
+    except AlbatrossError:
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def destination_options(func: F) -> F:
     opts: list[Callable[[F], F]] = [
         click.option("--socket", help='Local daemon socket ("-" prints the command).'),
@@ -63,7 +75,13 @@ def destination_options(func: F) -> F:
         ),
         click.option("-d", "--destination", metavar="HOST[:PORT]", help="Remote endpoint."),
         click.option("--csr", is_flag=True, help="Write a key and a CSR instead of running."),
-        click.option("--remote", "remote_name", metavar="NAME", help="A named remote."),
+        click.option(
+            "--remote",
+            "remote_name",
+            metavar="NAME",
+            help="A named remote (see 'remote list').",
+            shell_complete=_complete_remotes,
+        ),
         click.option(
             "--ca", type=click.Path(path_type=Path), help="CA certificate and chain [ca.pem]."
         ),
