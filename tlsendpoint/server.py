@@ -46,7 +46,7 @@ from tlsendpoint.session import (
     serve_request,
 )
 from tlsendpoint.tlscontext import peer_chain
-from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload
+from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 
 __all__ = ["Endpoint", "describe_peer"]
 
@@ -81,6 +81,8 @@ def _address(listener: trio.abc.Listener[trio.abc.Stream]) -> object:
 def _payload_outcome(payload: Payload) -> tuple[bool, str]:
     if isinstance(payload, Failure):
         return False, f"failure: {payload.message}"
+    if isinstance(payload, StringReply):
+        return True, f"success: {payload.text}"
     return True, f"success: {type(payload).__name__}"
 
 
