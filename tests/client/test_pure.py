@@ -183,7 +183,12 @@ def test_formatter_breaks_like_ocaml_format() -> None:
         f.brk().text(word)
     f.close_box().newline()
     assert f.getvalue() == "abc one two three\n   four five\n"  # indented to the box
-    assert term_error("prog", "x " * 45) == "prog: " + "x " * 35 + "x\n      " + "x " * 8 + "x\n"
+    wrapped = term_error("prog", " ".join(["word"] * 30)).splitlines()
+    assert len(wrapped) == 2
+    assert all(len(line) <= 78 for line in wrapped)
+    assert len(wrapped[0]) + len(" word") > 78  # nothing more would have fitted
+    assert wrapped[1].startswith("      word")  # continuation under the first word
+    assert " ".join(" ".join(wrapped).split()) == "prog: " + " ".join(["word"] * 30)
 
 
 def test_help_topic() -> None:
