@@ -2,7 +2,7 @@
 
 ``generate`` and ``sign`` are albatross-client's: same arguments, defaults and
 output lines.  albatross logs to **stdout** (``signing …``, and
-``albatross-client: [WARNING] …`` / ``[ERROR] …``), so these two commands keep
+``<program>: [WARNING] …`` / ``[ERROR] …``), so these two commands keep
 that for scripts that parse it; exit code 0 or 124.  The ``ca`` group holds our
 additions (``delegate``, ``inspect``): data on stdout, diagnostics on stderr.
 Every failure exits with the code of its error class (124 for all of them,
@@ -45,8 +45,15 @@ __all__ = [
     "sign_command",
 ]
 
-#: The program name in albatross-style log lines (scripts grep for it).
+#: The program name in albatross-style log lines when click knows none.
 LOG_PREFIX = "albatross-client"
+
+
+def _program() -> str:
+    """The name the user ran us as, like Logs_fmt's prefix (``alba``, ``albatross-client``)."""
+    context = click.get_current_context(silent=True)
+    name = context.find_root().info_name if context is not None else None
+    return name or LOG_PREFIX
 
 
 def now() -> dt.datetime:
@@ -59,7 +66,7 @@ def _say(message: str) -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"{LOG_PREFIX}: [WARNING] {message}")
+    click.echo(f"{_program()}: [WARNING] {message}")
 
 
 @contextmanager
@@ -68,7 +75,7 @@ def _albatross_errors(what: str) -> Iterator[None]:
     try:
         yield
     except AlbatrossError as exc:
-        click.echo(f"{LOG_PREFIX}: [ERROR] error while {what}: {exc.message}")
+        click.echo(f"{_program()}: [ERROR] error while {what}: {exc.message}")
         sys.exit(CLI_FAILED)
 
 

@@ -32,7 +32,8 @@ def run(command: object, args: list[str]) -> Result:
     import click
 
     assert isinstance(command, click.Command)
-    return CliRunner().invoke(command, args)
+    # the program name albatross-client prints in its log lines (Logs_fmt's prefix)
+    return CliRunner().invoke(command, args, prog_name="albatross-client")
 
 
 def mode(path: Path) -> int:

@@ -34,6 +34,5 @@ def test_alba_generate_sign_inspect(tmp_path: Path) -> None:
     refused = alba("sign", "alice.pem", "db", "ca.key", str(CERTS / "ca/bob.req"))
     assert (refused.returncode, refused.stdout.splitlines()[-1]) == (
         124,
-        "albatross-client: [ERROR] error while signing: "
-        "Public key of certificate doesn't match private key",
+        "alba: [ERROR] error while signing: Public key of certificate doesn't match private key",
     )
