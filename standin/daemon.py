@@ -52,7 +52,7 @@ from tlsendpoint.wire import (
     UnikernelConfig,
 )
 
-__all__ = ["Daemon", "StandinError", "Subscriber", "Waiter"]
+__all__ = ["Daemon", "StandinError", "Subscriber", "Waiter", "default_mac"]
 
 log = logging.getLogger("standin")
 
@@ -106,10 +106,10 @@ class Subscriber:
         self.send.close()
 
 
-def _mac(name: Name, netif: str) -> bytes:
-    # Locally administered, stable per unikernel and interface (albatross derives it the same way).
-    digest = hashlib.sha256(f"{name}/{netif}".encode()).digest()
-    return bytes([0x02, 0x00]) + digest[:4]
+def default_mac(name: Name, netif: str) -> bytes:
+    """``Name.mac`` (vmm_core.ml): prefix 00:80:41, then MD5(netif ^ name) - deterministic."""
+    digest = hashlib.md5((netif + str(name)).encode(), usedforsecurity=False).digest()
+    return b"\x00\x80\x41" + digest[:3]
 
 
 class Daemon:
@@ -129,7 +129,6 @@ class Daemon:
         self.in_shutdown = False
         self.stats_channel: Subscriber | None = None  # an external albatross-stats, if any
         self._nursery: trio.Nursery | None = None
-        self._tap_counter = 0
 
     # -- start and stop -----------------------------------------------------
 
@@ -307,10 +306,7 @@ class Daemon:
         except Refused:
             return Failure("could not create unikernel: console failed")
         nets = sorted(config.bridges, key=lambda n: n.name)
-        taps = []
-        for _ in nets:
-            taps.append(f"tap{self._tap_counter}")
-            self._tap_counter += 1
+        taps = self._free_taps(len(nets))
         arguments = tuple(config.argv or ())
         if config.add_name and name.label is not None:
             arguments = (f"--name={name.label}", *arguments)
@@ -353,7 +349,7 @@ class Daemon:
             started=self.clock(),
             pid=process.pid,
             taps=tuple(
-                (tap, n.mac or _mac(name, n.name)) for tap, n in zip(taps, nets, strict=True)
+                (tap, n.mac or default_mac(name, n.name)) for tap, n in zip(taps, nets, strict=True)
             ),
         )
         self.vmmd.insert(name, unikernel)
@@ -418,6 +414,17 @@ class Daemon:
         if channel is not None and not channel.offer(self.stats_message(name, command)):
             log.error("stats channel too slow, dropped")
             self.stats_channel = None
+
+    def _free_taps(self, count: int) -> list[str]:
+        """Linux albatrossd names taps ``vmmtapN`` with the smallest unused N."""
+        used = {tap for _, u in self.vmmd.running() for tap, _ in u.taps}
+        taps: list[str] = []
+        n = 0
+        while len(taps) < count:
+            if f"vmmtap{n}" not in used:
+                taps.append(f"vmmtap{n}")
+            n += 1
+        return taps
 
     def wake_dropped(self) -> None:
         """Wake the waiters the pure code dropped (replaced or cancelled)."""

@@ -167,7 +167,7 @@ class Vmmd(Generic[W]):
                 b.name,
                 b.host_device,
                 512 if b.sector_size is None else b.sector_size,
-                _size_or_zero(self.resources.find_block(block_name(name, b.host_device))),
+                self._block_size(block_name(name, b.host_device)),
             )
             for b in cfg.blocks
         )
@@ -190,6 +190,10 @@ class Vmmd(Generic[W]):
             numcpus=cfg.numcpus,
             linux_boot_partition=cfg.linux_boot_partition,
         )
+
+    def _block_size(self, name: Name) -> int:
+        state = self.resources.find_block(name)
+        return 0 if state is None else state.size  # albatross: 0 if the device is gone
 
     def _info(self, name: Name, cmd: UnikernelInfo) -> Outcome:
         if name.is_path:
@@ -414,11 +418,6 @@ class Vmmd(Generic[W]):
 
 def _full(request: Name, relative: Name) -> Name:
     return relative.under(request.path) if request.is_path else request
-
-
-def _size_or_zero(state: object) -> int:
-    size = getattr(state, "size", None)
-    return size if isinstance(size, int) else 0
 
 
 def _uncompress(image: bytes) -> bytes:

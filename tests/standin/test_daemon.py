@@ -6,6 +6,7 @@ simulated ticker prints a line per virtual second, and waits are instant.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from tlsendpoint.wire import (
     Empty,
     Failure,
     Name,
+    NetIf,
     OldBlockDeviceImage,
     Policy,
     PolicyAdd,
@@ -231,6 +233,30 @@ async def test_policies_through_the_socket(
         assert await client.receive() is None  # a failure closes the connection
         info = await request(standin.socket("vmmd"), "alice:", PolicyInfo())
         assert info == PolicyList(((Name(), alice),))
+
+
+async def test_network_unikernel_gets_a_tap_and_albatross_mac(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    image = make_image(tmp_path, "netticker", "--net", "service0")
+    config = UnikernelConfig(image, bridges=frozenset({NetIf("service0", "service")}))
+    async with open_standin(tmp_path) as standin:
+        assert await request(standin.socket("vmmd"), ":n", UnikernelCreate(config)) == CREATED
+        info = await request(standin.socket("vmmd"), ":n", UnikernelInfo())
+        assert isinstance(info, UnikernelInfoList)
+        (net,) = info.unikernels[0][1].bridges
+        assert (net.name, net.bridge) == ("service0", "service")
+        digest = hashlib.md5(b"service0:n", usedforsecurity=False).digest()
+        assert net.mac == b"\x00\x80\x41" + digest[:3]
+        other = UnikernelConfig(image, bridges=frozenset({NetIf("service0", "nosuch")}))
+        vmmd = standin.socket("vmmd")
+        assert await request(vmmd, ":m", UnikernelCreate(other)) == Failure(
+            "bridges nosuch not allowed by policy"
+        )
+        # no policy at `nopolicy:` - unlimited, so the host check speaks
+        assert await request(vmmd, "nopolicy:m", UnikernelCreate(other)) == Failure(
+            "interface nosuch does not exist"
+        )
 
 
 # -- stats -------------------------------------------------------------------------------------
