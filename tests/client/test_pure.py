@@ -184,10 +184,10 @@ def test_formatter_breaks_like_ocaml_format() -> None:
     f.close_box().newline()
     assert f.getvalue() == "abc one two three\n   four five\n"  # indented to the box
     wrapped = term_error("prog", " ".join(["word"] * 30)).splitlines()
-    assert len(wrapped) == 2
+    assert len(wrapped) == 3
     assert all(len(line) <= 78 for line in wrapped)
     assert len(wrapped[0]) + len(" word") > 78  # nothing more would have fitted
-    assert wrapped[1].startswith("      word")  # continuation under the first word
+    assert all(line.startswith("      word") for line in wrapped[1:])  # under the first word
     assert " ".join(" ".join(wrapped).split()) == "prog: " + " ".join(["word"] * 30)
 
 
