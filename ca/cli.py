@@ -289,7 +289,7 @@ def _read_input(name: str) -> bytes:
 def inspect_command(files: tuple[str, ...], as_json: bool) -> None:
     """Describe certificates, CSRs, chains, keys or bundles (PEM or DER; '-' = stdin)."""
     with _our_errors():
-        described = [(name, describe_input(_read_input(name))) for name in files]
+        described = [(name, describe_input(_read_input(name), now())) for name in files]
     if as_json:
         payload: object = (
             described[0][1]

@@ -14,6 +14,7 @@ import hashlib
 from typing import TypeAlias
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -188,23 +189,58 @@ def describe_object(obj: PemObject) -> Json:
     return {"type": "private key", "key_type": key_type(obj)}
 
 
-def _describe_bundle(bundle: Bundle) -> Json:
+def _status(cert: x509.Certificate, now: dt.datetime) -> str:
+    if now < cert.not_valid_before_utc:
+        return "not yet valid"
+    if now > cert.not_valid_after_utc:
+        return "expired"
+    return "valid"
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _describe_certs(certs: list[PemObject], now: dt.datetime | None) -> list[Json]:
+    """Describe *certs*: their status at *now* and whether the next one signed them."""
+    items = [describe_object(c) for c in certs]
+    for position, (obj, item) in enumerate(zip(certs, items, strict=True)):
+        if not isinstance(obj, x509.Certificate):
+            continue
+        if now is not None:
+            item["status"] = _status(obj, now)
+        following = certs[position + 1] if position + 1 < len(certs) else None
+        if isinstance(following, x509.Certificate):
+            item["signed_by_next"] = _signed_by(obj, following)
+    return items
+
+
+def _describe_bundle(bundle: Bundle, now: dt.datetime | None) -> Json:
+    chain = _describe_certs([*bundle.chain, *bundle.server_ca[:1]], now)[: len(bundle.chain)]
     return {
         "type": "bundle",
         "name": bundle.name,
         "endpoint": bundle.endpoint,
         "server_name": bundle.server_name,
-        "chain": [describe_object(c) for c in bundle.chain],
+        "chain": chain,
         "key": describe_object(bundle.key),
-        "server_ca": [describe_object(c) for c in bundle.server_ca],
+        "server_ca": _describe_certs(list(bundle.server_ca), now),
     }
 
 
-def describe_input(data: bytes) -> Json:
-    """Everything in one input file: a bundle, or a list of objects."""
+def describe_input(data: bytes, now: dt.datetime | None = None) -> Json:
+    """Everything in one input file: a bundle, or a list of objects.
+
+    With *now*, each certificate also gets its ``status`` at that time; each
+    certificate followed by another gets ``signed_by_next``.
+    """
     if data.lstrip().startswith(b"Albatross-Bundle:"):
-        return _describe_bundle(parse_bundle(data))
-    return {"type": "objects", "objects": [describe_object(o) for o in objects_from(data)]}
+        return _describe_bundle(parse_bundle(data), now)
+    return {"type": "objects", "objects": _describe_certs(objects_from(data), now)}
 
 
 def _object_lines(item: Json, indent: str) -> list[str]:
@@ -220,10 +256,14 @@ def _object_lines(item: Json, indent: str) -> list[str]:
             f"{indent}  serial {item['serial']}, {item['key_type']} key, signed with "
             f"{item['signature_algorithm']}"
         )
+        status = f", {item['status']} now" if "status" in item else ""
         lines.append(
             f"{indent}  valid from {item['not_before']} until {item['not_after']} "
-            f"({item['validity_seconds']} s)"
+            f"({item['validity_seconds']} s){status}"
         )
+        if "signed_by_next" in item:
+            verdict = "yes" if item["signed_by_next"] else "NO"
+            lines.append(f"{indent}  signed by the next certificate: {verdict}")
     else:
         valid = "valid" if item["signature_valid"] else "INVALID"
         lines.append(

@@ -40,7 +40,7 @@ PemObject: TypeAlias = x509.Certificate | x509.CertificateSigningRequest | Priva
 
 _BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 #: What cryptography raises for malformed certificates and requests.
-_BAD_X509 = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
+_BAD_X509 = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension)
 _CSR_LABELS = (b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST")
 _KEY_LABELS = (b"PRIVATE KEY", b"EC PRIVATE KEY", b"RSA PRIVATE KEY")
 

@@ -658,3 +658,26 @@ def test_generate_keeps_a_root_of_another_key(
     )
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written
     assert run(generate_command, ["myca", "db", "--days", "20"]).exit_code == 0  # same key: fine
+
+
+def test_inspect_reports_status_and_chain_links(tmp_path: Path) -> None:
+    chain = load_certs(CERTS / "leaf/bob-create.chain.pem")  # leaf, bob, alice
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in (chain[0], chain[2])))
+    result = run(ca_group, ["inspect", str(CERTS / "leaf/bob-create.chain.pem"), str(broken)])
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert lines.count("signed by the next certificate: yes") == 2
+    assert lines.count("signed by the next certificate: NO") == 1
+    valid_lines = [line for line in lines if line.startswith("valid from")]
+    assert [line.rsplit(", ", 1)[1] for line in valid_lines] == [
+        "expired now",
+        "valid now",
+        "valid now",
+        "expired now",
+        "valid now",
+    ]
+    result = run(ca_group, ["inspect", "--json", str(broken)])
+    objects = json.loads(result.stdout)["objects"]
+    assert [o.get("signed_by_next") for o in objects] == [False, None]
+    assert [o["status"] for o in objects] == ["expired", "valid"]
