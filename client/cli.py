@@ -23,7 +23,7 @@ from client.cmd_remote import remote
 from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
 from client.fmt import Formatter
-from client.output import format_log
+from client.output import format_log, json_line
 from tlsendpoint.errors import AlbatrossError
 
 __all__ = ["alba", "main", "term_error"]
@@ -40,6 +40,14 @@ class _Interrupted(Exception):
     """Ctrl-C, carried past click (which would turn it into an Abort)."""
 
 
+class _Reported(Exception):
+    """An error already printed as a JSON line; carries the exit code."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
 class AlbaGroup(click.Group):
     """A group whose ``main`` maps our errors to albatross-client exit codes."""
 
@@ -48,6 +56,13 @@ class AlbaGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted from None
+        except AlbatrossError as exc:
+            if not ctx.meta.get("alba.json"):
+                raise
+            if not (isinstance(exc, ClientError) and exc.log == "none"):
+                click.echo(json_line({"type": "error", "message": exc.message,
+                                      "exit_code": exc_code(exc)}), nl=False)  # fmt: skip
+            raise _Reported(exc_code(exc)) from None
 
     def main(
         self,
@@ -71,6 +86,8 @@ class AlbaGroup(click.Group):
         except click.Abort:
             click.echo("aborted", err=True)
             sys.exit(ExitStatus.CLI_FAILED)
+        except _Reported as exc:
+            sys.exit(exc.exit_code)
         except (KeyboardInterrupt, _Interrupted):
             # Ctrl-C ends a console or stats follow: that is how the user stops it.
             click.echo(f"{prog}: interrupted, stopped following", err=True)
@@ -85,6 +102,11 @@ class AlbaGroup(click.Group):
             click.echo(f"{prog}: internal error, uncaught exception: {exc!r}", err=True)
             sys.exit(ExitStatus.INTERNAL_ERROR)
         sys.exit(ExitStatus.SUCCESS)
+
+
+def exc_code(exc: AlbatrossError) -> int:
+    """The exit code: ours for client errors, 124 (a command-line error) for the core's."""
+    return exc.exit_code if isinstance(exc, ClientError) else int(ExitStatus.CLI_FAILED)
 
 
 def _report(prog: str, exc: AlbatrossError) -> int:

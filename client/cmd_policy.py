@@ -38,13 +38,13 @@ def _add_policy(
     params: dict[str, Any],
 ) -> None:
     dest = resolve_destination(params)
+    printer = make_printer(ctx, params)
     try:
-        command, warnings = build_policy(unikernels, mem, list(cpus) or [0], block, list(bridges))
+        command = build_policy(
+            unikernels, mem, list(cpus) or [0], block, list(bridges), printer.warn
+        )
     except AlbatrossError as exc:
         raise CliFailed(exc.message) from None
-    printer = make_printer(ctx, params)
-    for warning in warnings:
-        printer.warn(warning)
     run_command(ctx, params, command, path, dest=dest)
 
 

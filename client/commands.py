@@ -10,7 +10,7 @@ leaf-CN rule of remote and CSR mode.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from client.manifest import check_devices
@@ -214,18 +214,18 @@ def build_policy(
     cpus: Sequence[int],
     block: int | None,
     bridges: Sequence[str],
-) -> tuple[PolicyAdd, list[str]]:
-    """``add-policy``: the command and albatross's warnings; raises if unusable."""
-    warnings: list[str] = []
+    warn: Callable[[str], None],
+) -> PolicyAdd:
+    """``add-policy``: the command; albatross's warnings go to *warn*; raises if unusable."""
     if len(set(bridges)) != len(bridges):
-        warnings.append("Bridges is not a set")
+        warn("Bridges is not a set")
     if len(set(cpus)) != len(cpus):
-        warnings.append("CPUids is not a set")
+        warn("CPUids is not a set")
     policy = Policy(unikernels, frozenset(cpus), memory, block, frozenset(bridges))
     policy.check_usable()
     if not policy.bridges:
-        warnings.append("policy without any network access")
-    return PolicyAdd(policy), warnings
+        warn("policy without any network access")
+    return PolicyAdd(policy)
 
 
 def leaf_cn(command: Command, name: Name) -> str:

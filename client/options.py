@@ -104,6 +104,7 @@ def prog_name(ctx: click.Context) -> str:
 
 
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
+    ctx.find_root().meta["alba.json"] = bool(params.get("json_output"))
     if params.get("quiet"):
         return Printer(prog_name(ctx), lambda _s: None, _err, bool(params.get("json_output")))
     return Printer(prog_name(ctx), _out, _err, bool(params.get("json_output")))
@@ -117,15 +118,26 @@ def _err(text: str) -> None:
     click.echo(text, nl=False, err=True)
 
 
-def _progress(label: str) -> Callable[[int], None] | None:
-    if not sys.stderr.isatty():
-        return None
+class Progress:
+    """Transferred MiB on one stderr line, only when stderr is a terminal."""
 
-    def show(done: int) -> None:
-        sys.stderr.write(f"\r{label}: {done / 1048576:.1f} MiB")
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        sys.stderr.write(f"\r{self.label}: {done / 1048576:.1f} MiB")
         sys.stderr.flush()
+        self.shown = True
 
-    return show
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            self.shown = False
+
+
+def _progress(label: str) -> Progress | None:
+    return Progress(label) if sys.stderr.isatty() else None
 
 
 def make_settings(
@@ -198,4 +210,8 @@ def run_command(
     """Run *command* at the chosen destination; errors propagate to the CLI's main."""
     dest = dest if dest is not None else resolve_destination(params)
     settings = make_settings(ctx, params)
-    trio.run(execute, command, name, dest, settings, data)
+    try:
+        trio.run(execute, command, name, dest, settings, data)
+    finally:
+        if isinstance(settings.progress, Progress):
+            settings.progress.finish()

@@ -366,3 +366,52 @@ def test_unusable_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.stdout == (
         "albatross-client: [ERROR] Unusable policy with memory 16 MB <= 16 MB\n"
     )
+
+
+def test_json_failure_and_error_lines(pki: Pki) -> None:
+    with fake_endpoint(pki, answer(Failure("destroy: not found"))) as (port, _):  # type: ignore[arg-type]
+        failed = run(["destroy", "ghost", "--json", *pki.remote_args(port)])
+    assert failed.exit_code == 117
+    assert failed.stdout == (
+        '{"name": ":ghost", "reply": {"message": "destroy: not found", "type": "Failure"}}\n'
+    )
+    refused = run(["create", "a", str(TICKER), "--mem", "128", "--json",
+                   *pki.remote_args(9, "alice")])  # fmt: skip
+    assert refused.exit_code == 124
+    assert refused.stdout == (
+        '{"exit_code": 124, "message": "couldn\'t generate certificate chain: 128 MB memory '
+        'assigned to unikernel exceeds policy (64MB)", "type": "error"}\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [("2023-03-12T23:42:15Z", "2023-03-12T23:42:15+00:00"),
+     ("2023-03-12", "2023-03-12T00:00:00+00:00"),
+     ("2023-03-12T23:42:15+02:00", "2023-03-12T21:42:15+00:00")],
+)  # fmt: skip
+def test_console_since(pki: Pki, since: str, expected: str) -> None:
+    import datetime as dt
+
+    with fake_endpoint(pki, answer(StringReply("subscribed"))) as (port, seen):  # type: ignore[arg-type]
+        result = run(["console", "t", "--since", since, *pki.remote_args(port)])
+    assert result.exit_code == 0
+    got = seen[0].command
+    assert isinstance(got, ConsoleSubscribe) and got.since is not None
+    assert got.since.astimezone(dt.UTC).isoformat() == expected
+
+
+def test_console_since_invalid() -> None:
+    result = run(["console", "t", "--since", "yesterday"])
+    assert result.exit_code == 124
+    assert "couldn't parse timestamp" in result.stderr
+
+
+def test_policy_warnings_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(["add-policy", "x", "0", "--cpu", "0", "--cpu", "0", "--csr"])
+    assert result.exit_code == 124
+    assert result.stdout == (
+        "albatross-client: [WARNING] CPUids is not a set\n"
+        "albatross-client: [ERROR] Unusable policy with no unikernels\n"
+    )
