@@ -115,6 +115,10 @@ def generate(
     ips: Sequence[str] = (),
 ) -> tuple[x509.Certificate, x509.Certificate]:
     """Create (or reuse) the CA and server keys, write ``cacert.pem`` and ``<server>.pem``."""
+    if server in (name, CA_CERT_FILE.removesuffix(".pem")):
+        raise StoreError(
+            f"the server name {server!r} would share files with the CA: choose another --server"
+        )
     key_path = file_name_for(directory, name, ".key")
     _keep_other_ca(directory / CA_CERT_FILE, key_path)
     ca_key, _ = ensure_key(key_path, key_type)

@@ -681,3 +681,19 @@ def test_inspect_reports_status_and_chain_links(tmp_path: Path) -> None:
     objects = json.loads(result.stdout)["objects"]
     assert [o.get("signed_by_next") for o in objects] == [False, None]
     assert [o["status"] for o in objects] == ["expired", "valid"]
+
+
+@pytest.mark.parametrize(
+    "args", [["ca", "db", "--server", "ca"], ["x", "db", "--server", "cacert"]]
+)
+def test_generate_refuses_a_server_sharing_the_ca_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(generate_command, args)
+    assert (result.exit_code, result.stdout) == (
+        124,
+        f"albatross-client: [ERROR] error while generating: the server name {args[-1]!r} would "
+        "share files with the CA: choose another --server\n",
+    )
+    assert list(tmp_path.iterdir()) == []
