@@ -101,7 +101,7 @@ async def _request(daemon: Daemon, conn: Conn, request: Message) -> bool:
         await send_block(daemon, conn, request, outcome)
     elif isinstance(outcome, StatsChannel):
         await _reply(conn, request, Empty())
-        await _stats_channel(daemon, conn)
+        await _stats_channel(daemon, conn, request.header.sequence)
     return False
 
 
@@ -122,10 +122,11 @@ async def _under_lock(daemon: Daemon, outcome: Outcome) -> Payload | None:
     return None
 
 
-async def _stats_channel(daemon: Daemon, conn: Conn) -> None:
+async def _stats_channel(daemon: Daemon, conn: Conn, sequence: int) -> None:
     """Forward stats add/remove to an external albatross-stats (albatrossd.ml ``stat_out``)."""
     channel = Subscriber()
     async with daemon.lock:
+        daemon.vmmd.stats_counter = sequence + 1  # handle_stats_initial
         old = daemon.stats_channel
         daemon.stats_channel = channel
         if old is not None:
