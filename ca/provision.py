@@ -160,6 +160,8 @@ def sign(
     """albatross ``sign``: check and sign the CSR, write ``<CN>.pem``, append to *db*."""
     signer = load_signer(cacert, cakey)
     csr = load_csr(csr_path)
+    if not csr.is_signature_valid:  # ocaml-x509 refuses it while decoding, before any output
+        raise StoreError(f"CSR file {csr_path}: its self-signature does not verify")
     say(f"signing certificate with subject {subject_text(csr.subject)}")
     command = albatross_command(csr)
     if command is None:

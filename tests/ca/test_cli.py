@@ -697,3 +697,23 @@ def test_generate_refuses_a_server_sharing_the_ca_files(
         "share files with the CA: choose another --server\n",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sign_refuses_a_tampered_csr_before_any_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    der = bytearray(load_csr_der(CERTS / "ca/bob.req"))
+    der[-1] ^= 1
+    (tmp_path / "bad.req").write_bytes(bytes(der))
+    args = [str(CERTS / "ca/alice.pem"), "db", str(CERTS / "ca/alice.key"), "bad.req"]
+    result = run(sign_command, args)
+    assert (result.exit_code, result.stdout) == (
+        124,
+        "albatross-client: [ERROR] error while signing: CSR file bad.req: its self-signature "
+        "does not verify\n",
+    )
+
+
+def load_csr_der(path: Path) -> bytes:
+    return x509.load_pem_x509_csr(path.read_bytes()).public_bytes(Encoding.DER)
