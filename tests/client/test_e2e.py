@@ -153,3 +153,35 @@ def test_get_and_local_mode(stack: Stack, tmp_path: Path, monkeypatch: pytest.Mo
     destroyed = run(["destroy", "t1", "--tmpdir", str(stack.tmpdir)])
     assert destroyed.stdout == "host [unikernel: :t1]: success: destroyed unikernel\n"
     _ = zlib
+
+
+def test_large_uncompressed_image_and_other_key_type(stack: Stack, tmp_path: Path) -> None:
+    """A 400 KB leaf (image embedded raw) passes our endpoint; a P-384 leaf key works."""
+    import subprocess
+    import sys
+
+    from tests.vectors import MKFAKE
+
+    image = tmp_path / "big.hvt"
+    subprocess.run([sys.executable, str(MKFAKE), str(image), "--size", "400000"], check=True,
+                   timeout=60)  # fmt: skip
+    created = run(["create", "big", str(image), "--compression-level", "0",
+                   "--key-type", "p384", *root_args(stack)])  # fmt: skip
+    assert (created.exit_code, created.stdout) == (
+        0, "host [unikernel: :big]: success: created unikernel\n")  # fmt: skip
+    assert run(["destroy", "big", *root_args(stack)]).exit_code == 0
+
+
+def test_local_policy_commands(stack: Stack) -> None:
+    local = ["--tmpdir", str(stack.tmpdir)]
+    added = run(["add-policy", "carol", "1", "--mem", "64", "--bridge", "service", *local])
+    assert (added.exit_code, added.stdout) == (
+        0, "host [unikernel: carol:]: success: added policy\n")  # fmt: skip
+    shown = run(["policy", "--path", "carol", *local])
+    assert shown.stdout == (
+        "host [unikernel: carol:]: [unikernel: :]: policy: 1 unikernels 0 CPUids 64 MB "
+        "memory no block, bridges: service\n"
+    )
+    removed = run(["remove-policy", "--path", "carol", *local])
+    assert (removed.exit_code, removed.stdout) == (
+        0, "host [unikernel: carol:]: success: removed policy\n")  # fmt: skip

@@ -1,0 +1,111 @@
+"""The reply state machine over in-memory streams (pytest-trio, autojump clock for deadlines)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
+from client.session import Mode, Printer, Settings, read_replies
+from tests.client.helpers import reply
+from tlsendpoint.wire import (
+    BlockData,
+    ConsoleData,
+    Failure,
+    Name,
+    StringReply,
+    UnikernelDestroy,
+    end_marker,
+)
+
+NAME = Name.parse(":t")
+
+
+class Memory:
+    """A ByteStream over a list of chunks; ``hang`` waits forever after them."""
+
+    def __init__(self, chunks: list[bytes], hang: bool = False) -> None:
+        self.chunks = chunks
+        self.hang = hang
+
+    async def send_all(self, data: bytes) -> None:
+        raise AssertionError("nothing is sent while reading")
+
+    async def receive_some(self) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.hang:
+            await trio.sleep_forever()
+        return b""
+
+    async def aclose(self) -> None:
+        pass
+
+
+def settings(tmp_path: Path, out: list[str]) -> Settings:
+    printer = Printer("albatross-client", out.append, out.append)
+    return Settings(printer, tmpdir=tmp_path, started=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+
+
+async def test_reply_fed_one_byte_at_a_time(tmp_path: Path) -> None:
+    data = reply(NAME, StringReply("destroyed unikernel"))
+    out: list[str] = []
+    await read_replies(Memory([data[i : i + 1] for i in range(len(data))]), Mode.SINGLE,
+                       settings(tmp_path, out))  # fmt: skip
+    assert out == ["host [unikernel: :t]: success: destroyed unikernel\n"]
+
+
+async def test_no_reply_times_out(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    out: list[str] = []
+    s = settings(tmp_path, out)
+    s.reply_timeout = 5
+    with pytest.raises(CommunicationFailed, match=r"no reply within 5 s"):
+        await read_replies(Memory([], hang=True), Mode.SINGLE, s)
+
+
+async def test_following_a_stream_has_no_deadline(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    out: list[str] = []
+    s = settings(tmp_path, out)
+    s.reply_timeout = 5
+    stream = Memory([reply(NAME, StringReply("subscribed"))], hang=True)
+    with trio.move_on_after(3600) as scope:
+        await read_replies(stream, Mode.READ, s)
+    assert scope.cancelled_caught  # still following after an hour of silence
+    assert out == ["host [unikernel: :t]: success: subscribed\n"]
+
+
+@pytest.mark.parametrize(
+    ("frames", "error", "printed"),
+    [
+        ([reply(NAME, UnikernelDestroy())], InternalError,
+         "albatross-client: [ERROR] received unexpected command\n"),
+        ([reply(NAME, ConsoleData(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "x"))],
+         CommunicationFailed, "albatross-client: [WARNING] Unexpected console data received\n"),
+        ([reply(NAME, BlockData(b"x"))], CommunicationFailed,
+         "albatross-client: [WARNING] Unexpected block dump data received\n"),
+        ([reply(NAME, Failure("no"))], RemoteCommandFailed,
+         "albatross-client: [WARNING] host [unikernel: :t]: command failed no\n"),
+        ([b"\x00\x00\x00\x03abc"], CommunicationFailed, None),
+        ([end_marker()], CommunicationFailed, None),
+    ],
+)  # fmt: skip
+async def test_bad_replies(
+    tmp_path: Path, frames: list[bytes], error: type[Exception], printed: str | None
+) -> None:
+    out: list[str] = []
+    with pytest.raises(error):
+        await read_replies(Memory(frames), Mode.SINGLE, settings(tmp_path, out))
+    assert out == ([printed] if printed else [])
+
+
+async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
+    s = settings(tmp_path, [])
+    s.max_frame = 100
+    with pytest.raises(CommunicationFailed, match="exceeds the limit"):
+        await read_replies(Memory([b"\x00\x10\x00\x00"]), Mode.SINGLE, s)
