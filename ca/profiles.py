@@ -26,6 +26,8 @@ import warnings
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -86,6 +88,7 @@ INTERMEDIATE_DAYS = 365
 CSR_LEAF_DAYS = 1
 #: A generated request leaf lives 300 s (plus the 10 s of back-dating).
 LEAF_SECONDS = 300
+_SHA2 = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 #: Every certificate starts 10 s before "now" so peers need not have synchronised clocks.
 SKEW = dt.timedelta(seconds=10)
 #: albatross-client refuses leaves whose DER exceeds 2^24 octets ("certificate too big for TLS").
@@ -433,6 +436,14 @@ def sign_csr(
     *issuer_policy* defaults to the policy in *issuer_cert* (none for a root CA).
     The subject is copied verbatim.  Raises UsageError / PolicyError with albatross's texts.
     """
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        raise UsageError("the CSR's signature algorithm is not supported: use SHA-2") from None
+    if algorithm is not None and not isinstance(algorithm, _SHA2):  # ocaml-x509: SHA-2 only
+        raise UsageError(
+            f"the CSR is signed with {algorithm.name.upper()}; ask for one signed with SHA-2"
+        )
     if not csr.is_signature_valid:
         raise UsageError("the CSR's self-signature does not verify: ask for a new request")
     if not key_matches(issuer_key, issuer_cert.public_key()):

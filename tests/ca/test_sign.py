@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
@@ -234,3 +236,28 @@ def test_profile_validity_twins(kind: str) -> None:
     stranger = root_ca(generate_key(), "ca", NOW)
     with pytest.raises(crypto.X509StoreContextError):
         verify([cert, *chain], [stranger], NOW)
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+def test_sha1_csr_is_refused_sha256_twin_accepted() -> None:
+    # cryptography no longer signs with SHA-1, so the CSR is assembled by hand.
+    root, root_key = ca_of("root")
+    key = generate_key("rsa2048")
+    assert isinstance(key, rsa.RSAPrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    modern = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    assert sign_csr(modern, root, root_key, NOW).subject == name
+    tbs = modern.tbs_certrequest_bytes
+    signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    sha1_rsa = _tlv(0x30, bytes.fromhex("06092a864886f70d010105") + b"\x05\x00")
+    old = x509.load_der_x509_csr(_tlv(0x30, tbs + sha1_rsa + _tlv(0x03, b"\x00" + signature)))
+    assert isinstance(old.signature_hash_algorithm, hashes.SHA1)
+    with pytest.raises(UsageError, match="SHA"):
+        sign_csr(old, root, root_key, NOW)
