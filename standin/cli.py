@@ -17,17 +17,25 @@ import trio
 
 from standin.config import StandinConfig
 from standin.daemon import Daemon, StandinError
-from standin.runner import SimulatedRunner
+from standin.runner import Runner, SimulatedRunner
+from standin.runner_hvt import Solo5HvtRunner
+from tlsendpoint.errors import UsageError
 
 __all__ = ["main"]
 
 log = logging.getLogger("standin")
 
-RUNNERS = {"simulated": SimulatedRunner}
+RUNNERS = ("simulated", "solo5-hvt")
 
 
-async def _run(config: StandinConfig, runner_name: str) -> None:
-    daemon = Daemon(config, RUNNERS[runner_name]())
+def make_runner(name: str, config: StandinConfig, tender: str) -> Runner:
+    if name == "solo5-hvt":
+        return Solo5HvtRunner(config.tmpdir, tender)
+    return SimulatedRunner()
+
+
+async def _run(config: StandinConfig, runner: Runner) -> None:
+    daemon = Daemon(config, runner)
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             await nursery.start(daemon.serve)
@@ -96,10 +104,16 @@ async def _run(config: StandinConfig, runner_name: str) -> None:
 )
 @click.option(
     "--runner",
-    type=click.Choice(sorted(RUNNERS)),
+    type=click.Choice(RUNNERS),
     default="simulated",
     show_default=True,
-    help="How unikernels run (simulated: no tender needed).",
+    help="How unikernels run: simulated (no tender needed) or the real solo5-hvt.",
+)
+@click.option(
+    "--tender",
+    default="solo5-hvt",
+    show_default=True,
+    help="The solo5-hvt executable (a name in PATH or a path), for --runner solo5-hvt.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
@@ -113,6 +127,7 @@ def main(
     stats_interval: float,
     max_subscribers: int,
     runner: str,
+    tender: str,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -132,7 +147,11 @@ def main(
         max_subscribers=max_subscribers,
     )
     try:
-        trio.run(_run, config, runner)
+        chosen = make_runner(runner, config, tender)
+    except UsageError as e:
+        raise click.BadParameter(str(e), param_hint="'--tender'") from None
+    try:
+        trio.run(_run, config, chosen)
     except (StandinError, BaseExceptionGroup) as e:
         error = _standin_error(e)
         if error is None:

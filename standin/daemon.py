@@ -307,6 +307,7 @@ class Daemon:
             return Failure("could not create unikernel: console failed")
         nets = sorted(config.bridges, key=lambda n: n.name)
         taps = self._free_taps(len(nets))
+        macs = [n.mac or default_mac(name, n.name) for n in nets]
         arguments = tuple(config.argv or ())
         if config.add_name and name.label is not None:
             arguments = (f"--name={name.label}", *arguments)
@@ -315,7 +316,7 @@ class Daemon:
             image=prepared.image,
             config=config,
             arguments=arguments,
-            taps=tuple(taps),
+            nets=tuple((n.name, tap, mac) for n, tap, mac in zip(nets, taps, macs, strict=True)),
             block_files=tuple(
                 (b.name, os.fspath(self.block_file(block_name(name, b.host_device))))
                 for b in config.blocks
@@ -348,9 +349,7 @@ class Daemon:
             digest=prepared.digest,
             started=self.clock(),
             pid=process.pid,
-            taps=tuple(
-                (tap, n.mac or default_mac(name, n.name)) for tap, n in zip(taps, nets, strict=True)
-            ),
+            taps=tuple(zip(taps, macs, strict=True)),
         )
         self.vmmd.insert(name, unikernel)
         self.processes[str(name)] = process

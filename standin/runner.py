@@ -57,7 +57,7 @@ class LaunchSpec:
     image: bytes  # uncompressed
     config: UnikernelConfig
     arguments: tuple[str, ...]  # the command line after --name injection
-    taps: tuple[str, ...] = ()
+    nets: tuple[tuple[str, str, bytes], ...] = ()  # (device in the unikernel, tap, MAC)
     block_files: tuple[tuple[str, str], ...] = field(default=())  # (device, host file)
 
 
