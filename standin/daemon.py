@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import socket
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,12 +32,12 @@ import trio
 from standin.config import StandinConfig
 from standin.consoles import Consoles, LineSplitter
 from standin.errors import Refused
+from standin.persist import StandinError, dump_state, restore_blocks, restore_state
 from standin.resources import Unikernel, block_name
 from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
 from standin.stats import StatsBook, Watched
-from standin.store import decode_state, encode_state
 from standin.vmmd import Vmmd, should_restart
-from tlsendpoint.errors import AlbatrossError, ParseError
+from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.wire import (
     ConsoleData,
     Failure,
@@ -44,7 +45,6 @@ from tlsendpoint.wire import (
     Message,
     Name,
     Payload,
-    Policy,
     Restart,
     StatsAdd,
     StatsRemove,
@@ -61,12 +61,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class StandinError(AlbatrossError):
-    """The stand-in cannot start (bad directory, unreadable state, socket in use)."""
-
-    exit_code = 1
 
 
 class Waiter:
@@ -187,15 +181,18 @@ class Daemon:
             raise StandinError(
                 f"socket path {path} is too long for a unix socket; use a shorter --tmpdir"
             )
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(os.fspath(path))
-        except OSError:
-            path.unlink(missing_ok=True)  # stale socket from a crashed run
-        else:
-            raise StandinError(f"{path} is in use by a running daemon")
-        finally:
-            probe.close()
+        if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise StandinError(f"{path} exists and is not a socket; not touching it")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(os.fspath(path))
+            except OSError:
+                path.unlink()  # stale socket from a crashed run
+            else:
+                raise StandinError(f"{path} is in use by a running daemon")
+            finally:
+                probe.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(os.fspath(path))
@@ -220,70 +217,18 @@ class Daemon:
 
     # -- persistence --------------------------------------------------------
 
-    def _restore_blocks(self) -> None:
-        for path in sorted(self.config.block_dir.iterdir()):
-            try:
-                name = Name.parse(path.name)
-                size = path.stat().st_size
-            except (ParseError, OSError) as e:
-                log.warning("ignoring block file %s: %s", path.name, e)
-                continue
-            if size == 0 or size % (1 << 20) or name.is_path:
-                log.warning("ignoring block file %s: size %d is not a multiple of 1 MB", path, size)
-                continue
-            try:
-                self.vmmd.commit_block(name, size >> 20)
-            except Refused as e:
-                log.warning("ignoring block file %s: %s", path.name, e)
-
     @property
     def state_file(self) -> Path:
         return self.config.state_dir / "state"
 
+    def _restore_blocks(self) -> None:
+        restore_blocks(self.vmmd, self.config.block_dir)
+
     def _restore_state(self) -> list[tuple[Name, UnikernelConfig]]:
-        root = self.config.root_policy()
-        try:
-            data = self.state_file.read_bytes()
-        except FileNotFoundError:
-            log.warning("no state dump found, starting with no unikernels")
-            data = None
-        except OSError as e:
-            raise StandinError(f"while reading state: {e}") from None
-        policies: list[tuple[Name, Policy]] = []
-        unikernels: list[tuple[Name, UnikernelConfig]] = []
-        if data is not None:
-            try:
-                policies, unikernels = decode_state(data)
-            except ParseError as e:
-                raise StandinError(f"couldn't parse state {self.state_file}: {e}") from None
-        stored_root = dict(policies).get(Name())
-        if stored_root is not None and stored_root != root:
-            log.warning("replacing stored root policy %s with discovered %s", stored_root, root)
-        restored = [(Name(), root)] + [(n, p) for n, p in policies if not n.is_root]
-        for name, policy in sorted(restored, key=lambda item: item[0].path):
-            try:
-                self.vmmd.resources.insert_policy(name.path, policy)
-            except Refused as e:
-                raise StandinError(
-                    f"policy restore error: couldn't insert {policy} for {name}: {e}"
-                ) from None
-        return sorted(
-            unikernels, key=lambda item: 50 if item[1].startup is None else item[1].startup
-        )
+        return restore_state(self.vmmd, self.state_file, self.config.root_policy())
 
     def dump_state(self) -> None:
-        resources = self.vmmd.resources
-        data = encode_state(
-            resources.policies.all(), [(n, u.config) for n, u in resources.unikernels.all()]
-        )
-        tmp = self.state_file.with_suffix(".new")
-        try:
-            tmp.write_bytes(data)
-            if self.state_file.exists():
-                os.replace(self.state_file, self.state_file.with_suffix(".bak"))
-            os.replace(tmp, self.state_file)
-        except OSError as e:
-            log.error("failed to dump state: %s", e)
+        dump_state(self.vmmd, self.state_file)
 
     def block_file(self, name: Name) -> Path:
         return self.config.block_dir / str(name)
@@ -351,14 +296,20 @@ class Daemon:
             pid=process.pid,
             taps=tuple(zip(taps, macs, strict=True)),
         )
-        self.vmmd.insert(name, unikernel)
+        try:
+            self.vmmd.insert(name, unikernel)
+        except Refused as e:  # cannot happen after the check above; never leave it running
+            process.terminate()
+            log.error("create (insert) failed for %s: %s", name, e)
+            return Failure(e.message)
         self.processes[str(name)] = process
         if needs_dump:
             self.dump_state()
         watched = Watched(
             vmmdev=f"solo5-hvt-{process.pid}",
             pid=process.pid,
-            taps=tuple((n.host_bridge, tap) for n, tap in zip(nets, taps, strict=True)),
+            # albatrossd sends (device in the unikernel, tap); stats reports it as "bridge"
+            taps=tuple((n.name, tap) for n, tap in zip(nets, taps, strict=True)),
             memory=config.memory,
             started=unikernel.started,
         )
