@@ -69,7 +69,7 @@ async def _run_local(
     try:
         await stream.send_all(frame(wire))
         if data is not None:
-            await send_data(stream, data(), settings.progress)
+            await send_data(stream, data(), settings.progress, settings.reply_timeout)
         await read_replies(stream, mode, settings)
     finally:
         await stream.aclose()
@@ -102,7 +102,7 @@ async def _run_chain(
     stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name)
     try:
         if data is not None:
-            await send_data(stream, data(), settings.progress)
+            await send_data(stream, data(), settings.progress, settings.reply_timeout)
         await read_replies(stream, mode, settings)
     finally:
         with trio.move_on_after(5):

@@ -319,14 +319,27 @@ def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
 
 async def send_data(
-    stream: ByteStream, chunks: Iterable[bytes], progress: Callable[[int], None] | None = None
+    stream: ByteStream,
+    chunks: Iterable[bytes],
+    progress: Callable[[int], None] | None = None,
+    stall_timeout: float = REPLY_TIMEOUT,
 ) -> None:
-    """Send a raw data stream: framed chunks, then the empty terminator."""
+    """Send a raw data stream: framed chunks, then the empty terminator.
+
+    Each chunk must go out within *stall_timeout* seconds (a peer that stops reading).
+    """
     sent = 0
-    for chunk in chunks:
-        if chunk:
-            await stream.send_all(frame(chunk))
-            sent += len(chunk)
-            if progress is not None:
-                progress(sent)
-    await stream.send_all(end_marker())
+    try:
+        for chunk in chunks:
+            if chunk:
+                with trio.fail_after(stall_timeout):
+                    await stream.send_all(frame(chunk))
+                sent += len(chunk)
+                if progress is not None:
+                    progress(sent)
+        with trio.fail_after(stall_timeout):
+            await stream.send_all(end_marker())
+    except trio.TooSlowError:
+        raise CommunicationFailed(
+            f"upload stalled: the peer took no data for {stall_timeout:g} s"
+        ) from None

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
-from client.session import Mode, Printer, Settings, read_replies
+from client.session import Mode, Printer, Settings, read_replies, send_data
 from tests.client.helpers import reply
 from tlsendpoint.wire import (
     BlockData,
@@ -109,3 +109,25 @@ async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
     s.max_frame = 100
     with pytest.raises(CommunicationFailed, match="exceeds the limit"):
         await read_replies(Memory([b"\x00\x10\x00\x00"]), Mode.SINGLE, s)
+
+
+async def test_stalled_upload_times_out(autojump_clock: trio.testing.MockClock) -> None:
+    class Stalled(Memory):
+        async def send_all(self, data: bytes) -> None:
+            await trio.sleep_forever()
+
+    with pytest.raises(CommunicationFailed, match=r"upload stalled: the peer took no data for 7 s"):
+        await send_data(Stalled([]), [b"abc"], stall_timeout=7)
+
+
+async def test_upload_frames_and_terminator() -> None:
+    sent: list[bytes] = []
+
+    class Sink(Memory):
+        async def send_all(self, data: bytes) -> None:
+            sent.append(data)
+
+    progress: list[int] = []
+    await send_data(Sink([]), [b"ab", b"", b"cde"], progress.append)
+    assert sent == [b"\x00\x00\x00\x02ab", b"\x00\x00\x00\x03cde", b"\x00\x00\x00\x00"]
+    assert progress == [2, 5]
