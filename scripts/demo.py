@@ -1,0 +1,262 @@
+"""The README's demo: a CA, the daemon stand-in and the endpoint on localhost, driven by alba.
+
+Run it with ``scripts/demo`` (``--keep`` leaves the services running and says what to try next;
+``--workdir DIR`` chooses where the files go, default ``./demo-work``, wiped first).
+Every step prints the command it runs and that command's output, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from standin.images import make_image
+
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Demo:
+    def __init__(self, work: Path, port: int) -> None:
+        self.work = work
+        self.port = port
+        self.dest = f"127.0.0.1:{port}"
+        self.env = dict(os.environ, ALBATROSS_REMOTES=str(work / "friend" / "remotes.toml"))
+        self.services: list[subprocess.Popen[bytes]] = []
+
+    # -- output -------------------------------------------------------------
+
+    def section(self, title: str) -> None:
+        print(f"\n\033[1m== {title}\033[0m", flush=True)
+
+    def run(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        expect: int = 0,
+        interrupt_after: float | None = None,
+    ) -> str:
+        """Run an ``alba`` command as a user would, show it and its output, check its status."""
+        cwd = cwd or self.work
+        shown = " ".join(args)
+        print(f"\033[36m{cwd.name}$ {shown}\033[0m", flush=True)
+        proc = subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            cwd=cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            if interrupt_after is not None:
+                time.sleep(interrupt_after)
+                proc.send_signal(signal.SIGINT)  # like Ctrl-C on a console follow
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        text = out.decode(errors="replace")
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+        if proc.returncode != expect:
+            raise SystemExit(f"demo: `{shown}` exited {proc.returncode}, expected {expect}")
+        if expect:
+            print(f"\033[2m(exit status {proc.returncode}, as expected)\033[0m")
+        return text
+
+    # -- services -----------------------------------------------------------
+
+    def start(self, *args: str, log: str) -> None:
+        logfile = (self.work / log).open("wb")
+        self.services.append(
+            subprocess.Popen(
+                [str(BIN / args[0]), *args[1:]],
+                cwd=self.work,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    def wait_for(self, check: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.services):
+                raise SystemExit(
+                    f"demo: a service exited while waiting for {what}; see {self.work}/*.log"
+                )
+            if check():
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"demo: {what} did not come up within {STARTUP_TIMEOUT} s")
+
+    def port_open(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for proc in reversed(self.services):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.services:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def story(d: Demo) -> None:
+    work, run = d.work, d.run
+    remote = (
+        "--destination",
+        d.dest,
+        "--ca",
+        "cacert.pem",
+        "--ca-key",
+        "ca.key",
+        "--server-ca",
+        "cacert.pem",
+    )
+
+    d.section("The operator creates a root CA and the endpoint's certificate")
+    run("alba", "generate", "ca", "db", "--server-name", "localhost", "--server-ip", "127.0.0.1")
+
+    d.section(f"The daemon stand-in and the endpoint start on {d.dest}")
+    run_dir = work / "run"
+    d.start(
+        "albatross-standin",
+        "--tmpdir",
+        str(run_dir),
+        "--state-dir",
+        str(work / "state"),
+        "--bridge",
+        "service",
+        log="standin.log",
+    )
+    d.wait_for(lambda: (run_dir / "util" / "vmmd.sock").exists(), "the daemon stand-in")
+    d.start(
+        "albatross-tls-endpoint",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(d.port),
+        "--tmpdir",
+        str(run_dir),
+        "cacert.pem",
+        "server.pem",
+        "server.key",
+        log="endpoint.log",
+    )
+    d.wait_for(d.port_open, "the endpoint")
+    print(f"albatross-standin --tmpdir {run_dir} (log: standin.log)")
+    print(
+        f"albatross-tls-endpoint --ip 127.0.0.1 --port {d.port} cacert.pem server.pem "
+        "server.key (log: endpoint.log)"
+    )
+
+    d.section("The operator asks what runs on the host")
+    run("alba", "info", *remote)
+
+    d.section("The operator delegates a quota to a friend: 1 unikernel, 64 MB, bridge service")
+    run(
+        "alba",
+        "ca",
+        "delegate",
+        "friend",
+        "1",
+        "--mem",
+        "64",
+        "--bridge",
+        "service",
+        "--ca",
+        "cacert.pem",
+        "--ca-key",
+        "ca.key",
+        "--server-ca",
+        "cacert.pem",
+        "--endpoint",
+        d.dest,
+        "--server-name",
+        "localhost",
+        "--db",
+        "db",
+    )
+
+    friend = work / "friend"
+    friend.mkdir()
+    shutil.copy(work / "friend.bundle", friend / "friend.bundle")
+    (friend / "hello.hvt").write_bytes(make_image(banner="hello from the demo"))
+    d.section("The friend imports the bundle (one file) and runs a unikernel")
+    run("alba", "remote", "import", "friend.bundle", cwd=friend)
+    run("alba", "create", "hello", "hello.hvt", "--mem", "32", "--remote", "friend", cwd=friend)
+    run("alba", "info", "--remote", "friend", cwd=friend)
+    run("alba", "console", "hello", "--remote", "friend", cwd=friend, interrupt_after=3.5)
+
+    d.section("The friend tries a second unikernel: over quota, and the endpoint says why")
+    run("alba", "create", "second", "hello.hvt", "--remote", "friend", cwd=friend, expect=117)
+
+    d.section("The friend asks for more memory than delegated: refused before anything is sent")
+    run(
+        "alba",
+        "create",
+        "big",
+        "hello.hvt",
+        "--mem",
+        "128",
+        "--remote",
+        "friend",
+        cwd=friend,
+        expect=124,
+    )
+
+    d.section("The operator sees the friend's unikernel under its path")
+    run("alba", "info", *remote)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workdir", type=Path, default=Path("demo-work"))
+    ap.add_argument("--keep", action="store_true", help="leave the services running")
+    ap.add_argument("--port", type=int, default=0, help="endpoint port (default: a free one)")
+    args = ap.parse_args()
+    work = args.workdir.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    demo = Demo(work, args.port or free_port())
+    try:
+        story(demo)
+        if args.keep:
+            demo.section("Still running; try for example")
+            print(
+                f"  cd {work}/friend && ALBATROSS_REMOTES={demo.env['ALBATROSS_REMOTES']} "
+                f"{BIN}/alba console hello --remote friend"
+            )
+            print(f"  {BIN}/albatross-inspect {work}/friend/friend.bundle")
+            print("Press Ctrl-C to stop the endpoint and the daemon stand-in.")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        else:
+            demo.section("Done")
+            print(f"Files are in {work}; `scripts/demo --keep` leaves the services running.")
+    finally:
+        demo.stop()
+
+
+if __name__ == "__main__":
+    main()
