@@ -11,7 +11,8 @@ The rules, in albatross's order (behaviour.md §2.5, wire.md §10.4):
 2. the intermediates run top-down; one without the albatross extension is
    skipped (a root the client sent); one with it must carry ``policy add``
    and a CN that is a valid label; its lower-cased CN extends the path, and
-   (path, policy) is collected - deepest first in the result;
+   (path, policy) is collected - deepest first in the result.  Ours: each
+   policy must lie within the one above it in the chain (see ``_check_nested``);
 3. the leaf CN names the request: ``.``/``:`` mean the path itself; no CN
    means the path too, except for commands that need a name;
 4. the leaf must carry a command from the remote allow-list
@@ -32,7 +33,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tlsendpoint.chainrules import chain_problems, subject_text
-from tlsendpoint.errors import AlbatrossError, ParseError, UsageError
+from tlsendpoint.errors import AlbatrossError, ParseError, PolicyError, UsageError
 from tlsendpoint.routing import LEAF_ALLOWED_TEXT, command_name, route
 from tlsendpoint.wire import (
     EXTENSION_OID,
@@ -153,8 +154,26 @@ def _policies(
                 f"policy add may not have an empty name ({role} {subject_text(cert)} has no CN)"
             )
         path = (*path, _label(cn, f"{role} {subject_text(cert)}"))
+        if collected:
+            _check_nested(collected[0], (Name(path, None), command.policy))
         collected.insert(0, (Name(path, None), command.policy))
     return path, collected
+
+
+def _check_nested(parent: tuple[Name, Policy], child: tuple[Name, Policy]) -> None:
+    """Refuse a chain whose policies do not nest, before anything reaches vmmd.
+
+    vmmd would refuse it too, but only after inserting the deeper policy first
+    (deepest-first order, not atomic): on a fresh daemon the oversized child
+    policy stays and then blocks its parent's insertion for every later chain.
+    """
+    try:
+        child[1].check_within(parent[1])
+    except PolicyError as exc:
+        raise Refusal(
+            f"{exc.message}: the policy of {child[0]} in the certificate chain is not within"
+            f" the policy of {parent[0]}"
+        ) from exc
 
 
 def authorize(chain: Sequence[x509.Certificate]) -> Request:

@@ -28,6 +28,7 @@ from tlsendpoint.wire import (
     ConsoleSubscribe,
     Name,
     Payload,
+    Policy,
     PolicyAdd,
     PolicyInfo,
     PolicyRemove,
@@ -451,3 +452,19 @@ def test_vector_leaf_gives_the_captured_daemon_messages(leaf_id: str) -> None:
         message = decode_message(f.body)
         got.append((message.header.name, message.payload))
     assert got == expected
+
+
+def test_policies_in_the_chain_must_nest(pki: Pki) -> None:
+    small = Policy(1, frozenset({0}), 64, None, frozenset())
+    big = Policy(1, frozenset({0}), 128, None, frozenset())
+    alice = pki.sub_ca("alice", small)
+    bob = pki.sub_ca("bob", big, parent=alice)
+    reason = refusal(pki, pki.leaf("x", UnikernelInfo(), via=[bob, alice]).chain)
+    assert reason == (
+        "policy above allows 64 MB memory, which is fewer than 128 MB: the policy of alice:bob:"
+        " in the certificate chain is not within the policy of alice:"
+    )
+    # equal is fine, and a CA without extension in between does not break the nesting check
+    assert authorize(
+        pki.leaf("x", UnikernelInfo(), via=[pki.sub_ca("c", small, parent=alice), alice]).chain
+    )

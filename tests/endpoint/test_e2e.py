@@ -16,6 +16,7 @@ from tests.endpoint.pki import NOW
 from tests.endpoint.vectorcerts import VectorPki, resign_leaf
 from tests.vectors import CASES, CERTS, MKFAKE, case_frames
 from tlsendpoint.wire import (
+    ROOT,
     BlockAdd,
     BlockData,
     BlockDeviceImage,
@@ -28,6 +29,8 @@ from tlsendpoint.wire import (
     Message,
     Name,
     Policy,
+    PolicyInfo,
+    PolicyList,
     StringReply,
     UnikernelConfig,
     UnikernelCreate,
@@ -139,3 +142,29 @@ async def test_block_device_round_trip(tmp_path: Path) -> None:
     assert replies[-1] == Message(Header(Name((), "disk"), 0, 5), BlockData(None))
     body = b"".join(m.payload.data or b"" for m in replies[1:-1])  # type: ignore[union-attr]
     assert (zlib.decompress(body) if replies[0].payload.compressed else body) == data
+
+
+async def test_policy_larger_than_its_parent(tmp_path: Path) -> None:
+    """albatross pushes alice:greedy first, and on a fresh daemon it sticks; we refuse first."""
+    async with (
+        open_standin(tmp_path) as standin,
+        open_harness(tmp_path, standin.tmpdir / "util") as h,
+    ):
+        alice = h.pki.sub_ca("alice", Policy(2, frozenset({0}), 64, None, frozenset()))
+        greedy = h.pki.sub_ca(
+            "greedy", Policy(1, frozenset({0}), 1024, None, frozenset()), parent=alice
+        )
+        (reply,) = await h.run(h.pki.leaf("x", UnikernelInfo(), via=[greedy, alice]))
+        fine = h.pki.sub_ca("fine", Policy(1, frozenset({0}), 32, None, frozenset()), parent=alice)
+        (ok,) = await h.run(h.pki.leaf("x", UnikernelInfo(), via=[fine, alice]))
+        (listed,) = await h.run(h.pki.leaf(".", PolicyInfo(), via=[alice]))
+    assert reply.header == Header(ROOT, 0, 5)
+    assert reply.payload == Failure(
+        "policy above allows 64 MB memory, which is fewer than 1024 MB: the policy of"
+        " alice:greedy: in the certificate chain is not within the policy of alice:"
+    )
+    assert ok.payload == UnikernelInfoList(())
+    assert isinstance(listed.payload, PolicyList)
+    listed_names = [str(name) for name, _ in listed.payload.policies]
+    assert any("fine" in name for name in listed_names)
+    assert not any("greedy" in name for name in listed_names)  # nothing half-inserted
