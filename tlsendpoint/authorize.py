@@ -16,7 +16,8 @@ The rules, in albatross's order (behaviour.md §2.5, wire.md §10.4):
 3. the leaf CN names the request: ``.``/``:`` mean the path itself; no CN
    means the path too, except for commands that need a name;
 4. the leaf must carry a command from the remote allow-list
-   (:data:`tlsendpoint.routing.ROUTES`).
+   (:data:`tlsendpoint.routing.ROUTES`).  Ours: a console subscription with a
+   negative count is refused (it makes albatross-console loop forever, §9.5).
 
 We add, before all that, the ocaml-x509 chain rules OpenSSL does not apply
 (:mod:`tlsendpoint.chainrules`).  Reasons keep albatross's text first (users
@@ -46,6 +47,7 @@ from tlsendpoint.wire import (
     BlockSet,
     BlockSetOld,
     Command,
+    ConsoleSubscribe,
     Name,
     Policy,
     PolicyAdd,
@@ -206,5 +208,11 @@ def authorize(chain: Sequence[x509.Certificate]) -> Request:
         raise Refusal(
             f"unexpected command: {command_name(command)} is not accepted from a leaf "
             f"certificate; allowed are {LEAF_ALLOWED_TEXT}"
+        )
+    if isinstance(command, ConsoleSubscribe) and command.count is not None and command.count < 0:
+        # behaviour.md §9.5: on a full ring albatross-console loops forever and grows without bound
+        raise Refusal(
+            f"console subscribe with a negative count ({command.count}) is refused:"
+            " ask for 0 or more lines, or for lines since a time"
         )
     return Request(name=name, policies=tuple(policies), version=VERSION, command=command)

@@ -468,3 +468,11 @@ def test_policies_in_the_chain_must_nest(pki: Pki) -> None:
     assert authorize(
         pki.leaf("x", UnikernelInfo(), via=[pki.sub_ca("c", small, parent=alice), alice]).chain
     )
+
+
+def test_negative_console_count_is_refused(pki: Pki) -> None:
+    reason = refusal(pki, pki.leaf("t", ConsoleSubscribe(count=-1)).chain)
+    assert reason.startswith("console subscribe with a negative count (-1) is refused")
+    assert authorize(pki.leaf("t", ConsoleSubscribe(count=0)).chain).command == ConsoleSubscribe(
+        count=0
+    )
