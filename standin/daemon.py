@@ -243,6 +243,8 @@ class Daemon:
         except Refused as e:
             log.error("failed to create %s: %s", name, e)
             return Failure(e.message)
+        if name.label is None:  # albatross-console refuses "path used instead of name"
+            return Failure("could not create unikernel: console failed")
         ring, dropped = self.consoles.add(name, self.vmmd.resources.console_limit(name))
         for sub in dropped:
             sub.close()

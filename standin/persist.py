@@ -40,7 +40,7 @@ def restore_blocks(vmmd: Vmmd[Any], block_dir: Path) -> None:
         except (ParseError, OSError) as e:
             log.warning("ignoring block file %s: %s", path.name, e)
             continue
-        if size == 0 or size % (1 << 20) or name.is_path:
+        if size == 0 or size % (1 << 20):
             log.warning("ignoring block file %s: size %d is not a multiple of 1 MB", path, size)
             continue
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -442,6 +443,36 @@ async def test_garbage_closes_only_that_connection(
         assert await good.reply() == UnikernelInfoList(())
         for c in (bad, good, oversized):
             await c.close()
+
+
+async def test_create_at_a_path_name_fails_like_albatross(
+    tmp_path: Path, ticker: bytes, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_standin(tmp_path) as standin:
+        reply = await request(
+            standin.socket("vmmd"), "alice:", UnikernelCreate(UnikernelConfig(ticker))
+        )
+        assert reply == Failure("could not create unikernel: console failed")
+
+
+async def test_console_since(
+    tmp_path: Path, ticker: bytes, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_standin(tmp_path) as standin:
+        await request(standin.socket("vmmd"), ":s", UnikernelCreate(UnikernelConfig(ticker)))
+        await trio.sleep(2.5)
+        client = await Client.connect(standin.socket("console"))
+        await client.send(":s", ConsoleSubscribe(since=datetime(2026, 1, 1, tzinfo=UTC)))
+        assert await client.reply() == StringReply("subscribed")
+        lines = [await client.reply() for _ in range(5)]
+        assert [p.line for p in lines if isinstance(p, ConsoleData)] == [
+            "fake unikernel",
+            "command line: --name=s",
+            "tick 1",
+            "tick 2",
+            "tick 3",
+        ]
+        await client.close()
 
 
 async def test_unknown_command_on_vmmd(
