@@ -119,6 +119,8 @@ def configure_logging(target: str, level: int, identifier: str = "albatross-tls-
         )
         handler.setFormatter(logging.Formatter(f"{identifier}[%(process)d]: %(message)s"))
     elif target == "journal":
+        if not JOURNAL_SOCKET.exists():
+            raise FileNotFoundError(2, "no systemd journal socket", str(JOURNAL_SOCKET))
         handler = JournalHandler(identifier)
     else:
         handler = logging.NullHandler()

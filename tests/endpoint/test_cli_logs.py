@@ -131,3 +131,13 @@ def test_configure_logging_none_and_stderr(capsys: pytest.CaptureFixture[str]) -
     logging.getLogger("albatross").propagate = True
     assert captured.out == ""
     assert "hidden" not in captured.err and "WARNING shown" in captured.err
+
+
+def test_missing_journal_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tlsendpoint.connlog
+
+    monkeypatch.setattr(tlsendpoint.connlog, "JOURNAL_SOCKET", tmp_path / "no-journal")
+    pki = Pki(tmp_path)
+    result = CliRunner().invoke(cli, ["--log", "journal", "--tmpdir", str(tmp_path), *_files(pki)])
+    assert result.exit_code == 2
+    assert "ERROR: couldn't install journal logging: no systemd journal socket" in result.output
