@@ -1,20 +1,12 @@
-"""Endpoint benchmark: our albatross-tls-endpoint in front of the daemon stand-in, on loopback.
+"""Endpoint benchmark: commands/s and latency, CPU per command, memory per subscriber, upload.
 
-Run: ``.venv/bin/python bench/bench_endpoint.py`` (``--quick`` for a short pass).
-
-It makes a CA, a server certificate and client leaves in a temporary directory,
-starts ``albatross-standin`` and ``albatross-tls-endpoint`` as processes, and
-drives them with ``bench/loadgen.py``:
-
-* ``info`` commands per second at concurrency 1, 4, 16 and 64, with p50/p99
-  latency and the endpoint's CPU time per command (one TLS 1.3 handshake, the
-  chain check, one vmmd round trip and the reply each);
-* the endpoint's memory per idle console subscriber (100 and 500 held
-  connections; RSS growth divided by the connections added);
-* one ``create`` whose leaf certificate embeds an 8 MiB image.
-
-Prints a Markdown table (and the raw JSON with ``--json``).  Numbers depend on
-the machine; the stand-in runs in the same box and takes part of the CPU.
+Run: ``.venv/bin/python bench/bench_endpoint.py`` (``--quick`` for a short pass,
+``--workers N`` to give the endpoint N processes). It makes a CA and leaves in a
+temporary directory, starts the daemon stand-in and our endpoint on 127.0.0.1,
+drives them with ``bench/loadgen.py`` from separate processes, and prints the
+Markdown tables the README shows. ``--target HOST:PORT --server-ca ... --ca ...
+--ca-key ...`` measures another albatross-compatible endpoint instead (for
+example the OCaml one) with the same load.
 """
 
 from __future__ import annotations
@@ -23,7 +15,10 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,221 +26,219 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
 
 from ca import profiles
-from tlsendpoint.wire import ConsoleSubscribe, UnikernelConfig, UnikernelCreate, UnikernelInfo
+from standin.images import make_image
+from tlsendpoint.wire import (
+    ConsoleSubscribe,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelInfo,
+)
 
 BIN = Path(sys.executable).parent
-LOADGEN = Path(__file__).with_name("loadgen.py")
-MKFAKE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "mkfake.py"
+HERE = Path(__file__).resolve().parent
 
 
-def _pem(path: Path, *items: Any) -> Path:
-    data = b""
-    for item in items:
-        if hasattr(item, "private_bytes"):
-            data += item.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        else:
-            data += item.public_bytes(serialization.Encoding.PEM)
-    path.write_bytes(data)
-    return path
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def write_leaf(
+    work: Path, name: str, ca_cert: Any, ca_key: Any, cn: str, command: Any, key_type: str
+) -> tuple[Path, Path]:
+    key = profiles.generate_key(key_type)
+    now = dt.datetime.now(dt.UTC)
+    cert = profiles.leaf(ca_cert, ca_key, key.public_key(), cn, command, now, seconds=3600)
+    chain, key_path = work / f"{name}.pem", work / f"{name}.key"
+    chain.write_bytes(cert.public_bytes(Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return chain, key_path
 
 
-def _wait(predicate: Any, what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _loadgen(mode: str, target: str, ca: Path, chain: Path, key: Path, *extra: str) -> Any:
+def loadgen(*args: str) -> dict[str, Any]:
     out = subprocess.run(
-        [
-            sys.executable,
-            str(LOADGEN),
-            mode,
-            "--target",
-            target,
-            "--server-ca",
-            str(ca),
-            "--chain",
-            str(chain),
-            "--key",
-            str(key),
-            *extra,
-        ],
+        [sys.executable, str(HERE / "loadgen.py"), *args],
         check=True,
         capture_output=True,
-        timeout=600,
-    )
-    return json.loads(out.stdout)
+        text=True,
+        timeout=900,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
-def _leaf(work: Path, name: str, ca: Any, ca_key: Any, command: Any) -> tuple[Path, Path]:
-    now = dt.datetime.now(dt.UTC)
-    key = profiles.generate_key()
-    cert = profiles.leaf(ca, ca_key, key.public_key(), name, command, now, seconds=3600)
-    return _pem(work / f"{name}.pem", cert), _pem(work / f"{name}.key", key)
+class Setup:
+    """The CA, the stand-in and the endpoint under test."""
 
-
-def run(work: Path, quick: bool) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    root_key = profiles.generate_key()
-    root = profiles.root_ca(root_key, "bench-ca", now)
-    server_key = profiles.generate_key()
-    server = profiles.server_cert(root, root_key, server_key.public_key(), "server", now)
-    ca_file = _pem(work / "cacert.pem", root)
-    cert_file, key_file = _pem(work / "server.pem", server), _pem(work / "server.key", server_key)
-    info = _leaf(work, "info", root, root_key, UnikernelInfo())
-    console = _leaf(work, "tick", root, root_key, ConsoleSubscribe(count=1))
-    image = work / "big.hvt"
-    subprocess.run(
-        [sys.executable, str(MKFAKE), "--size", str(8 * 1024 * 1024 + 8192), str(image)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    big = _leaf(work, "big", root, root_key, UnikernelCreate(UnikernelConfig(image.read_bytes())))
-    (work / "run").mkdir()
-    (work / "state").mkdir()
-    port = _free_port()
-    target = f"127.0.0.1:{port}"
-    standin = subprocess.Popen(
-        [
-            str(BIN / "albatross-standin"),
-            "--tmpdir",
-            str(work / "run"),
-            "--state-dir",
-            str(work / "state"),
-            "--max-subscribers",
-            "1000",
-            "--memory",
-            "65536",
-            "-q",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint: subprocess.Popen[bytes] | None = None
-    try:
-        _wait(lambda: (work / "run" / "util" / "vmmd.sock").exists(), "the stand-in")
-        endpoint = subprocess.Popen(
+    def __init__(self, work: Path, workers: int) -> None:
+        self.work = work
+        self.port = free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        now = dt.datetime.now(dt.UTC)
+        self.ca_key = profiles.generate_key("ed25519")
+        self.ca_cert = profiles.root_ca(self.ca_key, "ca", now)
+        server_key = profiles.generate_key("ed25519")
+        server = profiles.server_cert(
+            self.ca_cert, self.ca_key, server_key.public_key(), "server", now, ips=["127.0.0.1"]
+        )
+        (work / "cacert.pem").write_bytes(self.ca_cert.public_bytes(Encoding.PEM))
+        (work / "server.pem").write_bytes(server.public_bytes(Encoding.PEM))
+        (work / "server.key").write_bytes(
+            server_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        )
+        run = work / "run"
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "albatross-standin"),
+                    "--tmpdir",
+                    str(run),
+                    "--state-dir",
+                    str(work / "state"),
+                    "--max-subscribers",
+                    "2000",
+                    "-q",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "standin.log").open("wb"),
+            )
+        )
+        extra = ["--workers", str(workers)] if workers > 1 else []
+        self.endpoint = subprocess.Popen(
             [
                 str(BIN / "albatross-tls-endpoint"),
                 "--ip",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                str(self.port),
                 "--tmpdir",
-                str(work / "run"),
+                str(run),
                 "--max-connections",
-                "2048",
+                "4096",
                 "--backlog",
-                "1024",
-                str(ca_file),
-                str(cert_file),
-                str(key_file),
+                "4096",
+                "-q",
+                *extra,
+                str(work / "cacert.pem"),
+                str(work / "server.pem"),
+                str(work / "server.key"),
             ],
-            stderr=subprocess.DEVNULL,  # it logs one line per connection; that cost is included
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "endpoint.log").open("wb"),
         )
-        _wait(lambda: _port_open(port), "the endpoint")
-        pid = str(endpoint.pid)
-        duration = "2" if quick else "5"
-        results: dict[str, Any] = {"rate": []}
-        for concurrency in (1, 4, 16, 64):
-            results["rate"].append(
-                _loadgen(
-                    "rate",
-                    target,
-                    ca_file,
-                    *info,
-                    "--concurrency",
-                    str(concurrency),
-                    "--duration",
-                    duration,
-                    "--procs",
-                    str(min(concurrency, 4)),
-                    "--server-pid",
-                    pid,
-                )
-            )
-        results["idle"] = _loadgen(
-            "idle",
-            target,
-            ca_file,
-            *console,
-            "--counts",
-            "100,500",
-            "--server-pid",
-            pid,
-            "--settle",
-            "1",
-        )
-        results["upload"] = _loadgen("upload", target, ca_file, *big)
-        return results
-    finally:
-        for process in (endpoint, standin):
-            if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        self.procs.append(self.endpoint)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("bench: the endpoint did not start; see endpoint.log")
 
+    def leaf(self, name: str, cn: str, command: Any, key_type: str = "ed25519") -> list[str]:
+        chain, key = write_leaf(self.work, name, self.ca_cert, self.ca_key, cn, command, key_type)
+        return [
+            "--target",
+            f"127.0.0.1:{self.port}",
+            "--server-ca",
+            str(self.work / "cacert.pem"),
+            "--chain",
+            str(chain),
+            "--key",
+            str(key),
+        ]
 
-def table(results: dict[str, Any]) -> str:
-    lines = [
-        "| concurrency | info/s | p50 ms | p99 ms | endpoint CPU ms/command | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results["rate"]:
-        lines.append(
-            f"| {r['concurrency']} | {r['commands_per_s']} | {r['p50_ms']} | {r['p99_ms']} "
-            f"| {r.get('server_cpu_ms_per_command', '-')} | {r['errors']} |"
-        )
-    idle = results["idle"]
-    rss = {int(k): v for k, v in idle["rss_kib"].items()}
-    lines += [
-        "",
-        "| idle console subscribers | endpoint RSS (KiB) |",
-        "|---:|---:|",
-        *(f"| {count} | {rss[count]} |" for count in sorted(rss)),
-        "",
-        f"Memory per held subscriber (100 -> 500): {idle['marginal_kib_per_connection']} KiB"
-        f" ({idle['opened']} opened, {idle['failed']} failed).",
-        f"create with an 8 MiB image in the certificate: {results['upload']['seconds']} s,"
-        f" ok={results['upload']['ok']}.",
-    ]
-    return "\n".join(lines)
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-endpoint-", dir="/tmp") as tmp:
-        results = run(Path(tmp), args.quick)
-    if args.json:
-        print(json.dumps(results, indent=1))
-    print(table(results))
-    print(f"\n(cpus: {os.cpu_count()}, python {sys.version.split()[0]})")
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args()
+    duration = "2" if a.quick else "8"
+    with tempfile.TemporaryDirectory(prefix="albabench") as tmp:
+        setup = Setup(Path(tmp), a.workers)
+        pid = str(setup.endpoint.pid)
+        try:
+            rows = []
+            for key_type in ("ed25519", "p256"):
+                args = setup.leaf(f"info-{key_type}", ".", UnikernelInfo(), key_type)
+                for conc in (1, 4, 16, 64) if key_type == "ed25519" else (16,):
+                    r = loadgen(
+                        "rate",
+                        *args,
+                        "--concurrency",
+                        str(conc),
+                        "--duration",
+                        duration,
+                        "--procs",
+                        "2" if conc > 1 else "1",
+                        "--server-pid",
+                        pid,
+                    )
+                    rows.append((key_type, r))
+            # A unikernel to subscribe to, created through the endpoint.
+            image = make_image(banner="bench")
+            create = UnikernelCreate(UnikernelConfig(image=image, memory=32))
+            loadgen("upload", *setup.leaf("create-idle", "idle", create))
+            sub = setup.leaf("console", "idle", ConsoleSubscribe(count=1))
+            idle = loadgen("idle", *sub, "--server-pid", pid, "--counts", "100,500")
+            # An 8 MiB image (incompressible padding) embedded uncompressed in the leaf.
+            big = make_image(banner="big") + os.urandom(8 << 20)
+            up_args = setup.leaf(
+                "create-big",
+                "big",
+                UnikernelCreate(UnikernelConfig(image=big, memory=32, compressed=False)),
+            )
+            upload = loadgen("upload", *up_args)
+        finally:
+            setup.stop()
+    print(
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, endpoint workers "
+        f"{a.workers}\n"
+    )
+    print(
+        "| leaf key | concurrency | commands/s | p50 ms | p90 ms | p99 ms | errors "
+        "| endpoint CPU ms/command |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key_type, r in rows:
+        print(
+            f"| {key_type} | {r['concurrency']} | {r['commands_per_s']} | {r['p50_ms']} | "
+            f"{r['p90_ms']} | {r['p99_ms']} | {r['errors']} | "
+            f"{r.get('server_cpu_ms_per_command', 'n/a')} |"
+        )
+    print()
+    print(
+        f"Idle console subscribers: RSS {idle['rss_kib']} KiB, opened {idle['opened']}, "
+        f"failed {idle['failed']}; marginal {idle['marginal_kib_per_connection']} KiB "
+        "per held connection (100 -> 500)"
+    )
+    print(
+        f"Upload: create with an {len(big) >> 20} MiB image in the leaf: ok={upload['ok']}, "
+        f"{upload['seconds']} s, {upload['mib_per_s']} MiB/s of certificate"
+    )
 
 
 if __name__ == "__main__":
