@@ -135,10 +135,13 @@ class Endpoint:
                 f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
             )
             return
-        chain = peer_chain(tls._ssl_object)
-        record.chain = describe_chain(chain)
         client = FramedStream(tls, self.limits.max_frame, "client")
         try:
+            try:
+                chain = peer_chain(tls._ssl_object)  # private trio attribute: the SSLObject
+            except ValueError as exc:  # OpenSSL accepted DER that cryptography refuses
+                raise Refusal(f"certificate not acceptable: {exc}") from exc
+            record.chain = describe_chain(chain)
             request = authorize(chain)
         except Refusal as refusal:
             record.outcome = f"refused: {refusal.message}"
