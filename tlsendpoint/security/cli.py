@@ -6,13 +6,33 @@ the request would be allowed), 1 when it does not, 2 for usage errors.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
 
+from ca.store import load_bundle, load_certificates
+from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
+from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain
+from tlsendpoint.security.revocation import CrlStore
+from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.wire import (
+    BlockAdd,
+    BlockInfo,
+    Command,
+    NetIf,
+    PolicyInfo,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelDestroy,
+    UnikernelInfo,
+    UnikernelRestart,
+)
 
-__all__ = ["main", "verify_command"]
+__all__ = ["explain_command", "main", "verify_command"]
+
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.group(help="Tools for the endpoint's security records.")
@@ -36,3 +56,92 @@ def verify_command(file: Path, head: str | None) -> None:
         click.echo(f"{file}: {exc.message}", err=True)
         raise SystemExit(exc.exit_code) from None
     click.echo(f"{file}: ok, {result.lines} lines, head {result.head}")
+
+
+def now() -> dt.datetime:
+    """The clock of explain (tests replace it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str, ...],
+             size: int) -> Command:  # fmt: skip
+    if what == "create":
+        nets = frozenset(NetIf(b) for b in bridges)
+        config = UnikernelConfig(b"", memory, frozenset(cpuids or (0,)), bridges=nets)
+        return UnikernelCreate(config)
+    table: dict[str, Command] = {
+        "info": UnikernelInfo(),
+        "destroy": UnikernelDestroy(),
+        "restart": UnikernelRestart(None),
+        "policy": PolicyInfo(),
+        "block-info": BlockInfo(),
+        "block-add": BlockAdd(size),
+    }
+    return table[what]
+
+
+@main.command("explain")
+@click.argument("chain_file", required=False, type=_file)
+@click.option("--bundle", type=_file, help="Explain a command this delegation bundle would sign.")
+@click.option("--name", "cn", default=".", show_default=True, help="With --bundle: leaf CN.")
+@click.option(
+    "--command",
+    "what",
+    type=click.Choice(
+        ["info", "create", "destroy", "restart", "policy", "block-info", "block-add"]
+    ),
+    default="info",
+    show_default=True,
+    help="With --bundle: the command.",
+)
+@click.option("--memory", type=int, default=32, show_default=True, help="create: MB.")
+@click.option("--cpuid", "cpuids", type=int, multiple=True, help="create: CPU id (repeatable).")
+@click.option("--bridge", "bridges", multiple=True, help="create: bridge (repeatable).")
+@click.option("--size", type=int, default=1, show_default=True, help="block-add: MB.")
+@click.option(
+    "--ca", "ca_file", type=_file, help="The endpoint's CA certificate (checks signatures)."
+)
+@click.option(
+    "--crl-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The endpoint's CRL directory (needs --ca).",
+)
+@click.option("--rollback-state", type=_file, help="The endpoint's anti-rollback state file.")
+def explain_command(
+    chain_file: Path | None,
+    bundle: Path | None,
+    cn: str,
+    what: str,
+    memory: int,
+    cpuids: tuple[int, ...],
+    bridges: tuple[str, ...],
+    size: int,
+    ca_file: Path | None,
+    crl_dir: Path | None,
+    rollback_state: Path | None,
+) -> None:
+    """Say whether the endpoint would allow CHAIN_FILE's request (leaf first), and why not.
+
+    Exit 0 if allowed, 1 if refused, 2 for bad input.
+    """
+    try:
+        anchor = load_certificates(ca_file, "CA file")[0] if ca_file else None
+        if crl_dir is not None and anchor is None:
+            raise click.UsageError("--crl-dir needs --ca")
+        crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
+        guard = RollbackGuard(rollback_state) if rollback_state else None
+        verdict: Verdict
+        if bundle is not None:
+            command = _command(what, memory, cpuids, bridges, size)
+            verdict = explain_bundle(load_bundle(bundle), cn, command, now(), crls=crls,
+                                     rollback=guard)  # fmt: skip
+        elif chain_file is not None:
+            chain = load_certificates(chain_file, "chain file")
+            verdict = explain_chain(chain, now(), anchor=anchor, crls=crls, rollback=guard)
+        else:
+            raise click.UsageError("give a CHAIN_FILE or --bundle")
+    except AlbatrossError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(2) from None
+    click.echo(verdict.text())
+    raise SystemExit(0 if verdict.allowed else 1)

@@ -1,0 +1,161 @@
+# Explain, offline, whether the endpoint would allow a request (issue 6 point 9).
+#
+# The verdict runs the endpoint's own checks, in the endpoint's order, through
+# the same functions (authorize, revocation, rollback, quota), so the reason
+# printed here is the exact text of the endpoint's Failure reply.  Only the
+# TLS layer is imitated: validity dates and signatures, which OpenSSL checks
+# during the handshake (a failure there gets no reply at all).
+#
+# Without daemon-reported usage the dynamic quota check assumes nothing else
+# runs (the verdict says so): "allowed" then means "allowed on an idle host".
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from ca.bundle import Bundle
+from ca.profiles import generate_key, leaf
+from tlsendpoint.authorize import Refusal, authorize
+from tlsendpoint.chainrules import subject_text
+from tlsendpoint.routing import command_name
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.quota import (
+    QuotaError,
+    Usage,
+    check_delegations,
+    check_usage,
+    demand_of,
+)
+from tlsendpoint.security.revocation import CrlStore
+from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.wire import Command, Policy
+
+__all__ = ["Verdict", "explain_bundle", "explain_chain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The endpoint's decision on a request, and why."""
+
+    allowed: bool
+    stage: str  # which check decided: tls, authorize, revocation, rollback, delegation, quota, ok
+    name: str | None = None
+    command: str | None = None
+    reason: str | None = None  # the Failure text the endpoint sends (None when allowed)
+    hop: str | None = None  # the delegation path (or "host") that refuses
+    field: str | None = None
+    limit: object = None
+    used: object = None
+    requested: object = None
+    notes: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        head = "allowed" if self.allowed else f"refused ({self.stage})"
+        lines = [f"{head}: {self.command or '?'} as {self.name or '?'}"]
+        if self.reason:
+            lines.append(f"reason: {self.reason}")
+        if self.field is not None:
+            numbers = f"limit {self.limit}, requested {self.requested}"
+            if self.used is not None:
+                numbers += f", used {self.used}"
+            lines.append(f"refused by: {self.hop}, field {self.field} ({numbers})")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _tls_problem(
+    chain: Sequence[x509.Certificate], anchor: x509.Certificate | None, now: dt.datetime
+) -> str | None:
+    for cert in chain:
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return (
+                f"certificate {subject_text(cert)} is not valid now ({now:%Y-%m-%d %H:%M:%S} UTC): "
+                f"valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} "
+                f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+            )
+    issuers = [*chain[1:], *([anchor] if anchor is not None else [])]
+    for cert, issuer in zip(chain, issuers, strict=False):
+        if cert.subject == cert.issuer and issuer is anchor:
+            continue
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return f"certificate {subject_text(cert)} is not signed by {subject_text(issuer)}"
+    return None
+
+
+def explain_chain(
+    chain: Sequence[x509.Certificate],
+    now: dt.datetime,
+    *,
+    anchor: x509.Certificate | None = None,
+    root_policy: Policy | None = None,
+    usage: Usage | None = None,
+    crls: CrlStore | None = None,
+    rollback: RollbackGuard | None = None,
+) -> Verdict:
+    """Would the endpoint allow the request of *chain* (leaf first) at *now*?"""
+    problem = _tls_problem(chain, anchor, now)
+    if problem is not None:
+        return Verdict(False, "tls", reason=problem, notes=("the endpoint closes the handshake",))
+    try:
+        request = authorize(chain)
+    except Refusal as exc:
+        return Verdict(False, "authorize", reason=exc.message)
+    name, what = str(request.name), command_name(request.command)
+    notes: list[str] = []
+    stage = "revocation"
+    try:
+        if crls is not None:
+            crls.check(chain)
+        else:
+            notes.append("revocation not checked (no CRL directory given)")
+        stage = "rollback"
+        if rollback is not None:
+            rollback.check(chain)
+        stage = "delegation"
+        check_delegations(request.policies, root_policy)
+        if root_policy is None:
+            notes.append("host limits not checked (no root policy given)")
+        stage = "quota"
+        demand = demand_of(request.name, request.command)
+        if demand is not None:
+            if usage is None:
+                notes.append("usage unknown: assumed nothing else runs on the host")
+            check_usage(request.policies, root_policy, usage or Usage(), demand)
+    except QuotaError as exc:
+        return Verdict(
+            False, stage, name, what, exc.message, str(exc.hop), exc.field,
+            exc.limit, exc.used, exc.requested, tuple(notes),
+        )  # fmt: skip
+    except SecurityRefusal as exc:
+        return Verdict(False, stage, name, what, exc.message, notes=tuple(notes))
+    return Verdict(True, "ok", name, what, notes=tuple(notes))
+
+
+def explain_bundle(
+    bundle: Bundle,
+    cn: str,
+    command: Command,
+    now: dt.datetime,
+    *,
+    root_policy: Policy | None = None,
+    usage: Usage | None = None,
+    crls: CrlStore | None = None,
+    rollback: RollbackGuard | None = None,
+) -> Verdict:
+    """As :func:`explain_chain` for a leaf with *cn* and *command* that *bundle*'s CA would sign.
+
+    The leaf is minted here with a throwaway key, as albatross-client does per command.
+    """
+    cert = leaf(bundle.chain[0], bundle.key, generate_key().public_key(), cn, command, now)
+    chain = [cert, *(c for c in bundle.chain if c.subject != c.issuer)]
+    anchor = next((a for a in bundle.server_ca if a.subject == chain[-1].issuer), None)
+    return explain_chain(
+        chain, now, anchor=anchor, root_policy=root_policy, usage=usage, crls=crls,
+        rollback=rollback,
+    )  # fmt: skip
