@@ -10,7 +10,9 @@ plays the unikernel in a trio task instead:
   their stub would under solo5-hvt: their banner, ``ticker`` images tick
   forever or, when the last argument is a number N, N times and exit 0;
   ``exit`` images exit at once with their exit status;
-* any other Solo5 image ticks like a ticker with a generic banner;
+* any other Solo5 image ticks like a ticker, with the text at its entry point as
+  banner if that is a line of text (the demo images of :mod:`standin.images`),
+  else a generic one;
 * **documented exit-code argument**: an argument ``standin-exit=C`` makes any
   image exit with code C after its ticks (1 tick unless the last argument is
   a number N), so restart-on-failure and exit codes can be tested.
@@ -27,7 +29,7 @@ from typing import Protocol
 
 import trio
 
-from standin.solo5 import fake_stub
+from standin.solo5 import fake_stub, text_banner
 from tlsendpoint.wire import Name, UnikernelConfig
 
 __all__ = ["EXIT_ARGUMENT", "LaunchSpec", "Process", "ProcessExit", "Runner", "SimulatedRunner"]
@@ -118,7 +120,10 @@ def _exit_argument(arguments: tuple[str, ...]) -> int | None:
 
 async def _simulate(spec: LaunchSpec, output: Output) -> ProcessExit:
     stub = fake_stub(spec.image)
-    banner = stub.banner if stub is not None else f"standin: simulated solo5 unikernel {spec.name}"
+    if stub is not None:
+        banner = stub.banner
+    else:
+        banner = text_banner(spec.image) or f"standin: simulated solo5 unikernel {spec.name}"
     output(f"{banner}\ncommand line: {' '.join(spec.arguments)}\n".encode())
     forced = _exit_argument(spec.arguments)
     count = _count_argument(spec.arguments)

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 
 from tlsendpoint.errors import ParseError
 
-__all__ = ["Abi", "DeviceKind", "FakeStub", "Manifest", "Target", "fake_stub", "read_notes"]
+__all__ = [
+    "Abi",
+    "DeviceKind",
+    "FakeStub",
+    "Manifest",
+    "Target",
+    "fake_stub",
+    "read_notes",
+    "text_banner",
+]
 
 _NOTE_OWNER = b"Solo5\x00"
 _MFT1 = 0x3154464D
@@ -202,3 +211,27 @@ def fake_stub(image: bytes) -> FakeStub | None:
         exit_status=image[code + _STUB_EXIT],
         banner=banner.decode("utf-8", "replace").rstrip("\n"),
     )
+
+
+def text_banner(image: bytes) -> str | None:
+    """The first line at the entry point if it is plain text (:mod:`standin.images` demo images).
+
+    A real unikernel has machine code there, which is not printable text.
+    """
+    try:
+        (entry,) = _unpack("<Q", image, 24, "e_entry")
+        (phoff,) = _unpack("<Q", image, 32, "e_phoff")
+        ptype, _, off, vaddr, _, _ = _unpack("<IIQQQQ", image, phoff, "program header")
+    except ParseError:
+        return None
+    start = entry - vaddr + off
+    if ptype != 1 or not 0 <= start < len(image):
+        return None
+    raw = image[start : start + 256].split(b"\n", 1)
+    if len(raw) != 2 or not raw[0]:
+        return None
+    try:
+        text = raw[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None

@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from standin.daemon import StandinError
+from standin.images import make_image as make_demo_image
 from standin.testing import Standin, open_standin
 from tests.standin.helpers import Client, make_image, request
 from tlsendpoint.wire import (
@@ -129,6 +130,15 @@ async def test_console_history_live_and_exit_line(
         assert await names_running(standin) == []
         inactive = await request(standin.socket("console"), ":", ConsoleListInactive())
         assert inactive == ConsoleList((Name((), "t"),))
+
+
+async def test_demo_image_banner(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    image = make_demo_image(banner="hello from the demo")
+    async with open_standin(tmp_path) as standin:
+        reply = await request(standin.socket("vmmd"), ":d", UnikernelCreate(UnikernelConfig(image)))
+        assert reply == CREATED
+        lines = await console_lines(standin, ":d", 20, 3)
+        assert lines == ["hello from the demo", "command line: --name=d", "tick 1"]
 
 
 async def test_console_waiting_for_vm_then_live(

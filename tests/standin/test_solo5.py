@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from standin.solo5 import DeviceKind, Target, fake_stub, read_notes
+from standin.images import make_image as make_demo_image
+from standin.solo5 import DeviceKind, Target, fake_stub, read_notes, text_banner
 from tests.standin.helpers import make_image
 from tests.vectors import CASES
 from tlsendpoint.errors import ParseError
@@ -95,3 +96,17 @@ def test_corrupted_images_raise_only_parse_errors(data: st.DataObject) -> None:
     with contextlib.suppress(ParseError):
         read_notes(bytes(image[:cut]))
     fake_stub(bytes(image[:cut]))  # never raises
+
+
+def test_demo_images() -> None:
+    image = make_demo_image(nets=["service0"], blocks=["storage"], banner="hello from the demo")
+    abi, manifest = read_notes(image)
+    assert abi.target is Target.HVT
+    assert manifest.devices == ((DeviceKind.NET, "service0"), (DeviceKind.BLOCK, "storage"))
+    assert fake_stub(image) is None
+    assert text_banner(image) == "hello from the demo"
+
+
+@pytest.mark.parametrize("path", VECTOR_IMAGES, ids=lambda p: p.name)
+def test_machine_code_is_no_banner(path: Path) -> None:
+    assert text_banner(path.read_bytes()) is None
