@@ -11,12 +11,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import CertificatePoliciesOID, ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ca import profiles
 from tests.endpoint.pki import NOW, POLICY, Pki, custom_cert
 from tests.vectors import CASES, CERTS, case_frames
 from tlsendpoint.authorize import MAX_CHAIN, Refusal, Request, authorize
-from tlsendpoint.routing import ROUTES
+from tlsendpoint.routing import ROUTES, route
 from tlsendpoint.wire import (
     BlockAdd,
     BlockDump,
@@ -476,3 +478,25 @@ def test_negative_console_count_is_refused(pki: Pki) -> None:
     assert authorize(pki.leaf("t", ConsoleSubscribe(count=0)).chain).command == ConsoleSubscribe(
         count=0
     )
+
+
+_FUZZ_ROOT = _ec_root()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.one_of(
+        st.binary(max_size=64),
+        # mostly-valid prefixes: a SEQUENCE with version 5 and random content
+        st.binary(max_size=40).map(lambda b: bytes([0x30, len(b) + 3, 0x02, 0x01, 0x05]) + b),
+    ),
+    cn=st.one_of(st.none(), st.text(min_size=1, max_size=64)),
+)
+def test_garbage_extensions_give_a_request_or_a_refusal(value: bytes, cn: str | None) -> None:
+    leaf, _ = custom_cert(_FUZZ_ROOT, cn, raw_extension=value)
+    try:
+        request = authorize([leaf])
+    except Refusal as refusal:
+        assert refusal.message
+    else:
+        assert route(request.command).leaf_allowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from tests.endpoint.fakedaemon import Conn, reply_table
 from tests.endpoint.harness import open_harness, with_fake_daemon
@@ -15,6 +16,7 @@ from tlsendpoint.wire import (
     BlockDeviceImage,
     BlockDump,
     BlockSet,
+    BlockSetOld,
     ConsoleData,
     ConsoleSubscribe,
     Empty,
@@ -30,6 +32,8 @@ from tlsendpoint.wire import (
     UnikernelDestroy,
     UnikernelInfo,
     UnikernelInfoList,
+    end_marker,
+    frame,
 )
 
 INFO = UnikernelInfoList(())
@@ -206,3 +210,68 @@ async def test_daemon_frame_too_large(tmp_path: Path) -> None:
     assert reply.payload == Failure(
         "error reading from fd: frame of 268435456 octets exceeds the limit of 1048576 octets"
     )
+
+
+async def test_upload_one_byte_at_a_time(tmp_path: Path) -> None:
+    created = StringReply("created unikernel")
+    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelCreate: created})}) as (
+        daemon,
+        h,
+    ):
+        client = await h.connect(h.pki.leaf("up", UnikernelCreate(UnikernelConfig(image=b""))))
+        wire = frame(b"hello ") + frame(b"world") + end_marker()
+        for i in range(len(wire)):
+            await client.tls.send_all(wire[i : i + 1])
+        replies = await client.read_all()
+    assert [m.payload for m in replies] == [created]
+    sent = daemon.conns("vmmd")[0].received[0]
+    assert isinstance(sent, Message) and isinstance(sent.payload, UnikernelCreate)
+    assert sent.payload.config.image == b"hello world"
+
+
+async def test_legacy_block_set_with_empty_data_relays_a_stream(tmp_path: Path) -> None:
+    async def legacy(conn: Conn) -> None:
+        await conn.receive()
+        await conn.receive_stream()
+        await conn.send(StringReply("set"))
+
+    async with with_fake_daemon(tmp_path, {"vmmd": legacy}) as (daemon, h):
+        replies = await h.run(h.pki.leaf("d", BlockSetOld(False, b"")), upload=[b"abc"])
+    assert [m.payload for m in replies] == [StringReply("set")]
+    assert daemon.conns("vmmd")[0].received[1:] == [b"abc", End()]
+
+
+async def test_daemon_closing_mid_dump(tmp_path: Path) -> None:
+    async def half_dump(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send(BlockDeviceImage(False), Name((), "disk1"))
+        await conn.send(BlockData(b"part"), Name((), "disk1"))
+
+    async with with_fake_daemon(tmp_path, {"vmmd": half_dump}) as (_daemon, h):
+        replies = await h.run(h.pki.leaf("disk1", BlockDump(0)))
+    assert [m.payload for m in replies[:2]] == [BlockDeviceImage(False), BlockData(b"part")]
+    final = replies[2].payload
+    assert isinstance(final, Failure)
+    assert final.message.startswith("exception while reading from fd: vmmd daemon closed")
+
+
+async def test_client_chatter_during_a_stream_is_ignored(tmp_path: Path) -> None:
+    import datetime as dt
+
+    line = ConsoleData(dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "tick")
+    go = trio.Event()
+
+    async def console(conn: Conn) -> None:
+        await conn.receive()
+        await conn.send(StringReply("subscribed"))
+        await go.wait()
+        await conn.send(line)
+
+    async with with_fake_daemon(tmp_path, {"console": console}) as (_daemon, h):
+        client = await h.connect(h.pki.leaf("t", ConsoleSubscribe(count=1)))
+        assert (await client.read_one()).payload == StringReply("subscribed")
+        await client.tls.send_all(b"unexpected bytes" * 1000)
+        await trio.testing.wait_all_tasks_blocked()
+        go.set()
+        assert (await client.read_one()).payload == line
+        await client.tls.aclose()
