@@ -24,7 +24,8 @@ from ca.describe import command_text
 from ca.pem import PemObject, integer_octets, objects_from
 from ca.profiles import ALBATROSS_OID, albatross_command, common_name
 from ca.provision import subject_text
-from tlsendpoint.errors import ParseError
+from tlsendpoint.authorize import authorize
+from tlsendpoint.errors import AlbatrossError, ParseError
 from tlsendpoint.wire import Command, PolicyAdd
 
 __all__ = ["Json", "describe_input", "describe_object", "to_text"]
@@ -232,6 +233,33 @@ def _describe_bundle(bundle: Bundle, now: dt.datetime | None) -> Json:
     }
 
 
+def _request(certs: list[PemObject]) -> Json | None:
+    """What our endpoint would make of a chain that starts with a request leaf."""
+    chain = [c for c in certs if isinstance(c, x509.Certificate)]
+    if not chain or len(chain) != len(certs):
+        return None
+    first = _albatross(chain[0])
+    if first is None or first.get("kind") != "command":
+        return None
+    try:
+        request = authorize(chain)
+    except AlbatrossError as exc:  # Refusal, or a parse error deeper in the chain
+        return {"refused": exc.message}
+    return {
+        "name": str(request.name),
+        "command": command_text(request.command),
+        "text": f"{request.name.pretty()}: {command_text(request.command)}",
+        "policies": [
+            {
+                "path": str(path),
+                "policy": _plain(policy),
+                "text": f"{path.pretty()}: policy add {policy}",
+            }
+            for path, policy in request.policies
+        ],
+    }
+
+
 def describe_input(data: bytes, now: dt.datetime | None = None) -> Json:
     """Everything in one input file: a bundle, or a list of objects.
 
@@ -240,7 +268,12 @@ def describe_input(data: bytes, now: dt.datetime | None = None) -> Json:
     """
     if data.lstrip().startswith(b"Albatross-Bundle:"):
         return _describe_bundle(parse_bundle(data), now)
-    return {"type": "objects", "objects": _describe_certs(objects_from(data), now)}
+    objects = objects_from(data)
+    described: Json = {"type": "objects", "objects": _describe_certs(objects, now)}
+    request = _request(objects)
+    if request is not None:
+        described["request"] = request
+    return described
 
 
 def _object_lines(item: Json, indent: str) -> list[str]:
@@ -307,4 +340,13 @@ def to_text(described: Json) -> list[str]:
         return lines
     objects = described["objects"]
     assert isinstance(objects, list)
-    return [line for item in objects for line in _object_lines(item, "")]
+    lines = [line for item in objects for line in _object_lines(item, "")]
+    request = described.get("request")
+    if isinstance(request, dict):
+        if "refused" in request:
+            lines.append(f"the endpoint would refuse this chain: {request['refused']}")
+        else:
+            lines.append("the endpoint would send to the daemon:")
+            lines.extend(f"  {entry['text']}" for entry in request["policies"])
+            lines.append(f"  {request['text']}")
+    return lines

@@ -717,3 +717,33 @@ def test_sign_refuses_a_tampered_csr_before_any_output(
 
 def load_csr_der(path: Path) -> bytes:
     return x509.load_pem_x509_csr(path.read_bytes()).public_bytes(Encoding.DER)
+
+
+def test_inspect_shows_what_the_endpoint_would_send() -> None:
+    result = run(ca_group, ["inspect", str(CERTS / "leaf/bob-create.chain.pem")])
+    assert result.exit_code == 0
+    tail = result.stdout.splitlines()[-4:]
+    assert tail[:3] == [
+        "the endpoint would send to the daemon:",
+        "  [unikernel: alice:bob:]: policy add policy: 1 unikernels 0 CPUids 32 MB memory "
+        "10 MB block, bridges: service",
+        "  [unikernel: alice:]: policy add policy: 2 unikernels 0 CPUids 64 MB memory "
+        "100 MB block, bridges: service",
+    ]
+    assert tail[3].startswith("  [unikernel: alice:bob:b1]: unikernel create typ solo5")
+    result = run(ca_group, ["inspect", "--json", str(CERTS / "leaf/bob-create.chain.pem")])
+    request = json.loads(result.stdout)["request"]
+    assert request["name"] == "alice:bob:b1"
+    assert [p["path"] for p in request["policies"]] == ["alice:bob:", "alice:"]
+
+
+def test_inspect_shows_why_the_endpoint_would_refuse() -> None:
+    # case 002: a remote `policy` for the root path has an empty leaf CN
+    result = run(ca_group, ["inspect", str(CASES / "002-policy-root-nopath/chain.pem")])
+    assert result.exit_code == 0
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("the endpoint would refuse this chain: ")  # the reason is the endpoint's
+    assert "leaf" in last
+    # a CA alone is not a request
+    result = run(ca_group, ["inspect", "--json", str(CERTS / "ca/alice.pem")])
+    assert "request" not in json.loads(result.stdout)
