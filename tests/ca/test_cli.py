@@ -747,3 +747,12 @@ def test_inspect_shows_why_the_endpoint_would_refuse() -> None:
     # a CA alone is not a request
     result = run(ca_group, ["inspect", "--json", str(CERTS / "ca/alice.pem")])
     assert "request" not in json.loads(result.stdout)
+
+
+def test_inspect_reads_stdin() -> None:
+    data = (CERTS / "ca/bob.req").read_bytes()
+    result = CliRunner().invoke(ca_group, ["inspect", "-"], input=data)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == (
+        "certificate request: /CN=bob, ed25519 key, self-signature valid"
+    )
