@@ -14,7 +14,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,16 +203,28 @@ def fake_daemon(path: Path, responder: Responder) -> Iterator[list[Seen]]:
         sock.close()
 
 
-@contextmanager
 def fake_endpoint(
     pki: Pki, responder: Responder, *, server_cert: str = "server", trust: str = "cacert.pem"
-) -> Iterator[tuple[int, list[Seen]]]:
+) -> AbstractContextManager[tuple[int, list[Seen]]]:
     """A TLS 1.3 endpoint on 127.0.0.1 that reads the command from the client's leaf."""
+    return fake_tls_server(
+        Path(pki.path(f"{server_cert}.pem")),
+        Path(pki.path(f"{server_cert}.key")),
+        Path(pki.path(trust)),
+        responder,
+    )
+
+
+@contextmanager
+def fake_tls_server(
+    cert: Path, key: Path, trust: Path, responder: Responder
+) -> Iterator[tuple[int, list[Seen]]]:
+    """The fake endpoint with explicit certificate, key and client trust anchor files."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(pki.path(f"{server_cert}.pem"), pki.path(f"{server_cert}.key"))
+    ctx.load_cert_chain(cert, key)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(pki.path(trust))
+    ctx.load_verify_locations(trust)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(4)
