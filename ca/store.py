@@ -149,8 +149,8 @@ def write_certificates(path: Path, certs: list[x509.Certificate]) -> None:
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        os.fchmod(fd, CERT_MODE)
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:  # closes fd whatever happens next
+            os.fchmod(handle.fileno(), CERT_MODE)
             handle.write(encode_certificates(certs))
         os.replace(temporary, path)
     except OSError as exc:
