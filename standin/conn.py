@@ -2,7 +2,8 @@
 
 Reads are bounded twice: a frame may not exceed ``max_frame`` octets (checked
 on the length prefix, before buffering the body) and every read waits at most
-``timeout`` seconds.  EOF before a complete frame reads as ``None``.
+``timeout`` seconds.  EOF before a complete frame reads as ``None``.  A send
+waits at most :data:`SEND_TIMEOUT` seconds for the peer to take the frame.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import trio
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import End, FrameDecoder, Message, encode_message, end_marker, frame
 
-__all__ = ["Conn", "ReadTimeout"]
+__all__ = ["SEND_TIMEOUT", "Conn", "PeerTimeout"]
 
 log = logging.getLogger("standin")
 
 _RECV = 65536
 
 
-class ReadTimeout(Exception):
-    """The peer sent nothing for too long."""
+class PeerTimeout(Exception):
+    """The peer sent nothing for too long, or did not take what we sent."""
+
+
+#: Seconds a peer has to accept one frame we send (a subscriber that stopped reading).
+SEND_TIMEOUT = 60.0
 
 
 class Conn:
@@ -44,26 +49,30 @@ class Conn:
             with trio.move_on_after(timeout) as scope:
                 data = await self.stream.receive_some(_RECV)
             if scope.cancelled_caught:
-                raise ReadTimeout(f"{self.label}: no data for {timeout:g} s")
+                raise PeerTimeout(f"{self.label}: no data for {timeout:g} s")
             if not data:
                 self._eof = True
                 continue
             self._decoder.feed(data)
 
     async def send(self, message: Message) -> None:
-        data = frame(encode_message(message))
-        async with self._send_lock:
-            await self.stream.send_all(data)
+        await self._send(frame(encode_message(message)))
 
     async def send_end(self) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(end_marker())
+        await self._send(end_marker())
+
+    async def _send(self, data: bytes) -> None:
+        with trio.move_on_after(SEND_TIMEOUT) as scope:
+            async with self._send_lock:
+                await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise PeerTimeout(f"{self.label}: the peer took nothing for {SEND_TIMEOUT:g} s")
 
     async def close(self) -> None:
         await trio.aclose_forcefully(self.stream)
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ParseError | ReadTimeout):
+    if isinstance(exc, ParseError | PeerTimeout):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

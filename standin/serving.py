@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from standin.conn import Conn, ReadTimeout, describe_error
+from standin.conn import Conn, PeerTimeout, describe_error
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import End, Message, decode_message
 
@@ -32,7 +32,7 @@ async def serve_socket(sock: socket.socket, label: str, max_frame: int, handler:
         conn = Conn(stream, max_frame, label)
         try:
             await handler(conn)
-        except (ParseError, ReadTimeout, trio.BrokenResourceError, trio.ClosedResourceError) as e:
+        except (ParseError, PeerTimeout, trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.warning("%s connection closed: %s", label, describe_error(e))
         except Exception:  # one bad connection must not stop the daemon
             log.exception("%s connection failed", label)

@@ -66,6 +66,8 @@ async def _request(daemon: Daemon, conn: Conn, request: Message) -> bool:
     """Handle one request; True if the connection stays open for another."""
     waiter: Waiter | None = None
     outcome: Outcome
+    # Replies are sent after the lock is released: a peer that does not read must not
+    # hold up every other command (albatrossd writes some replies under its lock).
     async with daemon.lock:
         outcome = daemon.vmmd.handle(request.header, request.payload)
         daemon.wake_dropped()
@@ -73,14 +75,14 @@ async def _request(daemon: Daemon, conn: Conn, request: Message) -> bool:
             daemon.vmmd.dirty = False
             daemon.dump_state()
         immediate = await _under_lock(daemon, outcome)
-        if immediate is not None:
-            await _reply(conn, request, immediate)
-            return False
         if isinstance(outcome, Wait | WaitAndCreate):
             daemon.terminate(outcome.name)
             waiter = Waiter()
             daemon.vmmd.register(outcome.name, waiter)
             daemon.wake_dropped()
+    if immediate is not None:
+        await _reply(conn, request, immediate)
+        return False
     if isinstance(outcome, Reply):
         await _reply(conn, request, outcome.payload)
         return outcome.keep_open

@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from standin.conn import SEND_TIMEOUT
 from standin.daemon import StandinError
 from standin.images import make_image as make_demo_image
 from standin.testing import Standin, open_standin
@@ -54,6 +55,7 @@ from tlsendpoint.wire import (
     UnikernelConfig,
     UnikernelCreate,
     UnikernelDestroy,
+    UnikernelGet,
     UnikernelInfo,
     UnikernelInfoList,
     UnikernelRestart,
@@ -492,6 +494,22 @@ async def test_unknown_command_on_vmmd(
         assert await request(standin.socket("vmmd"), ":x", ConsoleSubscribe(count=1)) == Failure(
             "unknown command"
         )
+
+
+async def test_a_peer_that_stops_reading_is_dropped(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    big = make_image(tmp_path, "big", "--size", str(8 << 20))
+    async with open_standin(tmp_path) as standin:
+        vmmd = standin.socket("vmmd")
+        assert await request(vmmd, ":big", UnikernelCreate(UnikernelConfig(big))) == CREATED
+        stuck = await Client.connect(vmmd)
+        await stuck.send(":big", UnikernelGet(0))  # an 8 MB reply nobody reads
+        await trio.sleep(1)
+        assert await names_running(standin) == [":big"]  # everyone else carries on
+        await trio.sleep(SEND_TIMEOUT + 1)
+        assert await stuck.receive() is None  # the daemon gave up and closed it
+        await stuck.close()
 
 
 async def test_idle_connection_is_dropped(
