@@ -15,8 +15,9 @@ start otherwise (:class:`TLSSetupError`):
 
 * the libssl we load is the one mapped into this process by ``_ssl`` and
   reports the same ``OpenSSL_version_num()`` as ``ssl.OPENSSL_VERSION_NUMBER``;
-* the pointer is an ``SSL_CTX``: ``SSL_CTX_get_verify_mode`` and
-  ``SSL_CTX_get_options`` read through it equal the Python-side values;
+* the pointer is the ``SSL_CTX`` the ssl module uses: ``SSL_CTX_get_verify_mode``
+  and ``SSL_CTX_get_options`` read through it equal what the module reports (a
+  wrong offset would read another field: NULL or different values);
 * after setting, ``SSL_CTRL_GET_MAX_CERT_LIST`` reads the new value back.
 
 A second private access: on Python 3.11 the verified chain is only available

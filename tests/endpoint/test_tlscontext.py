@@ -157,3 +157,15 @@ async def test_leaf_from_another_ca_fails_the_handshake(tmp_path: Path) -> None:
     server_ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
     error = await server_side_error(server_ctx, ident.client_context(tmp_path, pki.root))
     assert "CERTIFICATE_VERIFY_FAILED" in error
+
+
+def test_refuses_a_libssl_other_than_the_ssl_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssl, "OPENSSL_VERSION_NUMBER", 0x10101000)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(TLSSetupError, match="but the ssl module was built for 0x10101000"):
+        set_max_cert_list(ctx, 1 << 20)
+
+
+def test_limit_out_of_range() -> None:
+    with pytest.raises(TLSSetupError, match="out of range"):
+        set_max_cert_list(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), 0)
