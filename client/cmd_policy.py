@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from client.cmd_console import PATH_OPTION, PathType
-from client.cmd_unikernel import term
 from client.commands import build_policy
 from client.errors import CliFailed
 from client.options import destination_options, make_printer, resolve_destination, run_command
@@ -90,4 +89,3 @@ commands = [
     _add_policy_command("replace-policy"),
     remove_policy,
 ]
-_ = term

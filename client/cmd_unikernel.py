@@ -22,7 +22,6 @@ from client.errors import CliFailed
 from client.options import destination_options, resolve_destination, run_command
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.wire import (
-    ROOT,
     BlockDevice,
     Name,
     NetIf,
@@ -230,4 +229,3 @@ def restart(ctx: click.Context, /, name: Name, replace_arguments: bool, **params
 
 
 commands = [info, get, create, restart, destroy]
-_ = ROOT

@@ -10,7 +10,6 @@ sockets directly.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,7 +151,6 @@ def test_get_and_local_mode(stack: Stack, tmp_path: Path, monkeypatch: pytest.Mo
     assert '"name": ":t1"' in local_info.stdout or '":t1"' in local_info.stdout
     destroyed = run(["destroy", "t1", "--tmpdir", str(stack.tmpdir)])
     assert destroyed.stdout == "host [unikernel: :t1]: success: destroyed unikernel\n"
-    _ = zlib
 
 
 def test_large_uncompressed_image_and_other_key_type(stack: Stack, tmp_path: Path) -> None:

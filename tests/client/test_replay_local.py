@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from client.cli import alba
 from tests.client.helpers import Seen, fake_daemon
-from tests.vectors import CASES, case_frames, load_case
+from tests.vectors import CASES, case_frames
 from tlsendpoint.wire import UnikernelCreate, decode_message
 
 CASES_LOCAL = [
@@ -126,4 +126,3 @@ def test_replay(case_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ours = list(out_dir.glob(f"{name}.*"))
         assert len(ours) == 1
         assert ours[0].read_bytes() == captured_file.read_bytes()
-    _ = load_case
