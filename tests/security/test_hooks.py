@@ -1,0 +1,177 @@
+"""The hook API against the daemon stand-in: the quota guard with real daemon-reported usage.
+
+These tests play the endpoint's part (policy insertion, then the command, on one
+vmmd connection, as behaviour.md §2.6 describes) so they run before the
+endpoint is wired; the end-to-end version through TLS is listed in the README.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from standin.testing import Standin, open_standin
+from tests.security.pki import NOW, create, policy, root
+from tests.standin.helpers import Client, request
+from tlsendpoint.authorize import Request, authorize
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.audit import verify
+from tlsendpoint.security.hooks import Query, Security, SecurityOptions
+from tlsendpoint.security.quota import QuotaError
+from tlsendpoint.wire import (
+    ROOT,
+    BlockAdd,
+    BlockDeviceList,
+    BlockInfo,
+    Command,
+    Failure,
+    Name,
+    Payload,
+    PolicyAdd,
+    StringReply,
+    UnikernelDestroy,
+)
+
+
+def query_for(standin: Standin) -> Query:
+    async def query(name: Name, command: Command) -> Payload:
+        return await request(standin.socket("vmmd"), name, command)
+
+    return query
+
+
+async def endpoint_run(standin: Standin, req: Request) -> Payload:
+    """What the endpoint does after the checks: insert policies deepest first, then the command."""
+    client = await Client.connect(standin.socket("vmmd"))
+    try:
+        for path, pol in req.policies:
+            await client.send(path, PolicyAdd(pol))
+            reply = await client.reply()
+            assert isinstance(reply, StringReply), reply
+        await client.send(req.name, req.command)
+        return await client.reply()
+    finally:
+        await client.close()
+
+
+def block_requests() -> tuple[Request, Request]:
+    alice = root().delegate("alice", policy(block=100))
+    bob = alice.delegate("bob", policy(block=100))
+    carol = alice.delegate("carol", policy(block=100))
+    return (
+        authorize(bob.leaf_chain("disk", BlockAdd(60))),
+        authorize(carol.leaf_chain("disk", BlockAdd(60))),
+    )
+
+
+async def alice_usage(standin: Standin) -> int:
+    reply = await request(standin.socket("vmmd"), ROOT, BlockInfo())
+    assert isinstance(reply, BlockDeviceList)
+    return sum(e.size for e in reply.devices if e.name.path[:1] == ("alice",))
+
+
+async def test_without_the_guard_the_daemon_lets_siblings_exceed_their_parent(
+    tmp_path: Path,
+) -> None:
+    bob, carol = block_requests()
+    async with open_standin(tmp_path) as standin:
+        assert await endpoint_run(standin, bob) == StringReply("added block device")
+        assert await endpoint_run(standin, carol) == StringReply("added block device")
+        assert await alice_usage(standin) == 120  # alice's 100 MB multiplied
+
+
+async def test_guard_refuses_with_the_daemons_usage(tmp_path: Path) -> None:
+    bob, carol = block_requests()
+    security = Security(SecurityOptions(tmp_path / "sec", root().cert))
+    async with open_standin(tmp_path) as standin:
+        query = query_for(standin)
+        async with security.quota.guard(bob, query) as held:
+            assert held is not None
+            assert await endpoint_run(standin, bob) == StringReply("added block device")
+        with pytest.raises(QuotaError) as caught:
+            async with security.quota.guard(carol, query):
+                raise AssertionError("carol's block must not be checked in")
+        assert caught.value.message == (
+            "delegation alice: (certificate CN alice): block storage of the whole subtree would "
+            "exceed the policy (MB) (limit 100, used 60, requested 60)"
+        )
+        assert await alice_usage(standin) == 60
+        assert len(security.quota.book) == 0
+
+
+async def test_concurrent_requests_cannot_slip_past(tmp_path: Path) -> None:
+    bob, carol = block_requests()
+    security = Security(SecurityOptions(tmp_path / "sec", root().cert))
+    outcomes: list[str] = []
+    async with open_standin(tmp_path) as standin:
+        query = query_for(standin)
+
+        async def run(req: Request) -> None:
+            try:
+                async with security.quota.guard(req, query):
+                    await trio.sleep(0)  # let the other request check meanwhile
+                    reply = await endpoint_run(standin, req)
+                    outcomes.append("ok" if reply == StringReply("added block device") else "x")
+            except QuotaError:
+                outcomes.append("refused")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, bob)
+            nursery.start_soon(run, carol)
+        assert sorted(outcomes) == ["ok", "refused"]
+        assert await alice_usage(standin) == 60
+
+
+async def test_guard_fails_closed_when_the_daemon_does_not_answer_usage(tmp_path: Path) -> None:
+    bob, _ = block_requests()
+    security = Security(SecurityOptions(tmp_path / "sec", root().cert))
+
+    async def broken(name: Name, command: Command) -> Payload:
+        return Failure("no such thing")
+
+    with pytest.raises(SecurityRefusal, match="the daemon answered unikernel info with no such"):
+        async with security.quota.guard(bob, broken):
+            pass
+
+
+async def test_read_only_commands_make_no_queries(tmp_path: Path) -> None:
+    alice = root().delegate("alice", policy())
+    req = authorize(alice.leaf_chain("a1", UnikernelDestroy()))
+    security = Security(SecurityOptions(tmp_path / "sec", root().cert))
+
+    async def never(name: Name, command: Command) -> Payload:
+        raise AssertionError("no query expected")
+
+    async with security.quota.guard(req, never) as held:
+        assert held is None
+
+
+def test_facade_runs_every_check_and_audits(tmp_path: Path) -> None:
+    ca = root()
+    alice = ca.delegate("alice", policy())
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    options = SecurityOptions(tmp_path / "sec", ca.cert, crl_dir, tmp_path / "audit.log")
+    security = Security(options)
+    chain = alice.leaf_chain("a1", create(), seconds=3600)
+    req = authorize(chain)
+    security.refresh()
+    security.check_chain(chain, NOW)
+    security.check_replay(chain, req, NOW)
+    with pytest.raises(SecurityRefusal, match="already executed"):
+        security.check_replay(chain, req, NOW + dt.timedelta(minutes=1))
+    head = security.audit(now=NOW, peer="127.0.0.1:5", chain=chain, request=req,
+                          decision="deny", reason="replayed", duration=0.01)  # fmt: skip
+    assert head is not None and verify(tmp_path / "audit.log", head).lines == 1
+    line = json.loads((tmp_path / "audit.log").read_text())
+    assert (line["name"], line["decision"]) == ("alice:a1", "deny")
+    (crl_dir / "bad.crl").write_bytes(b"junk")
+    security.refresh()  # logged, previous (empty) CRL set stays
+    assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == [
+        "replay.journal",
+        "rollback.json",
+    ]

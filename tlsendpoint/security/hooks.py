@@ -1,0 +1,209 @@
+# The endpoint's hook API for issue 6: one object, called in a fixed order.
+#
+# Per connection, after the TLS handshake (times are the handshake's "now"):
+#
+#   security.refresh()                          # CRL directory changed? reload (cheap)
+#   request = authorize(chain)                  # existing; Refusal -> Failure
+#   security.check_chain(chain, now)            # revoked? older delegation?  -> Failure
+#   if security.submitted_crl(chain): security.accept_crl(chain)   # a delegate's CRL
+#   async with security.quota.guard(request, query) as held:       # QuotaError -> Failure
+#       security.check_replay(chain, request, now)                 # ReplayRefusal -> Failure
+#       ... insert policies, send the command, relay the reply (existing) ...
+#   finally: security.audit(...)                # allow / deny / error, with the reason
+#
+# Every refusal is a SecurityRefusal (a PolicyError) whose message is the text
+# to send as Failure.  The quota guard holds a reservation from the check until
+# the daemon's reply, so concurrent creates cannot slip past; the replay record
+# is written last, so a request refused for another reason does not use up its
+# leaf.  ``query(name, command)`` is the endpoint's: one command on its own
+# short vmmd connection, under the daemon deadline, returning the reply payload.
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from cryptography import x509
+
+from tlsendpoint.authorize import Request
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
+from tlsendpoint.security.quota import (
+    Reservation,
+    Reservations,
+    check_delegations,
+    demand_of,
+    root_policy_from,
+    usage_from_replies,
+)
+from tlsendpoint.security.replay import ReplayGuard
+from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
+from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.wire import (
+    ROOT,
+    BlockDeviceList,
+    BlockInfo,
+    Command,
+    Failure,
+    Name,
+    Payload,
+    PolicyInfo,
+    PolicyList,
+    UnikernelInfo,
+    UnikernelInfoList,
+)
+
+__all__ = ["Query", "QuotaGate", "Security", "SecurityOptions", "reload_on_sighup"]
+
+log = logging.getLogger(__name__)
+
+#: Sends one command to vmmd and returns the reply's payload.
+Query = Callable[[Name, Command], Awaitable[Payload]]
+
+ROLLBACK_FILE = "rollback.json"
+REPLAY_FILE = "replay.journal"
+
+
+def _unexpected(what: str, reply: Payload) -> SecurityRefusal:
+    detail = reply.message if isinstance(reply, Failure) else type(reply).__name__
+    return SecurityRefusal(f"cannot check quotas: the daemon answered {what} with {detail}")
+
+
+class QuotaGate:
+    """Ancestor and host quotas with reservations (:mod:`.quota`), fed by daemon queries."""
+
+    def __init__(self) -> None:
+        self.book = Reservations()
+
+    @asynccontextmanager
+    async def guard(self, request: Request, query: Query) -> AsyncIterator[Reservation | None]:
+        """Check *request* against every ancestor and the host; hold it until the block exits.
+
+        Yields None for commands that add no resources (no daemon queries then).
+        """
+        demand = demand_of(request.name, request.command)
+        if demand is None:
+            yield None
+            return
+        snapshot = self.book.snapshot()
+        try:
+            policies = await query(ROOT, PolicyInfo())
+            info = await query(ROOT, UnikernelInfo())
+            blocks = await query(ROOT, BlockInfo())
+            root = root_policy_from(policies) if isinstance(policies, PolicyList) else None
+            if not isinstance(info, UnikernelInfoList):
+                raise _unexpected("unikernel info", info)
+            if not isinstance(blocks, BlockDeviceList):
+                raise _unexpected("block info", blocks)
+            check_delegations(request.policies, root)
+            usage = usage_from_replies(ROOT, info, blocks)
+            held = self.book.reserve(snapshot, request.policies, root, usage, request.name, demand)
+            try:
+                yield held
+            finally:
+                self.book.release(held)
+        finally:
+            self.book.done(snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityOptions:
+    """Where the security state lives (endpoint options, documented in the README)."""
+
+    state_dir: Path  # rollback.json and replay.journal
+    anchor: x509.Certificate  # the endpoint's CA (top of every chain; signs root CRLs)
+    crl_dir: Path | None = None
+    audit_log: Path | None = None
+    audit_fsync: bool = False
+
+
+class Security:
+    """Everything of issue 6 the endpoint calls; see the module comment for the order."""
+
+    def __init__(self, options: SecurityOptions) -> None:
+        self.options = options
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        self.rollback = RollbackGuard(options.state_dir / ROLLBACK_FILE)
+        self.replay = ReplayGuard(options.state_dir / REPLAY_FILE)
+        self.crls = CrlStore(options.crl_dir, options.anchor) if options.crl_dir else None
+        self.audit_log = (
+            AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
+        )
+        self.quota = QuotaGate()
+
+    def refresh(self) -> None:
+        """Reload the CRL directory if it changed; a broken directory keeps the old CRLs."""
+        if self.crls is None:
+            return
+        try:
+            if self.crls.maybe_reload():
+                log.info("reloaded CRLs from %s", self.crls.directory)
+        except RevocationError as exc:
+            log.error("CRLs not reloaded, the previous ones stay in force: %s", exc.message)
+
+    def check_chain(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
+        """Revocation, then anti-rollback (which records newer delegations)."""
+        if self.crls is not None:
+            self.crls.check(chain)
+        if not self.rollback.check_and_record(chain, now):
+            log.warning("anti-rollback table full: a new delegation path was not recorded")
+
+    def submitted_crl(self, chain: Sequence[x509.Certificate]) -> bytes | None:
+        return submitted_crl(chain[0]) if chain else None
+
+    def accept_crl(self, chain: Sequence[x509.Certificate]) -> Path:
+        """Install the CRL the leaf carries; SecurityRefusal if not acceptable."""
+        data = self.submitted_crl(chain)
+        if self.crls is None or data is None:
+            raise SecurityRefusal("this endpoint does not accept CRLs (no CRL directory)")
+        return self.crls.accept_submitted(chain, data)
+
+    def check_replay(
+        self, chain: Sequence[x509.Certificate], request: Request, now: dt.datetime
+    ) -> None:
+        owner = request.name.path[0] if request.name.path else ""
+        self.replay.check_and_record(chain[0], request.command, owner, now)
+
+    def audit(
+        self,
+        *,
+        now: dt.datetime,
+        peer: str,
+        chain: Sequence[x509.Certificate],
+        request: Request | None,
+        decision: str,
+        reason: str,
+        duration: float,
+    ) -> str | None:
+        """Append one record; returns the new head hash (log it now and then)."""
+        if self.audit_log is None:
+            return None
+        record = AuditRecord(
+            now,
+            peer,
+            chain,
+            None if request is None else str(request.name),
+            None if request is None else command_summary(request.command),
+            decision,
+            reason,
+            duration,
+        )
+        return self.audit_log.append(record)
+
+
+async def reload_on_sighup(security: Security) -> None:
+    """Run in the server's nursery: SIGHUP reloads the CRL directory."""
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            if security.crls is None:
+                continue
+            try:
+                security.crls.reload()
+                log.info("SIGHUP: reloaded CRLs from %s", security.crls.directory)
+            except RevocationError as exc:
+                log.error("SIGHUP: CRLs not reloaded, previous ones stay: %s", exc.message)
