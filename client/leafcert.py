@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import crypto
 
@@ -83,8 +84,6 @@ def load_key(path: Path, what: str = "key file") -> PrivateKey:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise CliFailed(f"{what} {path}: not a PEM private key ({exc})", log="term") from None
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
     if not isinstance(
         key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
     ):

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    load_pem_private_key,
 )
 
 from ca.profiles import PrivateKey, albatross_command, generate_key, make_csr
@@ -143,9 +142,7 @@ async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Set
 def _private_key(path: Path, key_type: str) -> PrivateKey:
     """albatross ``priv_key``: reuse ``<name>.key`` or create it with mode 0400."""
     if path.exists():
-        data = path.read_bytes()
-        key = load_pem_private_key(data, password=None)
-        return key  # type: ignore[return-value]
+        return load_key(path, "key file")
     key = generate_key(key_type)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
