@@ -204,7 +204,12 @@ def fake_daemon(path: Path, responder: Responder) -> Iterator[list[Seen]]:
 
 
 def fake_endpoint(
-    pki: Pki, responder: Responder, *, server_cert: str = "server", trust: str = "cacert.pem"
+    pki: Pki,
+    responder: Responder,
+    *,
+    server_cert: str = "server",
+    trust: str = "cacert.pem",
+    hold: bool = False,
 ) -> AbstractContextManager[tuple[int, list[Seen]]]:
     """A TLS 1.3 endpoint on 127.0.0.1 that reads the command from the client's leaf."""
     return fake_tls_server(
@@ -212,14 +217,18 @@ def fake_endpoint(
         Path(pki.path(f"{server_cert}.key")),
         Path(pki.path(trust)),
         responder,
+        hold,
     )
 
 
 @contextmanager
 def fake_tls_server(
-    cert: Path, key: Path, trust: Path, responder: Responder
+    cert: Path, key: Path, trust: Path, responder: Responder, hold: bool = False
 ) -> Iterator[tuple[int, list[Seen]]]:
-    """The fake endpoint with explicit certificate, key and client trust anchor files."""
+    """The fake endpoint with explicit certificate, key and client trust anchor files.
+
+    With *hold*, the connection stays open after the replies until the client closes it.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(cert, key)
@@ -245,6 +254,8 @@ def fake_tls_server(
             server.seen.append(seen)
             for chunk in responder(seen):
                 tls.sendall(chunk)
+            while hold and tls.recv(1):
+                pass
             with suppress(OSError, ssl.SSLError):
                 tls.unwrap()
 

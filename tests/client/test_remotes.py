@@ -174,3 +174,35 @@ def test_smoke_subprocess(tmp_path: Path) -> None:
                          timeout=60, check=False)  # fmt: skip
     assert bad.returncode == 124
     assert "No such command 'frobnicate'" in bad.stderr
+
+
+def test_ctrl_c_ends_console_follow(tmp_path: Path) -> None:
+    """A real SIGINT while following a console: exit 0 and a message on stderr."""
+    import signal
+    import time
+
+    pki = Pki(tmp_path)
+
+    def responder(_seen: Seen) -> list[bytes]:
+        return [reply(Name.parse(":t"), StringReply("subscribed"))]
+
+    alba_bin = Path(sys.executable).parent / "alba"
+    with fake_endpoint(pki, responder, hold=True) as (port, seen):
+        proc = subprocess.Popen(
+            [str(alba_bin), "console", "t", *pki.remote_args(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # the subscription reply: now following
+            deadline = time.monotonic() + 10
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert first == "host [unikernel: :t]: success: subscribed\n"
+    assert (proc.returncode, out, err) == (0, "", "alba: interrupted, stopped following\n")
