@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -144,7 +145,7 @@ async def _push_policies(
         message = Message(Header(path, counter.next()), PolicyAdd(policy))
         await _guard(
             limits.daemon_timeout,
-            lambda m=message: daemon.send_message(m),  # type: ignore[misc]
+            partial(daemon.send_message, message),
             "failed to write policy",
             "writing",
         )
@@ -172,7 +173,7 @@ async def _relay_upward(
             return
         await _guard(
             limits.daemon_timeout,
-            lambda body=item: daemon.send_frame(body),  # type: ignore[misc]
+            partial(daemon.send_frame, item),
             "writing block data",
             "writing",
         )
@@ -263,7 +264,7 @@ async def serve_request(
         message = Message(Header(request.name, counter.next()), command)
         await _guard(
             limits.daemon_timeout,
-            lambda: daemon.send_message(message),
+            partial(daemon.send_message, message),
             "couldn't write unikernel to VMMD",
             "writing",
         )
