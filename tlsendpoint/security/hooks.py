@@ -4,11 +4,13 @@
 #
 #   security.refresh()                          # CRL directory changed? reload (cheap)
 #   request = authorize(chain)                  # existing; Refusal -> Failure
+#   security.check_name(request)                # "." leaf on a single object -> Failure
 #   security.check_chain(chain, now)            # revoked? older delegation?  -> Failure
 #   if security.submitted_crl(chain): security.accept_crl(chain)   # a delegate's CRL
 #   async with security.quota.guard(request, query) as held:       # QuotaError -> Failure
 #       security.check_replay(chain, request, now)                 # ReplayRefusal -> Failure
-#       ... insert policies, send the command, relay the reply (existing) ...
+#       ... insert policies, send the command (existing) ...
+#       reply = security.filter_reply(request, reply)   # listings: drop the parent's object
 #   finally: security.audit(...)                # allow / deny / error, with the reason
 #
 # Every refusal is a SecurityRefusal (a PolicyError) whose message is the text
@@ -33,6 +35,7 @@ from cryptography import x509
 from tlsendpoint.authorize import Request
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
+from tlsendpoint.security.naming import check_object_name, filter_listing
 from tlsendpoint.security.quota import (
     Reservation,
     Reservations,
@@ -145,6 +148,14 @@ class Security:
                 log.info("reloaded CRLs from %s", self.crls.directory)
         except RevocationError as exc:
             log.error("CRLs not reloaded, the previous ones stay in force: %s", exc.message)
+
+    def check_name(self, request: Request) -> None:
+        """A single-object command needs a real name (:mod:`.naming`)."""
+        check_object_name(request)
+
+    def filter_reply(self, request: Request, reply: Payload) -> Payload:
+        """A listing at a delegate's path without the parent's same-named object."""
+        return filter_listing(request.name, reply)
 
     def check_chain(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
         """Revocation, then anti-rollback (which records newer delegations)."""

@@ -1,0 +1,94 @@
+# No name collisions between a delegate's path and its parent's objects (issue 6 point 3).
+#
+# albatross keys its tries by path + label, so the path-only name ``alice:``
+# (a leaf with CN "." or ":" under delegate alice) has the same key as the
+# operator's unikernel or block ``:alice`` (behaviour.md §1.1, §9.3).  Through
+# it a delegate can destroy, restart, fetch or dump the parent's object, and
+# info/stats at its path include it.  (Reproduced on the stand-in: block remove
+# at ``alice:`` removes the root's block ``:alice``.)
+#
+# Two rules close it:
+# * a command that acts on one object needs a real name: a path-only name is
+#   refused (check_object_name) - path-only names stay fine for listings;
+# * a listing at a non-root path drops the entry whose relative name is the
+#   path itself (``:`` relative to the path): that object is the parent's.
+# Pure: request or payload in, refusal or filtered payload out.
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tlsendpoint.authorize import Request
+from tlsendpoint.routing import command_name
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.wire import (
+    BlockAdd,
+    BlockAddOld,
+    BlockDeviceList,
+    BlockDump,
+    BlockDumpOld,
+    BlockRemove,
+    BlockSet,
+    BlockSetOld,
+    ConsoleList,
+    ConsoleSubscribe,
+    Name,
+    Payload,
+    UnikernelCreate,
+    UnikernelDestroy,
+    UnikernelGet,
+    UnikernelInfoList,
+    UnikernelRestart,
+)
+
+__all__ = ["OBJECT_COMMANDS", "NameRefusal", "check_object_name", "filter_listing", "is_parents"]
+
+#: Commands that act on exactly one unikernel or block device.
+OBJECT_COMMANDS: frozenset[type[object]] = frozenset(
+    {
+        UnikernelCreate,
+        UnikernelDestroy,
+        UnikernelRestart,
+        UnikernelGet,
+        ConsoleSubscribe,
+        BlockAdd,
+        BlockRemove,
+        BlockSet,
+        BlockDump,
+        BlockAddOld,
+        BlockSetOld,
+        BlockDumpOld,
+    }
+)
+
+
+class NameRefusal(SecurityRefusal):
+    """A single-object command with a path-only name."""
+
+
+def check_object_name(request: Request) -> None:
+    """Refuse a single-object command whose name is a path (leaf CN ``.``/``:``/none)."""
+    if type(request.command) in OBJECT_COMMANDS and request.name.is_path:
+        raise NameRefusal(
+            f"{command_name(request.command)} needs a unikernel or block name, but the leaf "
+            f"certificate names the path {request.name} (CN '.', ':' or none); that name would "
+            "reach the object of the same name one level up: put the object's name in the CN"
+        )
+
+
+def is_parents(relative: Name, at: Name) -> bool:
+    """Whether an entry named *relative* in a listing at path *at* is the parent's object."""
+    return not at.is_root and at.is_path and relative.is_root
+
+
+def filter_listing(at: Name, payload: Payload) -> Payload:
+    """*payload* without the parent's object, for a listing requested at *at*."""
+    if at.is_root or not at.is_path:
+        return payload
+    if isinstance(payload, UnikernelInfoList):
+        kept = tuple(e for e in payload.unikernels if not e[0].is_root)
+        return replace(payload, unikernels=kept)
+    if isinstance(payload, BlockDeviceList):
+        return replace(payload, devices=tuple(d for d in payload.devices if not d.name.is_root))
+    if isinstance(payload, ConsoleList):
+        return replace(payload, consoles=tuple(n for n in payload.consoles if not n.is_root))
+    return payload
