@@ -166,3 +166,20 @@ def test_update_bad_host_and_csr() -> None:
     csr = run(["update", "x", "--csr"])
     assert (csr.exit_code, csr.stdout) == (
         124, "albatross-client: [ERROR] update with CSR not supported\n")  # fmt: skip
+
+
+def test_update_over_tls(builder: str, tmp_path: Path) -> None:
+    """Remote update: two leaves (info, then force-create with the image at level 9)."""
+    import zlib
+
+    from tests.client.helpers import Pki, fake_endpoint
+
+    pki = Pki(tmp_path)
+    with fake_endpoint(pki, _daemon) as (port, seen):
+        result = run(["update", "tick1", "--http-host", builder, *pki.remote_args(port)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "host [unikernel: :tick1]: success: created unikernel"
+    assert [s.cn for s in seen] == ["tick1", "tick1"]
+    create = seen[1].command
+    assert isinstance(create, UnikernelCreate) and create.config.compressed
+    assert zlib.decompress(create.config.image) == NEW.read_bytes()
