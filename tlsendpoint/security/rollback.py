@@ -121,7 +121,7 @@ class RollbackGuard:
                 str(path): (int(nb), int(serial, 16), int(hold))
                 for path, (nb, serial, hold) in data["paths"].items()
             }
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise UsageError(
                 f"{self.state_file} is damaged: restore it from a backup, or delete it to "
                 "forget every delegation seen (older certificates would be accepted again once)"
