@@ -3,11 +3,14 @@ the Format engine and the albatross printers."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import struct
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from client.cli import alba, term_error
 from client.commands import (
@@ -195,3 +198,17 @@ def test_help_topic() -> None:
     result = CliRunner().invoke(alba, ["help", "nope"], prog_name="albatross-client")
     assert result.exit_code == 124
     assert result.stdout.startswith("unknown command 'nope', available commands:\nadd-policy\n")
+
+
+@given(st.binary(max_size=400))
+def test_manifest_garbage_gives_only_parse_errors(data: bytes) -> None:
+    with contextlib.suppress(ParseError):
+        read_manifest(b"\x7fELF\x02\x01" + data)
+
+
+@given(st.integers(min_value=0, max_value=len(BLK) - 1), st.integers(min_value=0, max_value=255))
+def test_manifest_mutations_give_only_parse_errors(position: int, value: int) -> None:
+    mutated = bytearray(BLK)
+    mutated[position] = value
+    with contextlib.suppress(ParseError):
+        read_manifest(bytes(mutated))
