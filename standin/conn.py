@@ -12,7 +12,7 @@ import logging
 
 import trio
 
-from tlsendpoint.errors import ParseError
+from tlsendpoint.errors import AlbatrossError, ParseError
 from tlsendpoint.wire import End, FrameDecoder, Message, encode_message, end_marker, frame
 
 __all__ = ["SEND_TIMEOUT", "Conn", "PeerTimeout"]
@@ -22,7 +22,7 @@ log = logging.getLogger("standin")
 _RECV = 65536
 
 
-class PeerTimeout(Exception):
+class PeerTimeout(AlbatrossError):
     """The peer sent nothing for too long, or did not take what we sent."""
 
 

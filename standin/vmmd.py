@@ -428,10 +428,16 @@ def _uncompress(image: bytes) -> bytes:
 
 
 def _inflate(data: bytes, size_bytes: int) -> bytes:
+    """Inline block data (legacy commands), never more than the device or :data:`MAX_IMAGE`."""
+    limit = min(size_bytes, MAX_IMAGE)
     try:
-        return decompress(data, size_bytes)
+        return decompress(data, limit)
     except ParseError as e:
-        raise Refused("data exceeds block size" if "beyond" in e.message else e.message) from None
+        if "beyond" not in e.message:
+            raise Refused(e.message) from None
+        if limit < size_bytes:  # the stand-in's own bound, not albatross's
+            raise Refused(f"inline data inflates beyond {MAX_IMAGE} octets") from None
+        raise Refused("data exceeds block size") from None
 
 
 def _check_manifest(image: bytes, config: UnikernelConfig) -> None:

@@ -22,10 +22,11 @@ from standin.outcomes import (
     WaitAndCreate,
 )
 from standin.resources import Unikernel
-from standin.vmmd import Vmmd, bytes_of_mb, should_restart
+from standin.vmmd import MAX_IMAGE, Vmmd, bytes_of_mb, should_restart
 from tests.standin.helpers import make_image
 from tlsendpoint.wire import (
     BlockAdd,
+    BlockAddOld,
     BlockDevice,
     BlockDump,
     BlockInfo,
@@ -303,3 +304,17 @@ def test_bytes_of_mb() -> None:
     for bad in (0, -1, 1 << 43):
         with pytest.raises(Refused, match="overflow"):
             bytes_of_mb(bad)
+
+
+def test_inline_block_data_is_bounded() -> None:
+    v: Vmmd[object] = Vmmd()
+    bomb = zlib.compress(bytes(MAX_IMAGE + 1))
+    assert handle(v, ":big", BlockAddOld(100, True, bomb)) == Reply(
+        Failure(f"inline data inflates beyond {MAX_IMAGE} octets")
+    )
+    assert handle(v, ":small", BlockAddOld(1, True, zlib.compress(bytes((1 << 20) + 1)))) == Reply(
+        Failure("data exceeds block size")
+    )
+    assert handle(v, ":ok", BlockAddOld(1, True, zlib.compress(b"hi"))) == AddBlock(
+        Name.parse(":ok"), 1, b"hi"
+    )
