@@ -32,6 +32,7 @@ from tlsendpoint.wire import (
     BlockRemove,
     BlockSet,
     BlockSetOld,
+    ConsoleAdd,
     ConsoleData,
     ConsoleList,
     ConsoleListInactive,
@@ -49,6 +50,7 @@ from tlsendpoint.wire import (
     StatsAdd,
     StatsData,
     StatsInitial,
+    StatsRemove,
     StatsSubscribe,
     StringReply,
     UnikernelArguments,
@@ -313,6 +315,38 @@ async def test_stats_channel_for_an_external_stats_daemon(
             frame(encode_message(add.__class__(add.header, StringReply("added"))))
         )
         await channel.close()
+
+
+async def test_stats_add_and_remove_from_an_outside_vmmd(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_standin(tmp_path, stats_interval=5) as standin:
+        feeder = await Client.connect(standin.socket("stat"))
+        await feeder.send(":ext", StatsAdd("vmm0", 4242, (("service0", "vmmtap9"),)))
+        assert await feeder.reply() == StringReply("added")
+        watcher = await Client.connect(standin.socket("stat"))
+        await watcher.send(":", StatsSubscribe())
+        assert await watcher.reply() == StringReply("subscribed")
+        data = await watcher.receive()
+        assert data is not None and isinstance(data.payload, StatsData)
+        assert str(data.header.name) == ":ext"
+        assert [i.bridge for i in data.payload.ifdata] == ["service0"]
+        await feeder.send(":ext", StatsRemove())
+        assert await feeder.reply() == StringReply("removed")
+        await feeder.send(":", UnikernelInfo())
+        assert await feeder.reply() == Failure("unexpected command")
+        assert await feeder.receive() is None
+        for c in (feeder, watcher):
+            await c.close()
+
+
+async def test_console_add_from_outside_is_refused(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_standin(tmp_path) as standin:
+        console = standin.socket("console")
+        assert await request(console, ":x", ConsoleAdd(3)) == Failure("opening")
+        assert await request(console, "p:", ConsoleAdd(3)) == Failure("path used instead of name")
 
 
 # -- block devices -------------------------------------------------------------------------------
