@@ -170,16 +170,22 @@ def destroy(ctx: click.Context, /, name: Name, **params: Any) -> None:
     run_command(ctx, params, UnikernelDestroy(), name)
 
 
+#: Largest image file we read; a unikernel this big cannot travel in a certificate anyway.
+MAX_IMAGE_FILE = 64 * 1024 * 1024
+
+
 def _read_image(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_IMAGE_FILE + 1)
+    except FileNotFoundError:
+        message = f"UNIKERNEL-IMAGE argument: no {path} file or directory"
+        raise CliFailed(message, log="term") from None
     except OSError as exc:
-        raise CliFailed(
-            f"UNIKERNEL-IMAGE argument: no {path} file or directory"
-            if isinstance(exc, FileNotFoundError)
-            else f"{path}: {exc.strerror}",
-            log="term",
-        ) from None
+        raise CliFailed(f"{path}: {exc.strerror or exc}", log="term") from None
+    if len(data) > MAX_IMAGE_FILE:
+        raise CliFailed(f"{path} is larger than {MAX_IMAGE_FILE >> 20} MiB", log="term")
+    return data
 
 
 @click.command("create")

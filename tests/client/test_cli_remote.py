@@ -415,3 +415,26 @@ def test_policy_warnings_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "albatross-client: [WARNING] CPUids is not a set\n"
         "albatross-client: [ERROR] Unusable policy with no unikernels\n"
     )
+
+
+def test_hostname_destination_with_sni(pki: Pki) -> None:
+    with fake_endpoint(pki, answer(StringReply("ok"))) as (port, seen):  # type: ignore[arg-type]
+        args = pki.remote_args(port)
+        args[1] = f"localhost:{port}"
+        result = run(["destroy", "x", "--server-name", "albatross.test", *args])
+    assert (result.exit_code, result.stdout) == (0, "host [unikernel: :x]: success: ok\n")
+    assert len(seen) == 1
+
+
+def test_missing_and_oversized_image(pki: Pki, tmp_path: Path) -> None:
+    missing = run(["create", "x", str(tmp_path / "nope.hvt"), *pki.remote_args(9)])
+    assert missing.exit_code == 124
+    assert " ".join(missing.stderr.split()) == (  # wrapped like cmdliner, path-dependent
+        f"albatross-client: UNIKERNEL-IMAGE argument: no {tmp_path / 'nope.hvt'} file or directory"
+    )
+    big = tmp_path / "big.hvt"
+    with big.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024 + 1)
+    result = run(["create", "x", str(big), *pki.remote_args(9)])
+    assert result.exit_code == 124
+    assert "is larger than 64 MiB" in result.stderr
