@@ -187,13 +187,19 @@ class Endpoint:
         except Exception as exc:  # one bad connection must never stop the server
             LOGGER.exception("internal error while serving %s", record.peer)
             record.outcome = f"internal error: {type(exc).__name__}: {exc}"
+        except trio.Cancelled:
+            record.ok = False
+            record.outcome = "ended by shutdown (grace period over)"
+            raise
         finally:
             self.active -= 1
-            with trio.move_on_after(CLOSE_TIMEOUT) as closing:
-                closing.shield = True
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with trio.CancelScope(shield=True):  # cleanup and the log line survive cancellation
+                with (
+                    trio.move_on_after(CLOSE_TIMEOUT),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
                     await tls.aclose()
-            await trio.aclose_forcefully(transport)
+                await trio.aclose_forcefully(transport)
             line = record.line(trio.current_time() - started)
             (LOGGER.info if record.ok else LOGGER.warning)("%s", line)
 

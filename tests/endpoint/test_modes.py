@@ -275,3 +275,43 @@ def test_systemd_without_environment_exits_125(tmp_path: Path) -> None:
     assert (
         b"Systemd socket activation error: LISTEN_PID and LISTEN_FDS are not set" in result.stderr
     )
+
+
+async def test_sigterm_ends_a_single_connection_after_the_grace_period(tmp_path: Path) -> None:
+    """Accept=yes / inetd: SIGTERM lets the running stream go on for --grace-period, then ends."""
+    from tests.endpoint.fakedaemon import Conn
+    from tlsendpoint.wire import ConsoleData, ConsoleSubscribe, StringReply
+
+    async def console(conn: Conn) -> None:
+        import datetime as dt
+
+        await conn.receive()
+        await conn.send(StringReply("subscribed"))
+        for _ in range(10_000):
+            await conn.send(ConsoleData(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "tick"))
+            await trio.sleep(0.05)
+
+    pki = Pki(tmp_path)
+    ours, theirs = socket.socketpair()
+    async with open_fake_daemon({"console": console}) as daemon:
+        args = _systemd_wrapper(
+            theirs.fileno(),
+            _args(pki, daemon, "--systemd-socket-activation", "--grace-period", "0.5"),
+        )
+        process = await trio.lowlevel.open_process(
+            args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE
+        )
+        theirs.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        tls = trio.SSLStream(stream, pki.client(pki.leaf("t", ConsoleSubscribe(count=1))))
+        await tls.do_handshake()
+        client = Client(tls)
+        assert (await client.read_one()).payload == StringReply("subscribed")
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            messages = await client.read_all()  # ends when the grace period is over
+        code, log = await _finish(process)
+        await trio.aclose_forcefully(tls)
+    assert code == 0
+    assert messages and all(isinstance(m.payload, ConsoleData) for m in messages)
+    assert b'command="console subscribe" outcome="ended by shutdown (grace period over)"' in log

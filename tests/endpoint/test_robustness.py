@@ -200,8 +200,10 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
 
 
 async def test_shutdown_stops_accepting_and_ends_streams_after_grace(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "albatross.endpoint")
+
     async def slow_console(conn: Conn) -> None:
         await conn.receive()
         await conn.send(StringReply("subscribed"))
@@ -234,6 +236,9 @@ async def test_shutdown_stops_accepting_and_ends_streams_after_grace(
     assert not accepted_after_shutdown
     assert 8 <= len(replies) <= 10 and all(m.payload == LINE for m in replies)
     assert ended_at - stopped_at == 10
+    lines = [r.getMessage() for r in caplog.records if r.name == "albatross.endpoint"]
+    assert "stopping: 1 connection(s) still running, 10 s grace period" in lines
+    assert any('outcome="ended by shutdown (grace period over)"' in line for line in lines)
 
 
 class FlakyListener(MemoryListener):
