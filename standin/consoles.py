@@ -129,6 +129,7 @@ class Consoles(Generic[S]):
         if group is None:
             group = _PathConsoles(limit)
             self._paths.insert(Name(name.path, None), group)
+        group.limit = limit  # albatross stores the latest Console_add limit for the path
         entry = group.entries.get(name.label)
         if entry is None:
             entry = ConsoleEntry[S](active=True, ring=Ring())

@@ -114,3 +114,14 @@ def test_unsubscribe_removes_waiting_entries() -> None:
     c.unsubscribe(name, "s")
     assert c.entry(name) is None
     assert c.list_inactive(()) == []
+
+
+def test_the_latest_console_add_limit_applies_to_the_path() -> None:
+    c: Consoles[str] = Consoles()
+    c.subscribe(Name(("p",), "w"), 5, "s")  # creates the path group with limit 1
+    c.add(Name(("p",), "a"), 5)
+    c.deactivate(Name(("p",), "a"))
+    c.add(Name(("p",), "b"), 5)  # 3 buffers <= limit 5 + 1: nothing dropped
+    assert c.entry(Name(("p",), "a")) is not None
+    c.add(Name(("p",), "c"), 1)  # limit now 1: the inactive `a` goes
+    assert c.entry(Name(("p",), "a")) is None
