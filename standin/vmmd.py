@@ -225,7 +225,8 @@ class Vmmd(Generic[W]):
             trial.remove_unikernel(name)
         trial.check_unikernel(name, cmd.config)
         if self.resources.find_unikernel(name) is None:
-            self.stop_create(name)  # cancel a pending restart; its reply is dropped
+            # albatross calls stop_create here but ignores the state it returns, so a
+            # pending restart is NOT cancelled (it later fails as "already running").
             return Create(name, cmd.config)
         return WaitAndCreate(name, cmd.config)
 
