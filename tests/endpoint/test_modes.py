@@ -315,3 +315,22 @@ async def test_sigterm_ends_a_single_connection_after_the_grace_period(tmp_path:
     assert code == 0
     assert messages and all(isinstance(m.payload, ConsoleData) for m in messages)
     assert b'command="console subscribe" outcome="ended by shutdown (grace period over)"' in log
+
+
+def test_inetd_with_a_pipe_on_stdin_exits_125_silently(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--inetd",
+            "-q",
+            "--tmpdir",
+            str(tmp_path),
+            *map(str, (pki.ca_file, pki.cert_file, pki.key_file)),
+        ],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (125, b"", b"")
