@@ -20,7 +20,7 @@ from tests.standin.helpers import Client, request
 from tlsendpoint.authorize import Request, authorize
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import verify
-from tlsendpoint.security.hooks import Query, Security, SecurityOptions
+from tlsendpoint.security.hooks import Query, Security, SecurityOptions, daemon_query
 from tlsendpoint.security.quota import QuotaError
 from tlsendpoint.wire import (
     ROOT,
@@ -38,10 +38,8 @@ from tlsendpoint.wire import (
 
 
 def query_for(standin: Standin) -> Query:
-    async def query(name: Name, command: Command) -> Payload:
-        return await request(standin.socket("vmmd"), name, command)
-
-    return query
+    sequence = iter(range(1000, 2000))
+    return daemon_query(standin.socket("vmmd"), lambda: next(sequence), timeout=10)
 
 
 async def endpoint_run(standin: Standin, req: Request) -> Payload:
@@ -175,3 +173,22 @@ def test_facade_runs_every_check_and_audits(tmp_path: Path) -> None:
         "replay.journal",
         "rollback.json",
     ]
+
+
+async def test_query_deadline_and_missing_daemon_refuse(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    bob, _ = block_requests()
+    security = Security(SecurityOptions(tmp_path / "sec", root().cert))
+    missing = daemon_query(tmp_path / "nothing.sock", lambda: 1, timeout=5)
+    with pytest.raises(SecurityRefusal, match="cannot check quotas: asking vmmd policy info"):
+        async with security.quota.guard(bob, missing):
+            pass
+    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await listener.bind(str(tmp_path / "mute.sock"))
+    listener.listen(1)  # accepts in the kernel backlog, never answers
+    mute = daemon_query(tmp_path / "mute.sock", lambda: 1, timeout=5)
+    with pytest.raises(SecurityRefusal, match="vmmd did not answer policy info for : within 5 s"):
+        async with security.quota.guard(bob, mute):
+            pass
+    listener.close()

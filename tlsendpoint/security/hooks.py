@@ -33,6 +33,9 @@ import trio
 from cryptography import x509
 
 from tlsendpoint.authorize import Request
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.framedio import FramedStream
+from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
 from tlsendpoint.security.naming import check_object_name, filter_listing
@@ -48,11 +51,14 @@ from tlsendpoint.security.replay import ReplayGuard
 from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import (
+    DEFAULT_MAX_FRAME,
     ROOT,
     BlockDeviceList,
     BlockInfo,
     Command,
     Failure,
+    Header,
+    Message,
     Name,
     Payload,
     PolicyInfo,
@@ -61,15 +67,61 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
 )
 
-__all__ = ["Query", "QuotaGate", "Security", "SecurityOptions", "reload_on_sighup"]
+__all__ = [
+    "QUERY_TIMEOUT",
+    "Query",
+    "QuotaGate",
+    "Security",
+    "SecurityOptions",
+    "daemon_query",
+    "reload_on_sighup",
+]
 
 log = logging.getLogger(__name__)
 
 #: Sends one command to vmmd and returns the reply's payload.
 Query = Callable[[Name, Command], Awaitable[Payload]]
 
+#: Default deadline for one usage query (connect, send, reply); the endpoint passes its
+#: ``Limits.daemon_timeout``.
+QUERY_TIMEOUT = 120.0
+
 ROLLBACK_FILE = "rollback.json"
 REPLAY_FILE = "replay.journal"
+
+
+def daemon_query(
+    vmmd_socket: Path,
+    next_sequence: Callable[[], int],
+    timeout: float = QUERY_TIMEOUT,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> Query:
+    """A :data:`Query` that asks vmmd on its own short connection, under *timeout*.
+
+    Any failure to get a reply becomes a :class:`SecurityRefusal` (the request is
+    refused: quotas that cannot be checked are not granted).
+    """
+
+    async def query(name: Name, command: Command) -> Payload:
+        what = f"{command_name(command)} for {name}"
+        try:
+            with trio.fail_after(timeout):
+                stream = await trio.open_unix_socket(str(vmmd_socket))
+                daemon = FramedStream(stream, max_frame, "vmmd")
+                try:
+                    await daemon.send_message(Message(Header(name, next_sequence()), command))
+                    return (await daemon.receive_message()).payload
+                finally:
+                    await trio.aclose_forcefully(stream)
+        except trio.TooSlowError:
+            raise SecurityRefusal(
+                f"cannot check quotas: vmmd did not answer {what} within {timeout:g} s"
+            ) from None
+        except (OSError, AlbatrossError) as exc:
+            detail = exc.message if isinstance(exc, AlbatrossError) else str(exc)
+            raise SecurityRefusal(f"cannot check quotas: asking vmmd {what}: {detail}") from None
+
+    return query
 
 
 def _unexpected(what: str, reply: Payload) -> SecurityRefusal:
