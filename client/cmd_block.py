@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-import trio
 
 from client.cmd_unikernel import LEVEL, NAME, term
 from client.commands import default_level
 from client.destination import Local
 from client.errors import ClientError, CliFailed, RemoteCommandFailed
-from client.options import destination_options, make_settings, resolve_destination, run_command
-from client.run import execute
+from client.options import destination_options, resolve_destination, run_command
 from client.session import data_chunks, read_file
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.wire import BlockAdd, BlockDump, BlockInfo, BlockRemove, BlockSet, Name
@@ -35,15 +34,11 @@ def _set_block(
 ) -> None:
     dest = resolve_destination(params)
     level = default_level(level, isinstance(dest, Local))
-    settings = make_settings(ctx, params, "uploaded")
-    trio.run(
-        execute,
-        BlockSet(level > 0),
-        name,
-        dest,
-        settings,
-        lambda: data_chunks(read_file(path), level),
-    )
+
+    def chunks() -> Iterator[bytes]:  # read lazily, while the connection is open
+        return data_chunks(read_file(path), level)
+
+    run_command(ctx, params, BlockSet(level > 0), name, chunks, dest, "uploaded")
 
 
 @click.command("create-block")

@@ -206,10 +206,11 @@ def run_command(
     name: Name,
     data: DataSource | None = None,
     dest: Destination | None = None,
+    label: str = "downloaded",
 ) -> None:
     """Run *command* at the chosen destination; errors propagate to the CLI's main."""
     dest = dest if dest is not None else resolve_destination(params)
-    settings = make_settings(ctx, params)
+    settings = make_settings(ctx, params, label)
     try:
         trio.run(execute, command, name, dest, settings, data)
     finally:
