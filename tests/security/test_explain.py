@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.bundle import Bundle
-from ca.pem import encode_certificates
+from ca.pem import encode_certificates, encode_private_key
 from ca.revoke import make_crl
 from ca.store import write_bundle
 from tests.security.pki import NOW, Ca, create, policy, root
@@ -149,4 +149,32 @@ def test_cli_explain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )  # fmt: skip
     assert (ok.exit_code, ok.stdout.splitlines()[0]) == (0, "allowed: unikernel create as alice:a1")
     missing = runner.invoke(cli.main, ["explain"])
-    assert missing.exit_code == 2 and "give a CHAIN_FILE or --bundle" in missing.output
+    assert missing.exit_code == 2 and "give a CHAIN_FILE, --bundle or --remote" in missing.output
+
+
+def test_cli_explain_remote_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "now", lambda: NOW)
+    ca, alice, _ = tree()
+    (tmp_path / "chain.pem").write_bytes(encode_certificates([alice.cert]))
+    (tmp_path / "key.pem").write_bytes(encode_private_key(alice.key))
+    (tmp_path / "server-ca.pem").write_bytes(encode_certificates([ca.cert]))
+    remotes = tmp_path / "remotes.toml"
+    remotes.write_text(
+        "[remotes.friend]\n"
+        'destination = "host.example:1025"\n'
+        f'ca = "{tmp_path / "chain.pem"}"\n'
+        f'ca_key = "{tmp_path / "key.pem"}"\n'
+        f'server_ca = "{tmp_path / "server-ca.pem"}"\n'
+    )
+    monkeypatch.setenv("ALBATROSS_REMOTES", str(remotes))
+    args = ["explain", "--remote", "friend", "--command", "create", "--name", "a1"]
+    result = CliRunner().invoke(cli.main, [*args, "--memory", "300"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[:3] == [
+        "refused (quota): unikernel create as alice:a1",
+        "reason: delegation alice: (certificate CN alice): memory of the whole subtree would "
+        "exceed the policy (MB) (limit 256, used 0, requested 300)",
+        "refused by: alice:, field memory (limit 256, requested 300, used 0)",
+    ]
+    unknown = CliRunner().invoke(cli.main, ["explain", "--remote", "nobody"])
+    assert unknown.exit_code == 2 and "no remote named 'nobody'" in unknown.output

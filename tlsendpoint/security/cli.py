@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from ca.store import load_bundle, load_certificates
+from ca.store import load_bundle, load_certificates, load_key
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
-from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain
+from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import (
@@ -83,7 +83,10 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
 @main.command("explain")
 @click.argument("chain_file", required=False, type=_file)
 @click.option("--bundle", type=_file, help="Explain a command this delegation bundle would sign.")
-@click.option("--name", "cn", default=".", show_default=True, help="With --bundle: leaf CN.")
+@click.option("--remote", help="Explain a command this `alba remote` would sign.")
+@click.option(
+    "--name", "cn", default=".", show_default=True, help="With --bundle/--remote: leaf CN."
+)
 @click.option(
     "--command",
     "what",
@@ -92,7 +95,7 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
     ),
     default="info",
     show_default=True,
-    help="With --bundle: the command.",
+    help="With --bundle/--remote: the command.",
 )
 @click.option("--memory", type=int, default=32, show_default=True, help="create: MB.")
 @click.option("--cpuid", "cpuids", type=int, multiple=True, help="create: CPU id (repeatable).")
@@ -110,6 +113,7 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
 def explain_command(
     chain_file: Path | None,
     bundle: Path | None,
+    remote: str | None,
     cn: str,
     what: str,
     memory: int,
@@ -131,15 +135,28 @@ def explain_command(
         crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
         guard = RollbackGuard(rollback_state) if rollback_state else None
         verdict: Verdict
+        command = _command(what, memory, cpuids, bridges, size)
         if bundle is not None:
-            command = _command(what, memory, cpuids, bridges, size)
             verdict = explain_bundle(load_bundle(bundle), cn, command, now(), crls=crls,
                                      rollback=guard)  # fmt: skip
+        elif remote is not None:
+            from client.remotes import load_remotes  # only this option needs the client
+
+            entry = load_remotes().get(remote)
+            if entry is None:
+                raise click.UsageError(f"no remote named {remote!r}: see `alba remote list`")
+            verdict = explain_signer(
+                load_certificates(Path(entry.ca), "remote CA file"),
+                load_key(Path(entry.ca_key), "remote CA key"),
+                cn, command, now(),
+                anchors=load_certificates(Path(entry.server_ca), "remote server CA"),
+                crls=crls, rollback=guard,
+            )  # fmt: skip
         elif chain_file is not None:
             chain = load_certificates(chain_file, "chain file")
             verdict = explain_chain(chain, now(), anchor=anchor, crls=crls, rollback=guard)
         else:
-            raise click.UsageError("give a CHAIN_FILE or --bundle")
+            raise click.UsageError("give a CHAIN_FILE, --bundle or --remote")
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(2) from None

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from ca.bundle import Bundle
-from ca.profiles import generate_key, leaf
+from ca.profiles import PrivateKey, generate_key, leaf
 from tlsendpoint.authorize import Refusal, authorize
 from tlsendpoint.chainrules import subject_text
 from tlsendpoint.routing import command_name
@@ -34,7 +34,7 @@ from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import Command, Policy
 
-__all__ = ["Verdict", "explain_bundle", "explain_chain"]
+__all__ = ["Verdict", "explain_bundle", "explain_chain", "explain_signer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,34 @@ def explain_chain(
     return Verdict(True, "ok", name, what, notes=tuple(notes))
 
 
+def explain_signer(
+    signer_chain: Sequence[x509.Certificate],
+    key: PrivateKey,
+    cn: str,
+    command: Command,
+    now: dt.datetime,
+    *,
+    anchors: Sequence[x509.Certificate] = (),
+    root_policy: Policy | None = None,
+    usage: Usage | None = None,
+    crls: CrlStore | None = None,
+    rollback: RollbackGuard | None = None,
+) -> Verdict:
+    """As :func:`explain_chain` for a leaf with *cn* and *command* signed by *key*.
+
+    *signer_chain* is the delegated CA first, then its issuers (a bundle's chain, a
+    remote's ``ca`` file).  The leaf is minted here with a throwaway key, as
+    albatross-client does per command.
+    """
+    cert = leaf(signer_chain[0], key, generate_key().public_key(), cn, command, now)
+    chain = [cert, *(c for c in signer_chain if c.subject != c.issuer)]
+    anchor = next((a for a in anchors if a.subject == chain[-1].issuer), None)
+    return explain_chain(
+        chain, now, anchor=anchor, root_policy=root_policy, usage=usage, crls=crls,
+        rollback=rollback,
+    )  # fmt: skip
+
+
 def explain_bundle(
     bundle: Bundle,
     cn: str,
@@ -148,14 +176,8 @@ def explain_bundle(
     crls: CrlStore | None = None,
     rollback: RollbackGuard | None = None,
 ) -> Verdict:
-    """As :func:`explain_chain` for a leaf with *cn* and *command* that *bundle*'s CA would sign.
-
-    The leaf is minted here with a throwaway key, as albatross-client does per command.
-    """
-    cert = leaf(bundle.chain[0], bundle.key, generate_key().public_key(), cn, command, now)
-    chain = [cert, *(c for c in bundle.chain if c.subject != c.issuer)]
-    anchor = next((a for a in bundle.server_ca if a.subject == chain[-1].issuer), None)
-    return explain_chain(
-        chain, now, anchor=anchor, root_policy=root_policy, usage=usage, crls=crls,
-        rollback=rollback,
+    """:func:`explain_signer` for a delegation bundle."""
+    return explain_signer(
+        bundle.chain, bundle.key, cn, command, now, anchors=bundle.server_ca,
+        root_policy=root_policy, usage=usage, crls=crls, rollback=rollback,
     )  # fmt: skip
