@@ -49,7 +49,9 @@ def output_options(func: F) -> F:
         show_default=True,
         help="Seconds to wait for a reply (console and stats streams then follow forever).",
     )(func)
-    func = click.option("-v", "--verbose", count=True, hidden=True)(func)
+    func = click.option(
+        "-v", "--verbose", count=True, help="Twice: also show unikernel arguments (argv)."
+    )(func)
     func = click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout.")(func)
     return func
 
@@ -105,9 +107,10 @@ def prog_name(ctx: click.Context) -> str:
 
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
     ctx.find_root().meta["alba.json"] = bool(params.get("json_output"))
-    if params.get("quiet"):
-        return Printer(prog_name(ctx), lambda _s: None, _err, bool(params.get("json_output")))
-    return Printer(prog_name(ctx), _out, _err, bool(params.get("json_output")))
+    json_output = bool(params.get("json_output"))
+    verbose = int(params.get("verbose") or 0) >= 2
+    out = (lambda _s: None) if params.get("quiet") else _out
+    return Printer(prog_name(ctx), out, _err, json_output, verbose)
 
 
 def _out(text: str) -> None:

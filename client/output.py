@@ -99,7 +99,7 @@ def _fields(f: Formatter, pieces: Iterable[str]) -> None:
         f.text(piece)
 
 
-def _pp_info(f: Formatter, info: UnikernelInfoRecord) -> None:
+def _pp_info(f: Formatter, info: UnikernelInfoRecord, verbose: bool = False) -> None:
     typ = "solo5" if info.typ is Typ.SOLO5 else "BHyve"
     started = rfc3339(info.started) if info.started is not None else "unknown"
     blocks = ", ".join(
@@ -131,6 +131,7 @@ def _pp_info(f: Formatter, info: UnikernelInfoRecord) -> None:
             digest,
             f"#cpus {info.numcpus if info.numcpus is not None else 1}",
             f"linux_boot_partition {boot}",
+            *([f"argv {' '.join(info.argv) if info.argv else 'no'}"] if verbose else []),
         ],
     )
 
@@ -150,10 +151,12 @@ def _policy_item(name: Name, policy: Policy) -> Callable[[Formatter], object]:
     return lambda f: f.text(f"{name.pretty()}: {policy}")
 
 
-def _info_item(name: Name, info: UnikernelInfoRecord) -> Callable[[Formatter], object]:
+def _info_item(
+    name: Name, info: UnikernelInfoRecord, verbose: bool
+) -> Callable[[Formatter], object]:
     def item(f: Formatter) -> None:
         f.text(f"{name.pretty()}: ")
-        _pp_info(f, info)
+        _pp_info(f, info, verbose)
 
     return item
 
@@ -162,7 +165,7 @@ def _text_item(text: str) -> Callable[[Formatter], object]:
     return lambda f: f.text(text)
 
 
-def _pp_success(f: Formatter, reply: object) -> None:
+def _pp_success(f: Formatter, reply: object, verbose: bool = False) -> None:
     if isinstance(reply, Empty):
         f.text("success")
     elif isinstance(reply, StringReply):
@@ -170,7 +173,8 @@ def _pp_success(f: Formatter, reply: object) -> None:
     elif isinstance(reply, PolicyList):
         _list(f, "no policies", [_policy_item(n, p) for n, p in reply.policies])
     elif isinstance(reply, UnikernelInfoList):
-        _list(f, "no unikernels", [_info_item(n, i) for n, i in reply.unikernels])
+        items = [_info_item(n, i, verbose) for n, i in reply.unikernels]
+        _list(f, "no unikernels", items)
     elif isinstance(reply, UnikernelImage):
         f.text(f"image (compression {_bool(reply.compressed)}) {len(reply.image)} bytes")
     elif isinstance(reply, BlockDeviceList):
@@ -233,7 +237,7 @@ def _pp_stats(f: Formatter, s: StatsData) -> None:
         f.text(_ifdata(ifd))
 
 
-def _pp_payload(f: Formatter, msg: Message) -> None:
+def _pp_payload(f: Formatter, msg: Message, verbose: bool) -> None:
     payload = msg.payload
     name = msg.header.name.pretty()
     if isinstance(payload, Failure):
@@ -247,7 +251,7 @@ def _pp_payload(f: Formatter, msg: Message) -> None:
         f.text(f"block data {size}")
     else:
         f.text(f"host {name}: ")
-        _pp_success(f, payload)
+        _pp_success(f, payload, verbose)
 
 
 def format_log(prefix: str, build: Callable[[Formatter], object]) -> str:
@@ -262,9 +266,12 @@ def format_log(prefix: str, build: Callable[[Formatter], object]) -> str:
     return f.getvalue()
 
 
-def format_message(msg: Message, prefix: str = "") -> str:
-    """A reply, failure or data message as albatross-client prints it (with newline)."""
-    return format_log(prefix, lambda f: _pp_payload(f, msg))
+def format_message(msg: Message, prefix: str = "", verbose: bool = False) -> str:
+    """A reply, failure or data message as albatross-client prints it (with newline).
+
+    *verbose* is albatross's debug level (``-v -v``): info records then show ``argv``.
+    """
+    return format_log(prefix, lambda f: _pp_payload(f, msg, verbose))
 
 
 # -- JSON ------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class Printer:
     out: Write
     err: Write
     json: bool = False
+    verbose: bool = False
 
     def app(self, text: str, **fields: object) -> None:
         if self.json:
@@ -135,9 +136,9 @@ class Printer:
         if self.json:
             self.out(json_line({"name": str(msg.header.name), "reply": to_json(msg.payload)}))
         elif isinstance(msg.payload, Failure):
-            self.out(format_message(msg, f"{self.prog}: [WARNING] "))
+            self.out(format_message(msg, f"{self.prog}: [WARNING] ", self.verbose))
         else:
-            self.out(format_message(msg))
+            self.out(format_message(msg, verbose=self.verbose))
 
 
 @dataclass

@@ -438,3 +438,22 @@ def test_missing_and_oversized_image(pki: Pki, tmp_path: Path) -> None:
     result = run(["create", "x", str(big), *pki.remote_args(9)])
     assert result.exit_code == 124
     assert "is larger than 64 MiB" in result.stderr
+
+
+def test_info_verbose_shows_argv(pki: Pki) -> None:
+    import datetime as dt
+
+    from tlsendpoint.wire import Quit, Typ, UnikernelInfoRecord
+
+    record = UnikernelInfoRecord(
+        typ=Typ.SOLO5, fail_behaviour=Quit(), cpuids=frozenset({0}), memory=16,
+        digest=b"\x01" * 32, started=dt.datetime(2026, 11, 27, 18, 5, 26, tzinfo=dt.UTC),
+        argv=("--foo=1", "bar"),
+    )  # fmt: skip
+    listing = UnikernelInfoList(((Name.parse(":tick1"), record),))
+    with fake_endpoint(pki, answer(listing)) as (port, _):  # type: ignore[arg-type]
+        plain = run(["info", *pki.remote_args(port)])
+        verbose = run(["info", "-v", "-v", *pki.remote_args(port)])
+    assert "argv" not in plain.stdout
+    assert plain.stdout.endswith("#cpus 1 linux_boot_partition not specified\n")
+    assert verbose.stdout.endswith("#cpus 1 linux_boot_partition not specified argv --foo=1 bar\n")
