@@ -7,8 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -23,6 +24,26 @@ from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.wire import Name, UnikernelInfo, UnikernelInfoList
 
 SCRIPT = Path(sys.executable).parent / "albatross-tls-endpoint"
+_SPAWNED: list[trio.Process] = []
+
+
+async def _spawn(args: Sequence[str], **kwargs: Any) -> trio.Process:
+    process = await trio.lowlevel.open_process(list(args), **kwargs)
+    _SPAWNED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A failing test must not leave an endpoint running."""
+    yield
+    while _SPAWNED:
+        process = _SPAWNED.pop()
+        if process.poll() is None:
+            process.kill()
+            os.waitpid(process.pid, 0)
+
+
 INFO = UnikernelInfoList(())
 BEHAVIOURS = {"vmmd": reply_table({UnikernelInfo: INFO})}
 
@@ -139,7 +160,7 @@ async def test_tcp_subprocess_and_sigterm(tmp_path: Path) -> None:
     port = probe.getsockname()[1]
     probe.close()
     async with open_fake_daemon(BEHAVIOURS) as daemon:
-        process = await trio.lowlevel.open_process(
+        process = await _spawn(
             _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port)), stderr=subprocess.PIPE
         )
         assert process.stderr is not None
@@ -161,9 +182,7 @@ async def test_systemd_accept_no(tmp_path: Path) -> None:
         args = _systemd_wrapper(
             listening.fileno(), _args(pki, daemon, "--systemd-socket-activation")
         )
-        process = await trio.lowlevel.open_process(
-            args, pass_fds=(listening.fileno(),), stderr=subprocess.PIPE
-        )
+        process = await _spawn(args, pass_fds=(listening.fileno(),), stderr=subprocess.PIPE)
         listening.close()
         assert process.stderr is not None
         await _wait_for(process.stderr, b"listening on")
@@ -181,16 +200,14 @@ async def _one_connection_process(tmp_path: Path, inetd: bool) -> tuple[int, byt
     async with open_fake_daemon(BEHAVIOURS) as daemon:
         if inetd:
             args = _args(pki, daemon, "--inetd", "-q")
-            process = await trio.lowlevel.open_process(
+            process = await _spawn(
                 args, stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.PIPE
             )
         else:
             args = _systemd_wrapper(
                 theirs.fileno(), _args(pki, daemon, "--systemd-socket-activation")
             )
-            process = await trio.lowlevel.open_process(
-                args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE
-            )
+            process = await _spawn(args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE)
         theirs.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
         replies = await _info_over(stream, pki)
@@ -298,9 +315,7 @@ async def test_sigterm_ends_a_single_connection_after_the_grace_period(tmp_path:
             theirs.fileno(),
             _args(pki, daemon, "--systemd-socket-activation", "--grace-period", "0.5"),
         )
-        process = await trio.lowlevel.open_process(
-            args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE
-        )
+        process = await _spawn(args, pass_fds=(theirs.fileno(),), stderr=subprocess.PIPE)
         theirs.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
         tls = trio.SSLStream(stream, pki.client(pki.leaf("t", ConsoleSubscribe(count=1))))
