@@ -18,12 +18,11 @@ from tlsendpoint.security.audit import AuditError, AuditLog, verify
 from tlsendpoint.security.quota import (
     Demand,
     QuotaError,
-    Reservation,
-    Reservations,
     Usage,
     _Running,
 )
 from tlsendpoint.security.replay import ReplayGuard
+from tlsendpoint.security.reservations import Reservation, Reservations
 from tlsendpoint.security.revocation import RevocationError, parse_crl
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import Name

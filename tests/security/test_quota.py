@@ -16,7 +16,6 @@ from tlsendpoint.authorize import authorize
 from tlsendpoint.security.quota import (
     Demand,
     QuotaError,
-    Reservations,
     Usage,
     check_delegations,
     check_usage,
@@ -25,6 +24,7 @@ from tlsendpoint.security.quota import (
     usage_from_replies,
     usage_queries,
 )
+from tlsendpoint.security.reservations import Reservations
 from tlsendpoint.wire import (
     ROOT,
     BlockAdd,

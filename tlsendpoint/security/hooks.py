@@ -40,14 +40,13 @@ from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
 from tlsendpoint.security.naming import check_object_name, filter_listing
 from tlsendpoint.security.quota import (
-    Reservation,
-    Reservations,
     check_delegations,
     demand_of,
     root_policy_from,
     usage_from_replies,
 )
 from tlsendpoint.security.replay import ReplayGuard
+from tlsendpoint.security.reservations import Reservation, Reservations
 from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import (

@@ -17,14 +17,12 @@
 # ".") still counts against the delegate.  That over-counts at worst (the
 # operator's ``:alice`` counts against delegate ``alice``), never under-counts.
 #
-# Concurrency: :class:`Reservations`.  The check and the reservation happen in
-# one synchronous step (no await between them); the reservation is held until
-# the daemon has replied, and for every usage snapshot started before that.
+# Concurrency: :mod:`.reservations` adds the requests still in flight
+# (``pending`` of :func:`check_usage`).
 # Pure: values in, values or QuotaError out.  No I/O, no clock.
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -50,8 +48,6 @@ from tlsendpoint.wire import (
 __all__ = [
     "Demand",
     "QuotaError",
-    "Reservation",
-    "Reservations",
     "Totals",
     "Usage",
     "check_delegations",
@@ -259,75 +255,59 @@ def check_delegations(policies: Sequence[tuple[Name, Policy]], root: Policy | No
             ) from None
 
 
-def _refuse(
-    path: Name, field_name: str, text: str, limit: object, used: object, req: object
-) -> None:
-    raise QuotaError(
-        f"{hop_text(path)}: {text} (limit {limit}, used {used}, requested {req})",
-        hop=path,
-        field=field_name,
-        limit=limit,
-        used=used,
-        requested=req,
-    )
-
-
-def _check_one(path: Name, policy: Policy, used: Totals, demand: Demand) -> None:
-    if demand.unikernels and used.unikernels + demand.unikernels > policy.unikernels:
-        _refuse(
-            path,
+def _excess(path: Name, policy: Policy, used: Totals, demand: Demand) -> QuotaError | None:
+    """The first field of *policy* that *used* + *demand* exceeds, as a refusal."""
+    adds = demand.unikernels > 0
+    block_limit = 0 if policy.block is None else policy.block
+    checks: list[tuple[bool, str, str, object, object, object]] = [
+        (
+            adds and used.unikernels + demand.unikernels > policy.unikernels,
             "unikernels",
             f"maximum amount of unikernels ({policy.unikernels}) reached in the whole subtree",
-            policy.unikernels,
-            used.unikernels,
-            demand.unikernels,
-        )
-    if demand.unikernels and used.memory + demand.memory > policy.memory:
-        _refuse(
-            path,
+            policy.unikernels, used.unikernels, demand.unikernels,
+        ),
+        (
+            adds and used.memory + demand.memory > policy.memory,
             "memory",
             "memory of the whole subtree would exceed the policy (MB)",
-            policy.memory,
-            used.memory,
-            demand.memory,
-        )
-    if not demand.cpuids <= policy.cpuids:
-        _refuse(
-            path,
+            policy.memory, used.memory, demand.memory,
+        ),
+        (
+            not demand.cpuids <= policy.cpuids,
             "cpuids",
             "CPUids not allowed by policy",
-            sorted(policy.cpuids),
-            sorted(used.cpuids),
-            sorted(demand.cpuids),
-        )
-    if not demand.bridges <= policy.bridges:
-        _refuse(
-            path,
+            sorted(policy.cpuids), sorted(used.cpuids), sorted(demand.cpuids),
+        ),
+        (
+            not demand.bridges <= policy.bridges,
             "bridges",
             "bridges not allowed by policy",
-            sorted(policy.bridges),
-            sorted(used.bridges),
-            sorted(demand.bridges),
-        )
-    if demand.block:
-        if policy.block is None:
-            _refuse(
-                path,
-                "block",
-                "no block devices are allowed by policy (MB)",
-                0,
-                used.block,
-                demand.block,
+            sorted(policy.bridges), sorted(used.bridges), sorted(demand.bridges),
+        ),
+        (
+            demand.block > 0 and policy.block is None,
+            "block",
+            "no block devices are allowed by policy (MB)",
+            0, used.block, demand.block,
+        ),
+        (
+            demand.block > 0 and used.block + demand.block > block_limit,
+            "block",
+            "block storage of the whole subtree would exceed the policy (MB)",
+            block_limit, used.block, demand.block,
+        ),
+    ]  # fmt: skip
+    for failed, field_name, text, limit, in_use, requested in checks:
+        if failed:
+            return QuotaError(
+                f"{hop_text(path)}: {text} (limit {limit}, used {in_use}, requested {requested})",
+                hop=path,
+                field=field_name,
+                limit=limit,
+                used=in_use,
+                requested=requested,
             )
-        elif used.block + demand.block > policy.block:
-            _refuse(
-                path,
-                "block",
-                "block storage of the whole subtree would exceed the policy (MB)",
-                policy.block,
-                used.block,
-                demand.block,
-            )
+    return None
 
 
 def check_usage(
@@ -351,90 +331,6 @@ def check_usage(
         for target, other in in_flight:
             if target.is_below(path.path):
                 used = used.plus(other)
-        _check_one(path, policy, used, demand)
-
-
-# -- reservations: concurrent requests cannot slip past ------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A granted demand, held until the daemon has replied (:meth:`Reservations.release`)."""
-
-    ident: int
-    target: Name
-    demand: Demand
-
-
-class Reservations:
-    """In-flight demands, so two requests checked against the same snapshot cannot both pass.
-
-    Per connection: ``snap = book.snapshot()`` *before* asking the daemon for
-    usage; ``res = book.reserve(snap, ...)`` checks and reserves in one step (no
-    await inside); send the command; after the daemon's reply or any error
-    ``book.release(res)``; finally ``book.done(snap)`` (use ``try/finally``).
-
-    A reservation counts while active, and after its release for every snapshot
-    taken *before* the release (that snapshot may predate the daemon's change).
-    Size is bounded by the number of open connections.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._epoch = 0
-        self._next = 0
-        self._active: dict[int, Reservation] = {}
-        self._released: list[tuple[int, Reservation]] = []  # (epoch of release, reservation)
-        self._open: dict[int, int] = {}  # snapshot epoch -> open count
-
-    def snapshot(self) -> int:
-        with self._lock:
-            self._epoch += 1
-            self._open[self._epoch] = 1
-            return self._epoch
-
-    def in_flight(self, snapshot: int) -> list[tuple[Name, Demand]]:
-        """What counts on top of a usage snapshot taken at *snapshot*."""
-        with self._lock:
-            return self._in_flight(snapshot)
-
-    def _in_flight(self, snapshot: int) -> list[tuple[Name, Demand]]:
-        found = [*self._active.values(), *(r for e, r in self._released if e > snapshot)]
-        return [(r.target, r.demand) for r in found]
-
-    def reserve(
-        self,
-        snapshot: int,
-        policies: Sequence[tuple[Name, Policy]],
-        root: Policy | None,
-        usage: Usage,
-        target: Name,
-        demand: Demand,
-    ) -> Reservation:
-        """Check *demand* at *target* with all in flight, then reserve it; raises QuotaError."""
-        with self._lock:
-            check_usage(policies, root, usage, demand, self._in_flight(snapshot))
-            self._next += 1
-            reservation = Reservation(self._next, target, demand)
-            self._active[reservation.ident] = reservation
-            return reservation
-
-    def release(self, reservation: Reservation) -> None:
-        with self._lock:
-            if self._active.pop(reservation.ident, None) is not None:
-                self._epoch += 1
-                self._released.append((self._epoch, reservation))
-            self._prune()
-
-    def done(self, snapshot: int) -> None:
-        with self._lock:
-            self._open.pop(snapshot, None)
-            self._prune()
-
-    def _prune(self) -> None:
-        oldest = min(self._open, default=self._epoch + 1)
-        self._released = [(e, r) for e, r in self._released if e > oldest]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._active) + len(self._released)
+        refusal = _excess(path, policy, used, demand)
+        if refusal is not None:
+            raise refusal
