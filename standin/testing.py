@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from standin.config import StandinConfig
 from standin.daemon import Clock, Daemon, utc_now
 from standin.runner import Runner
 
-__all__ = ["Standin", "open_standin"]
+__all__ = ["Standin", "StandinProcess", "open_standin", "standin_process"]
 
 _SOCKET_BUDGET = 100 - len("/util/console.sock")
 
@@ -152,3 +156,68 @@ def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else None
+
+
+class StandinProcess:
+    """``albatross-standin`` running as a child process (see :func:`standin_process`)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], tmpdir: Path, state_dir: Path) -> None:
+        self.popen = popen
+        self.tmpdir = tmpdir
+        self.state_dir = state_dir
+
+    def socket(self, name: str) -> Path:
+        return self.tmpdir / "util" / f"{name}.sock"
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the daemon and wait for it; its exit status (killed if it hangs)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@contextmanager
+def standin_process(
+    tmpdir: Path,
+    state_dir: Path,
+    *args: str,
+    startup_timeout: float = 20.0,
+    stderr: int | None = subprocess.DEVNULL,
+) -> Iterator[StandinProcess]:
+    """Run ``python -m standin --tmpdir ... --state-dir ... ARGS`` until the block ends.
+
+    Waits (at most *startup_timeout* seconds) until the three sockets exist;
+    stops it with SIGTERM afterwards.  *tmpdir* must be short (unix sockets).
+    """
+    popen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "standin",
+            "--tmpdir",
+            os.fspath(tmpdir),
+            "--state-dir",
+            os.fspath(state_dir),
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    proc = StandinProcess(popen, tmpdir, state_dir)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not all(proc.socket(n).exists() for n in ("vmmd", "console", "stat")):
+            if popen.poll() is not None:
+                raise RuntimeError(f"albatross-standin exited with {popen.returncode} at start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"albatross-standin did not start in {startup_timeout:g} s")
+            time.sleep(0.02)
+        yield proc
+    finally:
+        proc.stop()

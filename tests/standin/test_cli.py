@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from standin.cli import main
+from standin.testing import standin_process
 from tlsendpoint.wire import (
     FrameDecoder,
     Header,
@@ -92,9 +93,13 @@ def start(short_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
 
 
 def info(short_dir: Path) -> object:
+    return info_at(short_dir / "run" / "util" / "vmmd.sock")
+
+
+def info_at(path: Path) -> object:
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
-        s.connect(str(short_dir / "run" / "util" / "vmmd.sock"))
+        s.connect(str(path))
         s.sendall(frame(encode_message(Message(Header(Name(), 1), UnikernelInfo()))))
         decoder = FrameDecoder()
         while (body := decoder.next_frame()) is None:
@@ -119,3 +124,11 @@ def test_starts_answers_and_stops_cleanly(short_dir: Path, signum: int) -> None:
     assert proc.returncode == 0, err
     assert not (short_dir / "run" / "util" / "vmmd.sock").exists()
     assert b"Traceback" not in err
+
+
+def test_standin_process_helper(short_dir: Path) -> None:
+    with standin_process(short_dir / "run", short_dir / "state", "--cpus", "4") as proc:
+        assert info_at(proc.socket("vmmd")) == UnikernelInfoList(())
+        assert proc.popen.poll() is None
+    assert proc.popen.returncode == 0
+    assert not proc.socket("vmmd").exists()
