@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca.revoke import make_crl
 from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.authorize import Request, authorize
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import verify
-from tlsendpoint.security.hooks import Query, Security, SecurityOptions, daemon_query
+from tlsendpoint.security.hooks import (
+    Query,
+    Security,
+    SecurityOptions,
+    daemon_query,
+    reload_on_sighup,
+)
 from tlsendpoint.security.quota import QuotaError
 from tlsendpoint.wire import (
     ROOT,
@@ -192,3 +202,28 @@ async def test_query_deadline_and_missing_daemon_refuse(
         async with security.quota.guard(bob, mute):
             pass
     listener.close()
+
+
+async def test_sighup_reloads_the_crl_directory(tmp_path: Path) -> None:
+    ca = root()
+    alice = ca.delegate("alice", policy())
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    security = Security(SecurityOptions(tmp_path / "sec", ca.cert, crl_dir))
+    chain = alice.leaf_chain("a1", create())
+    security.check_chain(chain, NOW)
+    crl = make_crl(ca.cert, ca.key, {alice.cert.serial_number: NOW}, NOW, 1)
+    (crl_dir / "root.crl").write_bytes(crl.public_bytes(Encoding.PEM))
+    assert security.crls is not None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reload_on_sighup, security)
+        await trio.sleep(0.05)  # let the receiver install its handler
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(200):  # bounded wait for the signal's delivery
+            if not security.crls.changed():
+                break
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(SecurityRefusal, match="CN=alice"):
+        security.check_chain(chain, NOW)
+    security.close()

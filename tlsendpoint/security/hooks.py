@@ -190,6 +190,12 @@ class Security:
         )
         self.quota = QuotaGate()
 
+    def close(self) -> None:
+        """Close the replay journal and the audit log (at shutdown)."""
+        self.replay.close()
+        if self.audit_log is not None:
+            self.audit_log.close()
+
     def refresh(self) -> None:
         """Reload the CRL directory if it changed; a broken directory keeps the old CRLs."""
         if self.crls is None:
