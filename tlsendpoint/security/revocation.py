@@ -24,6 +24,7 @@
 # notes/readme-security.md.  We keep the newest CRL per issuer key.
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import tempfile
@@ -98,11 +99,13 @@ def _key_id(cert: x509.Certificate) -> str:
 class _Crl:
     digest: str
     crl: x509.CertificateRevocationList
+    revoked: dict[int, dt.datetime]  # serial -> revocation date (an index: O(1) per check)
 
     @classmethod
     def of(cls, crl: x509.CertificateRevocationList) -> _Crl:
         der = crl.public_bytes(serialization.Encoding.DER)
-        return cls(hashlib.sha256(der).hexdigest(), crl)
+        revoked = {entry.serial_number: entry.revocation_date_utc for entry in crl}
+        return cls(hashlib.sha256(der).hexdigest(), crl, revoked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +200,12 @@ class CrlStore:
             if issuer.subject != cert.issuer:
                 continue
             for item in state.by_issuer.get(cert.issuer.public_bytes(), ()):
-                entry = item.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-                if entry is not None and self._valid(item, issuer):
+                when = item.revoked.get(cert.serial_number)
+                if when is not None and self._valid(item, issuer):
                     role = "leaf certificate" if index == 0 else "intermediate certificate"
                     raise RevocationRefusal(
                         f"{role} {subject_text(cert)} (serial {cert.serial_number:x}) was revoked "
-                        f"on {entry.revocation_date_utc:%Y-%m-%d %H:%M:%S} UTC by its issuer "
+                        f"on {when:%Y-%m-%d %H:%M:%S} UTC by its issuer "
                         f"{subject_text(issuer)}"
                     )
 
