@@ -58,6 +58,10 @@ class Conn:
     async def send(self, message: Message) -> None:
         await self._send(frame(encode_message(message)))
 
+    async def send_body(self, body: bytes) -> None:
+        """Send an already encoded message."""
+        await self._send(frame(body))
+
     async def send_end(self) -> None:
         await self._send(end_marker())
 

@@ -39,7 +39,16 @@ from standin.outcomes import (
     WriteBlock,
 )
 from standin.serving import read_message
-from tlsendpoint.wire import Empty, Failure, Message, Payload, StatsAdd, StringReply
+from tlsendpoint.errors import UsageError
+from tlsendpoint.wire import (
+    Empty,
+    Failure,
+    Message,
+    Payload,
+    StatsAdd,
+    StringReply,
+    encode_message,
+)
 
 __all__ = ["vmmd_connection"]
 
@@ -59,7 +68,17 @@ async def vmmd_connection(daemon: Daemon, conn: Conn) -> None:
 
 
 async def _reply(conn: Conn, request: Message, payload: Payload) -> None:
-    await conn.send(Message(request.header, payload))
+    """Send the reply; one the (old) encoding asked for cannot carry becomes a failure.
+
+    albatross raises ("expected a single CPUid for v4 unikernel info") and drops the
+    connection; a failure text tells the peer why.
+    """
+    try:
+        body = encode_message(Message(request.header, payload))
+    except UsageError as e:
+        log.warning("reply to %s cannot be encoded: %s", request.header.name, e)
+        body = encode_message(Message(request.header, Failure(f"cannot encode the reply: {e}")))
+    await conn.send_body(body)
 
 
 async def _request(daemon: Daemon, conn: Conn, request: Message) -> bool:

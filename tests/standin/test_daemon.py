@@ -39,6 +39,7 @@ from tlsendpoint.wire import (
     ConsoleSubscribe,
     Empty,
     Failure,
+    InfoVariant,
     Name,
     NetIf,
     OldBlockDeviceImage,
@@ -231,6 +232,23 @@ async def test_force_create_and_restart_with_arguments(
         assert (record.memory, record.argv) == (24, ("again",))
         assert await request(vmmd, ":f", UnikernelRestart()) == CREATED
         assert await request(vmmd, ":g", UnikernelRestart()) == Failure("destroy: not found")
+
+
+async def test_old_info_variants(
+    tmp_path: Path, ticker: bytes, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_standin(tmp_path) as standin:
+        vmmd = standin.socket("vmmd")
+        await request(vmmd, ":one", UnikernelCreate(UnikernelConfig(ticker)))
+        for variant in (InfoVariant.V5, InfoVariant.V4):
+            info = await request(vmmd, ":one", UnikernelInfo(variant))
+            assert isinstance(info, UnikernelInfoList) and info.variant is variant
+            assert [str(n) for n, _ in info.unikernels] == [":one"]
+        two = UnikernelConfig(ticker, cpuids=frozenset({0, 1}))
+        await request(vmmd, ":two", UnikernelCreate(two))
+        reply = await request(vmmd, ":two", UnikernelInfo(InfoVariant.V5))
+        assert isinstance(reply, Failure)
+        assert reply.message.startswith("cannot encode the reply: ")
 
 
 async def test_policies_through_the_socket(
