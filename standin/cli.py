@@ -55,9 +55,11 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
 )
 @click.option(
     "--state-dir",
+    "--dbdir",
+    "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Directory for the state file and the block devices.",
+    help="Directory for the state file and the block devices (albatrossd's --dbdir).",
 )
 @click.option(
     "--bridge",

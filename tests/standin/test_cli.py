@@ -46,6 +46,13 @@ def test_help() -> None:
     assert "--bridge" in result.output and "--stats-interval" in result.output
 
 
+def test_dbdir_is_an_alias_of_state_dir(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100)
+    result = CliRunner().invoke(main, ["--tmpdir", str(deep), "--dbdir", str(tmp_path / "s")])
+    assert result.exit_code == 1  # got past option parsing: the socket path is the problem
+    assert "too long for a unix socket" in result.output
+
+
 def test_missing_options() -> None:
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 2
