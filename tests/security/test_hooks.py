@@ -15,14 +15,16 @@ from pathlib import Path
 
 import pytest
 import trio
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca.pem import encode_certificates
 from ca.revoke import make_crl
 from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.authorize import Request, authorize
-from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security import SecurityRefusal, cli
 from tlsendpoint.security.audit import verify
 from tlsendpoint.security.hooks import (
     Query,
@@ -227,3 +229,24 @@ async def test_sighup_reloads_the_crl_directory(tmp_path: Path) -> None:
     with pytest.raises(SecurityRefusal, match="CN=alice"):
         security.check_chain(chain, NOW)
     security.close()
+
+
+async def test_explain_online_uses_the_daemons_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "now", lambda: NOW)
+    ca = root()
+    alice = ca.delegate("alice", policy(block=100))
+    bob = alice.delegate("bob", policy(block=100))
+    carol = alice.delegate("carol", policy(block=100))
+    (tmp_path / "chain.pem").write_bytes(encode_certificates(carol.leaf_chain("d", BlockAdd(60))))
+    async with open_standin(tmp_path) as standin:
+        assert await endpoint_run(standin, authorize(bob.leaf_chain("d", BlockAdd(60)))) == (
+            StringReply("added block device")
+        )
+        args = ["explain", str(tmp_path / "chain.pem"), "--vmmd", str(standin.socket("vmmd"))]
+        result = await trio.to_thread.run_sync(CliRunner().invoke, cli.main, args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[2] == (
+        "refused by: alice:, field block (limit 100, requested 60, used 60)"
+    )

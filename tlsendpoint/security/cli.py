@@ -10,11 +10,13 @@ import datetime as dt
 from pathlib import Path
 
 import click
+import trio
 
 from ca.store import load_bundle, load_certificates, load_key
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
+from tlsendpoint.security.hooks import daemon_query, host_usage
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import (
@@ -33,6 +35,8 @@ from tlsendpoint.wire import (
 __all__ = ["explain_command", "main", "verify_command"]
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
+#: Deadline for each of explain's three vmmd queries.
+VMMD_TIMEOUT = 10.0
 
 
 @click.group(help="Tools for the endpoint's security records.")
@@ -110,6 +114,12 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
     help="The endpoint's CRL directory (needs --ca).",
 )
 @click.option("--rollback-state", type=_file, help="The endpoint's anti-rollback state file.")
+@click.option(
+    "--vmmd",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ask this vmmd socket for the host's policy and usage (online; e.g. "
+    "/run/albatross/util/vmmd.sock).",
+)
 def explain_command(
     chain_file: Path | None,
     bundle: Path | None,
@@ -123,6 +133,7 @@ def explain_command(
     ca_file: Path | None,
     crl_dir: Path | None,
     rollback_state: Path | None,
+    vmmd: Path | None,
 ) -> None:
     """Say whether the endpoint would allow CHAIN_FILE's request (leaf first), and why not.
 
@@ -134,11 +145,17 @@ def explain_command(
             raise click.UsageError("--crl-dir needs --ca")
         crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
         guard = RollbackGuard(rollback_state) if rollback_state else None
+        root_policy, usage = None, None
+        if vmmd is not None:
+            query = daemon_query(vmmd, lambda: 0, timeout=VMMD_TIMEOUT)
+            root_policy, usage = trio.run(host_usage, query)
         verdict: Verdict
         command = _command(what, memory, cpuids, bridges, size)
         if bundle is not None:
-            verdict = explain_bundle(load_bundle(bundle), cn, command, now(), crls=crls,
-                                     rollback=guard)  # fmt: skip
+            verdict = explain_bundle(
+                load_bundle(bundle), cn, command, now(),
+                crls=crls, rollback=guard, root_policy=root_policy, usage=usage,
+            )  # fmt: skip
         elif remote is not None:
             from client.remotes import load_remotes  # only this option needs the client
 
@@ -150,11 +167,14 @@ def explain_command(
                 load_key(Path(entry.ca_key), "remote CA key"),
                 cn, command, now(),
                 anchors=load_certificates(Path(entry.server_ca), "remote server CA"),
-                crls=crls, rollback=guard,
+                crls=crls, rollback=guard, root_policy=root_policy, usage=usage,
             )  # fmt: skip
         elif chain_file is not None:
             chain = load_certificates(chain_file, "chain file")
-            verdict = explain_chain(chain, now(), anchor=anchor, crls=crls, rollback=guard)
+            verdict = explain_chain(
+                chain, now(), anchor=anchor,
+                crls=crls, rollback=guard, root_policy=root_policy, usage=usage,
+            )  # fmt: skip
         else:
             raise click.UsageError("give a CHAIN_FILE, --bundle or --remote")
     except AlbatrossError as exc:

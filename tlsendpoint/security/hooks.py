@@ -40,6 +40,7 @@ from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
 from tlsendpoint.security.naming import check_object_name, filter_listing
 from tlsendpoint.security.quota import (
+    Usage,
     check_delegations,
     demand_of,
     root_policy_from,
@@ -60,6 +61,7 @@ from tlsendpoint.wire import (
     Message,
     Name,
     Payload,
+    Policy,
     PolicyInfo,
     PolicyList,
     UnikernelInfo,
@@ -73,6 +75,7 @@ __all__ = [
     "Security",
     "SecurityOptions",
     "daemon_query",
+    "host_usage",
     "reload_on_sighup",
 ]
 
@@ -128,6 +131,19 @@ def _unexpected(what: str, reply: Payload) -> SecurityRefusal:
     return SecurityRefusal(f"cannot check quotas: the daemon answered {what} with {detail}")
 
 
+async def host_usage(query: Query) -> tuple[Policy | None, Usage]:
+    """The root policy and everything running on the host, as vmmd reports them now."""
+    policies = await query(ROOT, PolicyInfo())
+    info = await query(ROOT, UnikernelInfo())
+    blocks = await query(ROOT, BlockInfo())
+    root = root_policy_from(policies) if isinstance(policies, PolicyList) else None
+    if not isinstance(info, UnikernelInfoList):
+        raise _unexpected("unikernel info", info)
+    if not isinstance(blocks, BlockDeviceList):
+        raise _unexpected("block info", blocks)
+    return root, usage_from_replies(ROOT, info, blocks)
+
+
 class QuotaGate:
     """Ancestor and host quotas with reservations (:mod:`.quota`), fed by daemon queries."""
 
@@ -146,16 +162,8 @@ class QuotaGate:
             return
         snapshot = self.book.snapshot()
         try:
-            policies = await query(ROOT, PolicyInfo())
-            info = await query(ROOT, UnikernelInfo())
-            blocks = await query(ROOT, BlockInfo())
-            root = root_policy_from(policies) if isinstance(policies, PolicyList) else None
-            if not isinstance(info, UnikernelInfoList):
-                raise _unexpected("unikernel info", info)
-            if not isinstance(blocks, BlockDeviceList):
-                raise _unexpected("block info", blocks)
+            root, usage = await host_usage(query)
             check_delegations(request.policies, root)
-            usage = usage_from_replies(ROOT, info, blocks)
             held = self.book.reserve(snapshot, request.policies, root, usage, request.name, demand)
             try:
                 yield held
