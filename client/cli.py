@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from client import cmd_block, cmd_console, cmd_policy, cmd_unikernel
+from client import cmd_block, cmd_console, cmd_dump, cmd_policy, cmd_unikernel
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
 from client.cmd_update import update
@@ -133,7 +133,7 @@ def alba() -> None:
     """
 
 
-for module in (cmd_unikernel, cmd_console, cmd_block, cmd_policy):
+for module in (cmd_unikernel, cmd_console, cmd_block, cmd_policy, cmd_dump):
     for command in module.commands:
         alba.add_command(command)
 

@@ -32,6 +32,7 @@ from tlsendpoint.wire import (
     StatsData,
     StringReply,
     Typ,
+    UnikernelConfig,
     UnikernelImage,
     UnikernelInfoList,
     UnikernelInfoRecord,
@@ -40,6 +41,7 @@ from tlsendpoint.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, T
 
 __all__ = [
     "escaped",
+    "format_config",
     "format_log",
     "format_message",
     "json_line",
@@ -134,6 +136,47 @@ def _pp_info(f: Formatter, info: UnikernelInfoRecord, verbose: bool = False) -> 
             *([f"argv {' '.join(info.argv) if info.argv else 'no'}"] if verbose else []),
         ],
     )
+
+
+def _pp_config(f: Formatter, c: UnikernelConfig, argv: bool) -> None:
+    """``Unikernel.pp_config`` (and ``pp_config_with_argv``), as inspect-dump prints it."""
+    typ = "solo5" if c.typ is Typ.SOLO5 else "BHyve"
+    blocks = ", ".join(
+        f"{b.name} -> {b.host_device}"
+        + (f", sector-size: {b.sector_size}" if b.sector_size is not None else "")
+        for b in sorted(c.blocks, key=lambda b: b.name)
+    )
+    bridges = ", ".join(
+        f"{n.name} -> {n.host_bridge}" + (f"@{_mac(n.mac)}" if n.mac is not None else "")
+        for n in sorted(c.bridges, key=lambda n: n.name)
+    )
+    pieces = [
+        f"typ {typ}",
+        f"compression {_bool(c.compressed)} image {len(c.image)} bytes",
+        f"fail behaviour {_fail_behaviour(c.fail_behaviour)}",
+        "startup at " + ("not specified" if c.startup is None else str(c.startup)),
+        f"add_name {_bool(c.add_name)}",
+        "CPUids " + ", ".join(str(x) for x in sorted(c.cpuids)),
+        f"{c.memory} MB memory",
+        f"block devices {blocks}",
+        f"bridge {bridges}",
+        f"#cpus {c.numcpus if c.numcpus is not None else 1}",
+        f"linux_boot {c.linux_boot_partition or 'not specified'}",
+    ]
+    if argv:
+        pieces.append("argv " + (" ".join(c.argv) if c.argv else "no"))
+    _fields(f, pieces)
+
+
+def format_config(name: Name, config: UnikernelConfig, argv: bool = False) -> str:
+    """``<name>: <config>`` (inspect-dump), or the config alone with argv (extract-dump)."""
+
+    def build(f: Formatter) -> None:
+        if not argv:
+            f.text(f"{name.pretty()}: ")
+        _pp_config(f, config, argv)
+
+    return format_log("", build)
 
 
 def _list(f: Formatter, empty: str, items: list[Callable[[Formatter], object]]) -> None:

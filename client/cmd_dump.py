@@ -1,0 +1,122 @@
+"""``inspect-dump`` and ``extract-dump``: read albatross's state file on the host."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from client.cmd_unikernel import NAME
+from client.errors import CliFailed
+from client.options import make_printer, output_options
+from client.output import format_config, json_line, rfc3339, to_json
+from client.statefile import MAX_STATE, State, decode_state
+from tlsendpoint.errors import ParseError
+from tlsendpoint.wire import Name, UnikernelConfig
+from tlsendpoint.wire.compress import decompress
+
+__all__ = ["commands"]
+
+#: Largest image we inflate from the state file.
+MAX_IMAGE = 1 << 30
+
+
+def default_dbdir() -> Path:
+    """``/var/lib/albatross`` on Linux, ``/var/db/albatross`` on FreeBSD and macOS."""
+    return Path("/var/lib/albatross" if platform.system() == "Linux" else "/var/db/albatross")
+
+
+def _read_state(file: str | None, dbdir: Path | None) -> State:
+    base = dbdir or default_dbdir()
+    path = base / (file or "state")  # an absolute --file replaces the directory
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_STATE + 1)
+    except FileNotFoundError:
+        raise CliFailed("dump file not found") from None
+    except OSError as exc:
+        raise CliFailed(f"error while reading dump file: {exc.strerror or exc}") from None
+    if len(data) > MAX_STATE:
+        raise CliFailed(f"error while reading dump file: larger than {MAX_STATE} octets")
+    try:
+        return decode_state(data)
+    except ParseError as exc:
+        raise CliFailed(f"couldn't parse dump file: {exc.message}") from None
+
+
+def _config_json(config: UnikernelConfig) -> object:
+    """The configuration as JSON, the image as its size (it can be megabytes)."""
+    data = to_json(dataclasses.replace(config, image=b""))
+    assert isinstance(data, dict)
+    data["image"] = f"{len(config.image)} bytes"
+    return data
+
+
+def _dump_options(func: Any) -> Any:
+    func = click.option("--file", help="State file (relative to --dbdir) [state].")(func)
+    func = click.option(
+        "--dbdir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"albatross database directory (default {default_dbdir()}).",
+    )(func)
+    return output_options(func)
+
+
+@click.command("inspect-dump")
+@_dump_options
+@click.pass_context
+def inspect_dump(
+    ctx: click.Context, /, file: str | None, dbdir: Path | None, **params: Any
+) -> None:
+    """Show the unikernels and policies in albatross's state file."""
+    state = _read_state(file, dbdir)
+    printer = make_printer(ctx, params)
+    if printer.json:
+        printer.out(json_line({
+            "unikernels": {str(n): _config_json(c) for n, c in state.unikernels},
+            "policies": {str(n): to_json(p) for n, p in state.policies},
+        }))  # fmt: skip
+        return
+    printer.app(f"parsed {len(state.unikernels)} unikernels:")
+    for name, config in state.unikernels:
+        printer.out(format_config(name, config))
+    printer.app(f"parsed {len(state.policies)} policies:")
+    for name, policy in state.policies:
+        printer.app(f"{name.pretty()}: {policy}")
+
+
+@click.command("extract-dump")
+@click.argument("name", type=NAME)
+@_dump_options
+@click.pass_context
+def extract_dump(
+    ctx: click.Context, /, name: Name, file: str | None, dbdir: Path | None, **params: Any
+) -> None:
+    """Write a unikernel's image from the state file to $TMPDIR and show its configuration."""
+    state = _read_state(file, dbdir)
+    found = [config for n, config in state.unikernels if n == name]
+    if not found:
+        raise CliFailed("unikernel not found")
+    config = found[0]
+    printer = make_printer(ctx, params)
+    tmpdir = Path(os.environ.get("TMPDIR") or "/tmp")
+    path = tmpdir / f"{name}.{rfc3339(datetime.now().astimezone())}"
+    try:
+        image = decompress(config.image, MAX_IMAGE) if config.compressed else config.image
+        path.write_bytes(image)
+    except (ParseError, OSError) as exc:
+        printer.error(f"failed to write image: {getattr(exc, 'message', exc)}")
+    else:
+        printer.app(f"dumped image to {path}", file=str(path))
+    if printer.json:
+        printer.out(json_line({"name": str(name), "config": _config_json(config)}))
+    else:
+        printer.out(format_config(name, config, argv=True))
+
+
+commands = [inspect_dump, extract_dump]
