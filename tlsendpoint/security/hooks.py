@@ -17,8 +17,10 @@
 # to send as Failure.  The quota guard holds a reservation from the check until
 # the daemon's reply, so concurrent creates cannot slip past; the replay record
 # is written last, so a request refused for another reason does not use up its
-# leaf.  ``query(name, command)`` is the endpoint's: one command on its own
-# short vmmd connection, under the daemon deadline, returning the reply payload.
+# leaf.  ``query`` is :func:`daemon_query` (one command per short vmmd
+# connection, under the daemon deadline); start :func:`reload_on_sighup` in the
+# server's nursery.  The file writes here are small and synchronous (the replay
+# record fsyncs, about 1.5 ms); wrap check_replay in trio.to_thread if needed.
 from __future__ import annotations
 
 import datetime as dt
