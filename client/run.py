@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from ca.profiles import PrivateKey, albatross_command, generate_key, make_csr
+from ca.profiles import PrivateKey, albatross_command, generate_key, key_matches, make_csr
 from client.commands import leaf_cn
 from client.destination import Csr, Destination, Local, Remote
 from client.errors import CliFailed, CommunicationFailed
@@ -130,6 +130,8 @@ async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Set
     """``certificate CERT KEY``: connect with a pre-signed chain and its key."""
     private = load_key(key, "key file")
     certs = load_certs(cert, "certificate file")
+    if not key_matches(private, certs[0].public_key()):
+        raise CliFailed("Public key of certificate doesn't match private key")
     try:
         command = albatross_command(certs[0])
     except AlbatrossError:

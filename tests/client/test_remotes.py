@@ -139,6 +139,11 @@ def test_certificate_runs_presigned_leaf(tmp_path: Path) -> None:
     assert (result.exit_code, result.stdout) == (
         0, "host [unikernel: :x]: success: destroyed unikernel\n")  # fmt: skip
     assert seen[0].cn == "x"
+    (tmp_path / "other.key").write_bytes(key_pem(profiles.generate_key()))
+    wrong = run(["certificate", str(tmp_path / "x.pem"), str(tmp_path / "other.key"),
+                 "-d", "127.0.0.1:9", "--server-ca", pki.path("cacert.pem")])  # fmt: skip
+    assert (wrong.exit_code, wrong.stdout) == (
+        124, "alba: [ERROR] Public key of certificate doesn't match private key\n")  # fmt: skip
     missing = run(["certificate", str(tmp_path / "x.pem"), str(tmp_path / "x.key")])
     assert (missing.exit_code, missing.stderr) == (124, "alba: no destination provided\n")
 
