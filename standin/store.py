@@ -1,72 +1,108 @@
-"""The stand-in's state file: policies and unikernel configs, as wire messages.
+"""albatrossd's state file (``<dbdir>/state``, vmm_asn.ml ``state``; wire.md §11).
 
-albatross writes ``<dbdir>/state`` as one DER ``State`` value (wire.md §11).
-We store the same information with the codec we already trust: a sequence of
-framed wire messages (4-octet length, DER body), ``policy add`` at each path
-then ``unikernel create`` at each name, headed by a ``policy info`` at the
-name ``standin-state-1`` as a format marker.  It is read back with a bounded
-:class:`FrameDecoder` and ``decode_message``, so a corrupt file gives a
-:class:`ParseError`, never a crash.  Block device contents are plain files
-``<state_dir>/block/<name>`` (name in wire form), as albatross keeps them.
+The stand-in writes the very format albatrossd 2.7 writes, so a state
+directory can move between the two: raw DER, no framing, of
+
+    State ::= CHOICE { ..., uk-and-policy [6] EXPLICIT SEQUENCE {
+                  unikernels Trie{UnikernelConfig}, policies Trie{Policy} }, ... }
+    Trie{X} ::= SEQUENCE OF SEQUENCE { name UTF8String, value X }
+
+with the entries in trie order (parents first).  Reading also accepts the two
+older layouts that carry policies ([4] with v3 configs, [5] with v4 configs);
+the oldest ones ([0]-[3], before policies existed) and the unfinished [7] are
+refused with a clear message.  The file comes from disk, not from a peer, but
+it is decoded with the same strict codec, so a corrupt file gives a
+:class:`ParseError`, never a crash.
 """
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
-    END,
-    FrameDecoder,
-    Header,
-    Message,
-    Name,
-    Policy,
-    PolicyAdd,
-    PolicyInfo,
-    UnikernelConfig,
-    UnikernelCreate,
-    decode_message,
-    encode_message,
-    frame,
+from tlsendpoint.wire import Name, Policy, UnikernelConfig
+from tlsendpoint.wire.der import NO, Alt, Choice, Codec, Field, Sequence_, SequenceOf
+from tlsendpoint.wire.grammar import (
+    NAME,
+    POLICY,
+    UNIKERNEL_CONFIG,
+    UNIKERNEL_CONFIG_V3,
+    UNIKERNEL_CONFIG_V4,
 )
 
-__all__ = ["MARKER", "decode_state", "encode_state"]
+__all__ = ["decode_state", "encode_state"]
 
-#: Name of the first message; changes when the format does.
-MARKER = Name((), "standin-state-1")
-_MAX_STATE_FRAME = 128 * 1024 * 1024
+V = TypeVar("V")
+
+Entries = tuple[tuple[Name, Any], ...]
+State = tuple[Entries, Entries]  # (unikernels, policies)
+
+
+def _trie(label: str, value: Codec[Any]) -> Codec[Entries]:
+    entry: Codec[tuple[Name, Any]] = Sequence_(
+        f"{label} entry",
+        [Field("name", NAME), Field("value", value)],
+        lambda name, v: (name, v),
+        lambda e: e,
+    )
+    return SequenceOf(label, entry)
+
+
+def _layout(config: Codec[UnikernelConfig]) -> Codec[State]:
+    return Sequence_(
+        "state",
+        [
+            Field("unikernels", _trie("unikernels", config)),
+            Field("policies", _trie("policies", POLICY)),
+        ],
+        lambda unikernels, policies: (unikernels, policies),
+        lambda state: state,
+    )
+
+
+def _current(state: State) -> Any:
+    return state
+
+
+def _never(_state: State) -> Any:
+    return NO  # old layouts are read, never written
+
+
+STATE: Codec[State] = Choice(
+    "state",
+    [
+        Alt(6, "uk-and-policy", _layout(UNIKERNEL_CONFIG), _current, _current),
+        Alt(5, "uk-and-policy-V4", _layout(UNIKERNEL_CONFIG_V4), _current, _never),
+        Alt(4, "uk-and-policy-OLD", _layout(UNIKERNEL_CONFIG_V3), _current, _never),
+    ],
+    removed={
+        0: "(unikernels without policies, albatross before 1.0) is not supported",
+        1: "(unikernels without policies, albatross before 1.0) is not supported",
+        2: "(unikernels without policies, albatross before 1.0) is not supported",
+        3: "(unikernels without policies, albatross before 1.0) is not supported",
+        7: "is not yet implemented (albatross refuses it too)",
+    },
+)
 
 
 def encode_state(
     policies: list[tuple[Name, Policy]], unikernels: list[tuple[Name, UnikernelConfig]]
 ) -> bytes:
-    out = [frame(encode_message(Message(Header(MARKER), PolicyInfo())))]
-    out += [frame(encode_message(Message(Header(n), PolicyAdd(p)))) for n, p in policies]
-    out += [frame(encode_message(Message(Header(n), UnikernelCreate(c)))) for n, c in unikernels]
-    return b"".join(out)
+    """The state file's bytes; entries are expected in trie order (``Trie.all``)."""
+    return STATE.encode((tuple(unikernels), tuple(policies)))
 
 
 def decode_state(
     data: bytes,
 ) -> tuple[list[tuple[Name, Policy]], list[tuple[Name, UnikernelConfig]]]:
-    decoder = FrameDecoder(_MAX_STATE_FRAME)
-    decoder.feed(data)
-    messages: list[Message] = []
-    for body in decoder.frames():
-        if body is END or not isinstance(body, bytes):
-            raise ParseError("state file: unexpected end marker")
-        messages.append(decode_message(body))
-    if decoder.buffered:
-        raise ParseError("state file: truncated")
-    if not messages or messages[0] != Message(Header(MARKER), PolicyInfo()):
-        raise ParseError("state file: not a stand-in state file (marker missing)")
-    policies: list[tuple[Name, Policy]] = []
-    unikernels: list[tuple[Name, UnikernelConfig]] = []
-    for msg in messages[1:]:
-        payload = msg.payload
-        if isinstance(payload, PolicyAdd):
-            policies.append((msg.header.name, payload.policy))
-        elif isinstance(payload, UnikernelCreate):
-            unikernels.append((msg.header.name, payload.config))
-        else:
-            raise ParseError(f"state file: unexpected {type(payload).__name__}")
-    return policies, unikernels
+    if not data:
+        raise ParseError("state file: empty")
+    try:
+        unikernels, policies = STATE.decode(data)
+    except ParseError as e:
+        raise e.within("state file") from None
+    for label, entries in (("unikernel", unikernels), ("policy", policies)):
+        keys = [name.key for name, _ in entries]
+        if len(set(keys)) != len(keys):
+            raise ParseError(f"state file: a {label} name appears twice")
+    return list(policies), list(unikernels)

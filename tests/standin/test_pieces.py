@@ -10,22 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from standin.stats import StatsBook, Watched, sample
-from standin.store import MARKER, decode_state, encode_state
+from standin.store import decode_state, encode_state
 from standin.trie import Trie
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import (
-    Header,
-    Message,
     Name,
     NetIf,
     Policy,
-    PolicyInfo,
     Restart,
     UnikernelConfig,
-    UnikernelInfo,
-    encode_message,
-    frame,
 )
+from tlsendpoint.wire.grammar import UNIKERNEL_CONFIG_V4
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -69,20 +64,39 @@ def test_state_round_trip() -> None:
     data = encode_state(policies, [(n("a:u"), config)])
     assert decode_state(data) == (policies, [(n("a:u"), config)])
     assert decode_state(encode_state([], [])) == ([], [])
+    assert data.startswith(b"\xa6")
+
+
+def test_empty_state_is_albatrossds_bytes() -> None:
+    # [6] { SEQUENCE { unikernels SEQUENCE OF {}, policies SEQUENCE OF {} } }
+    assert encode_state([], []) == bytes.fromhex("a606300430003000")
+
+
+def test_older_layout_with_v4_configs_is_read() -> None:
+    config = UnikernelConfig(b"img", memory=20)
+    current = encode_state([], [(n(":u"), config)])
+    v4_config = UNIKERNEL_CONFIG_V4.encode(config)
+    entry = b"\x30" + bytes([len(v4_config) + 4]) + b"\x0c\x02:u" + v4_config
+    inner = b"\x30" + bytes([len(entry)]) + entry + b"\x30\x00"
+    old = b"\xa5" + bytes([len(inner) + 2]) + b"\x30" + bytes([len(inner)]) + inner
+    assert old != current
+    assert decode_state(old) == ([], [(n(":u"), config)])
 
 
 @pytest.mark.parametrize(
     ("data", "text"),
     [
-        (b"", "marker missing"),
-        (frame(encode_message(Message(Header(n(":x")), PolicyInfo()))), "marker missing"),
-        (frame(encode_message(Message(Header(MARKER), PolicyInfo())))[:-1], "truncated"),
+        (b"", "empty"),
+        (bytes.fromhex("a0023000"), r"\[0\] \(unikernels without policies"),
+        (bytes.fromhex("a7020500"), "not yet implemented"),
+        (bytes.fromhex("a606300430003000") + b"\x00", "trailing"),
+        (bytes.fromhex("a6063004300030"), "exceeds the 5 octets available"),
         (
-            frame(encode_message(Message(Header(MARKER), PolicyInfo())))
-            + frame(encode_message(Message(Header(n(":x")), UnikernelInfo()))),
-            "unexpected UnikernelInfo",
+            encode_state(
+                [(n("a:"), Policy(1, frozenset(), 1)), (n("a:"), Policy(2, frozenset(), 1))], []
+            ),
+            "a policy name appears twice",
         ),
-        (b"\x00\x00\x00\x00", "end marker"),
     ],
 )
 def test_bad_state_files(data: bytes, text: str) -> None:
