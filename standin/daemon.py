@@ -348,15 +348,17 @@ class Daemon:
         async with self.lock:
             may = self.vmmd.may_restart(name)
             if may and config.add_name and exit.code == 64:
-                await self.create(name, replace(config, add_name=False), needs_dump=True)
+                reply = await self.create(name, replace(config, add_name=False), needs_dump=True)
             elif (
                 may
                 and isinstance(config.fail_behaviour, Restart)
                 and should_restart(config, exit.code)
             ):
-                await self.create(name, config, needs_dump=False)
+                reply = await self.create(name, config, needs_dump=False)
             else:
                 self.dump_state()
+                return
+        log.info("restarting %s after %s: %s", name, exit, _text(reply))
 
     def stats_message(self, name: Name, command: StatsAdd | StatsRemove) -> Message:
         return Message(Header(name, self.vmmd.stats_counter), command)
