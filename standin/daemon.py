@@ -142,7 +142,13 @@ class Daemon:
             "console": partial(console_connection, self),
             "stat": partial(stats_connection, self),
         }
-        listeners = {n: self._listen(n) for n in handlers}
+        listeners: dict[str, socket.socket] = {}
+        try:
+            for n in handlers:
+                listeners[n] = self._listen(n)
+        except StandinError:
+            self._close_listeners(listeners)
+            raise
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -164,9 +170,12 @@ class Daemon:
                         await self._shutdown()
                     nursery.cancel_scope.cancel()
         finally:
-            for n, listener in listeners.items():
-                listener.close()
-                self.config.socket(n).unlink(missing_ok=True)
+            self._close_listeners(listeners)
+
+    def _close_listeners(self, listeners: dict[str, socket.socket]) -> None:
+        for n, listener in listeners.items():
+            listener.close()
+            self.config.socket(n).unlink(missing_ok=True)
 
     def _prepare_dirs(self) -> None:
         try:

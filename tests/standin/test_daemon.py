@@ -478,6 +478,18 @@ async def test_state_survives_a_restart(
         assert dict(root.policies)[Name()].bridges == {"br0"}
 
 
+async def test_a_non_socket_in_the_way_is_a_clear_error_and_nothing_leaks(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    util = tmp_path / "run" / "util"
+    util.mkdir(parents=True)
+    (util / "console.sock").write_text("not a socket")
+    with pytest.raises(StandinError, match="exists and is not a socket"):
+        async with open_standin(tmp_path):
+            pass
+    assert sorted(p.name for p in util.iterdir()) == ["console.sock"]  # vmmd.sock cleaned up
+
+
 async def test_corrupt_state_file_is_a_clear_error(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
