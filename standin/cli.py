@@ -70,6 +70,11 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
     help="A host bridge (repeatable); all of them go into the root policy.",
 )
 @click.option(
+    "--no-bridges",
+    is_flag=True,
+    help="The host has no bridge at all (as albatrossd started before any bridge existed).",
+)
+@click.option(
     "--cpus",
     type=click.IntRange(1, 1024),
     default=2,
@@ -123,6 +128,7 @@ def main(
     tmpdir: Path,
     state_dir: Path,
     bridges: tuple[str, ...],
+    no_bridges: bool,
     cpus: int,
     memory: int,
     block_space: int,
@@ -141,7 +147,7 @@ def main(
     config = StandinConfig(
         tmpdir=tmpdir,
         state_dir=state_dir,
-        bridges=bridges,
+        bridges=() if no_bridges else bridges,
         cpus=cpus,
         memory=memory,
         block_space=block_space,

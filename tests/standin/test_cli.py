@@ -22,6 +22,9 @@ from tlsendpoint.wire import (
     Header,
     Message,
     Name,
+    Payload,
+    PolicyInfo,
+    PolicyList,
     UnikernelInfo,
     UnikernelInfoList,
     decode_message,
@@ -104,10 +107,14 @@ def info(short_dir: Path) -> object:
 
 
 def info_at(path: Path) -> object:
+    return ask(path, UnikernelInfo())
+
+
+def ask(path: Path, payload: Payload) -> object:
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
         s.connect(str(path))
-        s.sendall(frame(encode_message(Message(Header(Name(), 1), UnikernelInfo()))))
+        s.sendall(frame(encode_message(Message(Header(Name(), 1), payload))))
         decoder = FrameDecoder()
         while (body := decoder.next_frame()) is None:
             decoder.feed(s.recv(65536))
@@ -131,6 +138,13 @@ def test_starts_answers_and_stops_cleanly(short_dir: Path, signum: int) -> None:
     assert proc.returncode == 0, err
     assert not (short_dir / "run" / "util" / "vmmd.sock").exists()
     assert b"Traceback" not in err
+
+
+def test_no_bridges(short_dir: Path) -> None:
+    with standin_process(short_dir / "run", short_dir / "state", "--no-bridges") as proc:
+        reply = ask(proc.socket("vmmd"), PolicyInfo())
+    assert isinstance(reply, PolicyList)
+    assert reply.policies[0][1].bridges == frozenset()
 
 
 def test_standin_process_helper(short_dir: Path) -> None:
