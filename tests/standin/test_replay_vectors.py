@@ -54,6 +54,7 @@ from tlsendpoint.wire import (
     BlockData,
     ConsoleData,
     FrameDecoder,
+    Header,
     Message,
     Name,
     PolicyAdd,
@@ -416,3 +417,21 @@ async def test_replay_every_vector_case(
     assert (replayer.compared, replayer.byte_identical, frames) == (119, 70, 121)
     assert not replayer.mismatches, "\n".join(replayer.mismatches)
     assert replayer.max_console_drift <= CONSOLE_TIME_TOLERANCE
+
+
+def test_the_comparison_catches_differences() -> None:
+    """The replay's comparison is not blind: texts, headers and non-exempt fields count."""
+    replayer = Replayer.__new__(Replayer)
+    replayer.mismatches, replayer.compared, replayer.max_console_drift = [], 0, 0.0
+    when = datetime(2026, 11, 27, tzinfo=UTC)
+    ours = Message(Header(Name((), "t"), 3), StringReply("created unikernel"))
+    replayer._compare("same", ours, ours)
+    assert replayer.mismatches == []
+    replayer._compare("text", ours, replace(ours, payload=StringReply("created unikernelX")))
+    replayer._compare("header", ours, replace(ours, header=Header(Name((), "t"), 4)))
+    line = Message(Header(Name((), "t")), ConsoleData(when, "tick 1"))
+    later = when + timedelta(seconds=5)
+    replayer._compare("time only", line, replace(line, payload=ConsoleData(later, "tick 1")))
+    assert replayer.max_console_drift == 5.0  # exempt from equality, bounded by the test
+    replayer._compare("line", line, replace(line, payload=ConsoleData(when, "tick 2")))
+    assert [m.split(":")[0] for m in replayer.mismatches] == ["text", "header", "line"]
