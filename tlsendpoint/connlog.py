@@ -39,6 +39,8 @@ JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 def _quote(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    if escaped.isprintable():  # the usual case: no per-character pass
+        return '"' + escaped + '"'
     return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped) + '"'
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,8 +142,10 @@ class Endpoint:
                 chain = peer_chain(tls._ssl_object)  # private trio attribute: the SSLObject
             except ValueError as exc:  # OpenSSL accepted DER that cryptography refuses
                 raise Refusal(f"certificate not acceptable: {exc}") from exc
-            record.chain = describe_chain(chain)
+            if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
+                record.chain = describe_chain(chain)
             request = authorize(chain)
+            del chain  # a held subscription must not keep the parsed certificates alive
         except Refusal as refusal:
             record.outcome = f"refused: {refusal.message}"
             await self._reply(client, ROOT, VERSION, Failure(refusal.message), record)
@@ -200,8 +203,9 @@ class Endpoint:
                 ):
                     await tls.aclose()
                 await trio.aclose_forcefully(transport)
-            line = record.line(trio.current_time() - started)
-            (LOGGER.info if record.ok else LOGGER.warning)("%s", line)
+            level = logging.INFO if record.ok else logging.WARNING
+            if LOGGER.isEnabledFor(level):  # -q: no formatting, no fingerprints
+                LOGGER.log(level, "%s", record.line(trio.current_time() - started))
 
     # -- listeners ---------------------------------------------------------------
 

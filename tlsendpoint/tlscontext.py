@@ -51,9 +51,11 @@ from tlsendpoint.errors import UsageError
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",
     "TLSSetupError",
+    "buffers_released",
     "load_server_context",
     "max_cert_list",
     "peer_chain",
+    "release_buffers",
     "set_max_cert_list",
 ]
 
@@ -63,6 +65,8 @@ DEFAULT_MAX_CERT_LIST = 17 * 1024 * 1024
 
 _SSL_CTRL_GET_MAX_CERT_LIST = 50
 _SSL_CTRL_SET_MAX_CERT_LIST = 51
+_SSL_CTRL_MODE = 33  # SSL_CTX_set_mode / SSL_CTX_get_mode (larg 0 reads)
+_SSL_MODE_RELEASE_BUFFERS = 0x10
 
 
 class TLSSetupError(UsageError):
@@ -131,6 +135,31 @@ def set_max_cert_list(ctx: ssl.SSLContext, limit: int) -> None:
         raise TLSSetupError(f"OpenSSL kept max_cert_list at {got} instead of {limit}")
 
 
+def buffers_released(ctx: ssl.SSLContext) -> bool:
+    """Whether connections of *ctx* free their TLS record buffers while idle."""
+    lib = _libssl()
+    mode = lib.SSL_CTX_ctrl(_ssl_ctx_pointer(ctx, lib), _SSL_CTRL_MODE, 0, None)
+    return bool(mode & _SSL_MODE_RELEASE_BUFFERS)
+
+
+def release_buffers(ctx: ssl.SSLContext) -> None:
+    """Set SSL_MODE_RELEASE_BUFFERS on *ctx*; verify it took effect.
+
+    OpenSSL then frees a connection's read and write record buffers (about
+    17 KiB each) whenever they are empty, so an idle console subscriber
+    costs the SSL object only.  The price is a malloc per record, which is
+    noise next to the record's cryptography.  CPython's ``ssl`` sets this
+    mode on every new context already (3.11); we set it again and read it
+    back, so a Python that stops doing so cannot silently cost 34 KiB per
+    held connection.
+    """
+    lib = _libssl()
+    pointer = _ssl_ctx_pointer(ctx, lib)
+    lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_MODE, _SSL_MODE_RELEASE_BUFFERS, None)
+    if not buffers_released(ctx):
+        raise TLSSetupError("OpenSSL did not accept SSL_MODE_RELEASE_BUFFERS")
+
+
 def _read_pem_certs(path: Path, what: str) -> list[x509.Certificate]:
     try:
         data = path.read_bytes()
@@ -166,6 +195,7 @@ def load_server_context(
         ) from exc
     ctx.load_verify_locations(cadata=cas[0].public_bytes(Encoding.PEM).decode("ascii"))
     set_max_cert_list(ctx, max_chain)
+    release_buffers(ctx)
     return ctx
 
 

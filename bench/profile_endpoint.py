@@ -1,0 +1,173 @@
+"""Where the endpoint's CPU goes per ``info`` command.
+
+Run: ``.venv/bin/python bench/profile_endpoint.py [--seconds 4] [--concurrency 4] [--top 30]``.
+
+It starts the daemon stand-in as a child process and our :class:`Endpoint` *in
+this process*, drives it with ``bench/loadgen.py rate`` (child processes), and
+reports for the same load twice: first without a profiler (the endpoint
+process's own CPU time per command: user+sys of this process while the load
+ran), then under cProfile, printing the functions with the most own time per
+command in microseconds and the time inside the OpenSSL handshake call
+(``SSLObject.do_handshake``), which is the floor the rest is compared with.
+The profiler counts this thread's CPU time (not wall time: the load
+generator and the stand-in share the cores) and inflates the Python parts
+(roughly 2x); the unprofiled figure is the one to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import json
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_endpoint import BIN, HERE, free_port, write_leaf  # noqa: E402
+from ca import profiles  # noqa: E402
+from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+from tlsendpoint.limits import Limits  # noqa: E402
+from tlsendpoint.server import Endpoint  # noqa: E402
+from tlsendpoint.tlscontext import load_server_context  # noqa: E402
+from tlsendpoint.wire import UnikernelInfo  # noqa: E402
+
+
+def _pki(work: Path, key_type: str) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    ca_key = profiles.generate_key("ed25519")
+    ca_cert = profiles.root_ca(ca_key, "ca", now)
+    server_key = profiles.generate_key("ed25519")
+    server = profiles.server_cert(
+        ca_cert, ca_key, server_key.public_key(), "server", now, ips=["127.0.0.1"]
+    )
+    (work / "cacert.pem").write_bytes(ca_cert.public_bytes(Encoding.PEM))
+    (work / "server.pem").write_bytes(server.public_bytes(Encoding.PEM))
+    (work / "server.key").write_bytes(
+        server_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    chain, key = write_leaf(work, "info", ca_cert, ca_key, ".", UnikernelInfo(), key_type)
+    return ["--server-ca", str(work / "cacert.pem"), "--chain", str(chain), "--key", str(key)]
+
+
+async def _serve_while(endpoint: Endpoint, sock: socket.socket, command: list[str]) -> str:
+    """Serve on *sock* while the load generator *command* runs; return its stdout."""
+    shutdown = trio.Event()
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(endpoint.serve, [listener], shutdown)
+        result = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+        shutdown.set()
+    return result.stdout.decode()
+
+
+def _run(
+    endpoint: Endpoint, port: int, args: list[str], profiler: cProfile.Profile | None
+) -> tuple[dict[str, object], tuple[float, float]]:
+    sock = socket.create_server(("127.0.0.1", port), backlog=1024)
+    before = os.times()
+    if profiler:
+        profiler.enable()
+    out = trio.run(_serve_while, endpoint, sock, [sys.executable, str(HERE / "loadgen.py"), *args])
+    if profiler:
+        profiler.disable()
+    after = os.times()
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result, (after.user - before.user, after.system - before.system)
+
+
+def _report(profiler: cProfile.Profile, commands: int, top: int) -> None:
+    stats = pstats.Stats(profiler)
+    raw = stats.stats  # type: ignore[attr-defined]
+    rows = []
+    total = 0.0
+    handshake = 0.0
+    for (filename, line, func), (_cc, calls, tottime, cumtime, _callers) in raw.items():
+        total += tottime
+        if "do_handshake" in func and filename == "~":
+            handshake += tottime
+        where = f"{Path(filename).name}:{line}" if filename != "~" else "C"
+        rows.append((tottime, cumtime, calls, f"{where} {func}"))
+    rows.sort(reverse=True)
+    per = 1e6 / commands
+    print(f"\nProfiled: {commands} commands, {total * per:.0f} us profiled time per command")
+    print(f"  inside OpenSSL's do_handshake (C): {handshake * per:.0f} us per command")
+    print(f"  everything else: {(total - handshake) * per:.0f} us per command\n")
+    print("| own us/cmd | cum us/cmd | calls/cmd | function |")
+    print("|---:|---:|---:|---|")
+    for tottime, cumtime, calls, name in rows[:top]:
+        print(f"| {tottime * per:.1f} | {cumtime * per:.1f} | {calls / commands:.1f} | {name} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--key-type", default="ed25519", choices=["ed25519", "p256"])
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--no-profile", action="store_true", help="only the unprofiled figure")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="albaprof") as tmp:
+        work = Path(tmp)
+        leaf_args = _pki(work, a.key_type)
+        run = work / "run"
+        standin = subprocess.Popen(
+            [str(BIN / "albatross-standin"), "--tmpdir", str(run), "--state-dir",
+             str(work / "state"), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not (run / "util" / "vmmd.sock").exists():
+                if time.monotonic() > deadline:
+                    raise SystemExit("profile: the stand-in did not start")
+                time.sleep(0.05)
+            context = load_server_context(
+                work / "cacert.pem", work / "server.pem", work / "server.key"
+            )
+            endpoint = Endpoint(context, run / "util", Limits())
+
+            def args(port: int) -> list[str]:
+                return [
+                    "rate", "--target", f"127.0.0.1:{port}", *leaf_args,
+                    "--concurrency", str(a.concurrency), "--duration", str(a.seconds),
+                    "--procs", "2" if a.concurrency > 1 else "1",
+                ]  # fmt: skip
+
+            port = free_port()
+            result, (user, system) = _run(endpoint, port, args(port), None)
+            commands = max(1, int(str(result["commands"])) + int(str(result["errors"])))
+            print(
+                f"Unprofiled: {commands} commands ({result['errors']} errors) in "
+                f"{result['duration_s']} s, {result['commands_per_s']}/s; endpoint CPU "
+                f"{(user + system) * 1000 / commands:.3f} ms per command (user "
+                f"{user * 1000 / commands:.3f}, sys {system * 1000 / commands:.3f})"
+            )
+            if not a.no_profile:
+                profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: others share the cores
+                port = free_port()
+                result, _cpu = _run(endpoint, port, args(port), profiler)
+                commands = int(str(result["commands"])) + int(str(result["errors"]))
+                _report(profiler, max(commands, 1), a.top)
+        finally:
+            standin.send_signal(signal.SIGTERM)
+            standin.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
