@@ -34,17 +34,18 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_endpoint import BIN, HERE, free_port, write_leaf  # noqa: E402
-from ca import profiles  # noqa: E402
-from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
 )
-from tlsendpoint.limits import Limits  # noqa: E402
-from tlsendpoint.server import Endpoint  # noqa: E402
-from tlsendpoint.tlscontext import load_server_context  # noqa: E402
-from tlsendpoint.wire import UnikernelInfo  # noqa: E402
+
+from bench.bench_endpoint import BIN, HERE, free_port, write_leaf
+from ca import profiles
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
+from tlsendpoint.wire import UnikernelInfo
 
 
 def _pki(work: Path, key_type: str) -> list[str]:
@@ -126,8 +127,14 @@ def main() -> None:
         leaf_args = _pki(work, a.key_type)
         run = work / "run"
         standin = subprocess.Popen(
-            [str(BIN / "albatross-standin"), "--tmpdir", str(run), "--state-dir",
-             str(work / "state"), "-q"],
+            [
+                str(BIN / "albatross-standin"),
+                "--tmpdir",
+                str(run),
+                "--state-dir",
+                str(work / "state"),
+                "-q",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -159,7 +166,8 @@ def main() -> None:
                 f"{user * 1000 / commands:.3f}, sys {system * 1000 / commands:.3f})"
             )
             if not a.no_profile:
-                profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: others share the cores
+                # CPU time, not wall time: the load generator shares the cores
+                profiler = cProfile.Profile(time.thread_time)
                 port = free_port()
                 result, _cpu = _run(endpoint, port, args(port), profiler)
                 commands = int(str(result["commands"])) + int(str(result["errors"]))

@@ -29,6 +29,7 @@ from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
+from tlsendpoint.workers import run_workers
 
 __all__ = ["cli", "main"]
 
@@ -95,6 +96,11 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
         await shutdown.wait()
         LOGGER.info("signal received: no new connections")
     LOGGER.info("stopped")
+
+
+def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
+    trio.run(_serve_listener, endpoint, sock)
+    return 0
 
 
 async def _on_signal(shutdown: trio.Event) -> None:
@@ -164,6 +170,13 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
     show_default=True,
     help="Listen backlog of the TCP socket.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes accepting on the listening socket (TCP or systemd Accept=no).",
+)
 @click.option("-v", "--verbose", count=True, help="Also log debug messages.")
 @click.option("-q", "--quiet", is_flag=True, help="Log nothing.")
 @click.option(
@@ -186,6 +199,7 @@ def cli(
     log_target: str | None,
     tmpdir: Path,
     backlog: int,
+    workers: int,
     verbose: int,
     quiet: bool,
     verbosity: str | None,
@@ -203,6 +217,8 @@ def cli(
         raise click.UsageError("Options --port and --systemd-socket-activation are not compatible")
     if inetd and systemd_socket_activation:
         raise click.UsageError("Options --inetd and --systemd-socket-activation are not compatible")
+    if inetd and workers > 1:
+        raise click.UsageError("Option --workers needs a listening socket, not --inetd")
     level = _level(verbose, quiet, verbosity)
     target = log_target or ("syslog" if syslog else "stderr")
     if level is None:
@@ -232,6 +248,8 @@ def cli(
             sock = inherited.sock
         else:
             sock = tcp_listen_socket(ip, DEFAULT_PORT if port is None else port, backlog)
+        if workers > 1:
+            sys.exit(run_workers(workers, lambda: _worker(endpoint, sock), limits.grace_period))
         trio.run(_serve_listener, endpoint, sock)
     except AlbatrossError as exc:
         LOGGER.error("%s", exc.message)

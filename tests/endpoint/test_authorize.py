@@ -490,7 +490,9 @@ _FUZZ_ROOT = _ec_root()
         # mostly-valid prefixes: a SEQUENCE with version 5 and random content
         st.binary(max_size=40).map(lambda b: bytes([0x30, len(b) + 3, 0x02, 0x01, 0x05]) + b),
     ),
-    cn=st.one_of(st.none(), st.text(min_size=1, max_size=30).filter(lambda s: len(s.encode()) <= 64)),
+    cn=st.one_of(
+        st.none(), st.text(min_size=1, max_size=30).filter(lambda s: len(s.encode()) <= 64)
+    ),
 )
 def test_garbage_extensions_give_a_request_or_a_refusal(value: bytes, cn: str | None) -> None:
     leaf, _ = custom_cert(_FUZZ_ROOT, cn, raw_extension=value)

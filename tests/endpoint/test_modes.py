@@ -349,3 +349,70 @@ def test_inetd_with_a_pipe_on_stdin_exits_125_silently(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (125, b"", b"")
+
+
+def _children(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: set[int] = set()
+    for task in tasks.iterdir():
+        text = (task / "children").read_text()
+        found.update(int(child) for child in text.split())
+    return found
+
+
+async def test_workers_share_the_socket_and_stop_on_sigterm(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    listening = tcp_listen_socket("127.0.0.1", 0, 64)
+    port = listening.getsockname()[1]
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        args = _systemd_wrapper(
+            listening.fileno(),
+            _args(pki, daemon, "--systemd-socket-activation", "--workers", "2"),
+        )
+        process = await _spawn(args, pass_fds=(listening.fileno(),), stderr=subprocess.PIPE)
+        listening.close()
+        assert process.stderr is not None
+        seen = await _wait_for(process.stderr, b"started 2 workers")
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        for pid in workers:
+            assert f" {pid}".encode() in seen.split(b"started 2 workers:")[1]
+        for _ in range(6):  # every connection is served, by whichever worker accepts it
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            assert await _info_over(stream, pki) == EXPECTED
+        process.send_signal(signal.SIGTERM)
+        code, log = await _finish(process)
+    assert code == 0
+    assert log.count(b"stopped") == 2  # each worker drained and stopped
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+async def test_a_worker_that_dies_stops_the_service(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        args = _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port), "--workers", "2")
+        process = await _spawn(args, stderr=subprocess.PIPE)
+        assert process.stderr is not None
+        await _wait_for(process.stderr, b"started 2 workers")
+        workers = sorted(_children(process.pid))
+        os.kill(workers[0], signal.SIGKILL)
+        code, log = await _finish(process)
+    assert code == 1
+    assert b"exited (-9): stopping the others" in log
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_workers_and_inetd_are_incompatible(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    result = subprocess.run(
+        [str(SCRIPT), "--inetd", "--syslog", "--workers", "2", "--tmpdir", str(tmp_path),
+         str(pki.ca_file), str(pki.cert_file), str(pki.key_file)],
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 124
+    assert b"--workers needs a listening socket" in result.stderr

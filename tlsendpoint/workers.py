@@ -1,0 +1,102 @@
+"""``--workers N``: N processes accepting on one listening socket.
+
+The listening socket (ours or systemd's ``Accept=no`` one) is created first;
+then the parent forks N workers, which all accept on it (the kernel hands each
+connection to one of them), and becomes a supervisor that serves nothing.
+Forking happens before any trio run exists, so each worker starts its own
+event loop from a clean state.  OpenSSL reseeds its random generator in a
+forked child by itself (OpenSSL >= 1.1.1 detects the fork).
+
+The supervisor blocks SIGTERM, SIGINT and SIGCHLD and takes them with
+``sigtimedwait`` (no handler races):
+
+* SIGTERM/SIGINT: forward SIGTERM to every worker (each stops accepting and
+  gives its running connections the grace period), wait for all, exit 0 if
+  they all exited 0;
+* a worker that exits on its own is a fault: the others are stopped too and
+  the supervisor exits 1, so the service manager sees one failed service
+  instead of a silently shrunken one;
+* workers still alive ``grace_period`` + :data:`KILL_MARGIN` seconds after
+  SIGTERM are killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+
+from tlsendpoint.connlog import LOGGER
+
+__all__ = ["KILL_MARGIN", "run_workers"]
+
+#: Seconds after the grace period before a worker that did not stop is killed.
+KILL_MARGIN = 5.0
+
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+
+
+def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        code = serve()
+    except BaseException:  # a worker must never fall back into the supervisor's code
+        LOGGER.exception("worker %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+def _reap(alive: dict[int, int], exits: dict[int, int]) -> None:
+    while alive:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            alive.clear()
+            return
+        if pid == 0:
+            return
+        if pid in alive:
+            exits[alive.pop(pid)] = os.waitstatus_to_exitcode(status)
+
+
+def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> int:
+    """Run *serve* in *count* forked workers until a signal; return the exit code."""
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    alive: dict[int, int] = {}  # pid -> worker number
+    exits: dict[int, int] = {}  # worker number -> exit code
+    stopping = False
+    failed = False
+    kill_at: float | None = None
+    try:
+        for number in range(count):
+            alive[_fork(serve, old_mask)] = number
+        LOGGER.info("started %d workers: %s", count, " ".join(map(str, alive)))
+        while alive:
+            timeout = 1.0 if kill_at is None else max(0.0, kill_at - time.monotonic())
+            info = signal.sigtimedwait(_SIGNALS, timeout)
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                stopping = True
+            _reap(alive, exits)
+            if not stopping and exits:
+                number, code = next(iter(exits.items()))
+                LOGGER.error("worker %d exited (%d): stopping the others", number, code)
+                stopping = failed = True
+            if stopping and kill_at is None:
+                for pid in alive:
+                    os.kill(pid, signal.SIGTERM)
+                kill_at = time.monotonic() + grace_period + KILL_MARGIN
+            if kill_at is not None and time.monotonic() >= kill_at:
+                for pid in alive:
+                    LOGGER.error("worker pid %d did not stop in time: killing it", pid)
+                    os.kill(pid, signal.SIGKILL)
+                kill_at = time.monotonic() + KILL_MARGIN
+    finally:
+        for pid in alive:  # only if the supervisor itself failed
+            os.kill(pid, signal.SIGKILL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    return 1 if failed or any(exits.values()) else 0
