@@ -21,11 +21,14 @@ from tlsendpoint.wire import (
     encode_message,
     end_marker,
     frame,
+    frame_prefix,
 )
 
 __all__ = ["FramedStream", "PeerClosed", "TransportError"]
 
 _READ_SIZE = 65536
+#: Frames at least this big are written as prefix and body, without joining them.
+_SEPARATE_PREFIX = 1 << 20
 
 
 def _why(exc: BaseException) -> str:
@@ -84,7 +87,11 @@ class FramedStream:
             raise TransportError(f"{self.peer}: cannot write ({_why(exc)})") from exc
 
     async def send_frame(self, body: bytes) -> None:
-        await self.send_bytes(frame(body))
+        if len(body) < _SEPARATE_PREFIX:
+            await self.send_bytes(frame(body))  # one write for the usual small frame
+        else:  # a big image: no copy just to put four octets in front
+            await self.send_bytes(frame_prefix(len(body)))
+            await self.send_bytes(body)
 
     async def send_end(self) -> None:
         await self.send_bytes(end_marker())

@@ -40,7 +40,6 @@ from __future__ import annotations
 import ctypes
 import re
 import ssl
-from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -199,27 +198,28 @@ def load_server_context(
     return ctx
 
 
-def _der_list(items: Sequence[object]) -> list[bytes]:
-    out: list[bytes] = []
-    for item in items:
-        if isinstance(item, bytes):
-            out.append(item)
-        else:  # 3.11/3.12: _ssl.Certificate
-            out.append(item.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
-    return out
+def _der(item: object) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    return item.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined,no-any-return]
 
 
 def peer_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
-    """The client's verified chain as albatross sees it: leaf first, anchor only if sent."""
+    """The client's verified chain as albatross sees it: leaf first, anchor only if sent.
+
+    Each certificate is DER-encoded once and parsed once (a ``create`` leaf can be
+    16 MiB): the "was the anchor sent" test compares OpenSSL's certificate objects
+    (``X509_cmp``: cached SHA-1 fingerprints), not encodings.
+    """
     if hasattr(ssl_object, "get_verified_chain"):  # Python >= 3.13
-        verified = _der_list(ssl_object.get_verified_chain())
-        sent = _der_list(ssl_object.get_unverified_chain())  # type: ignore[attr-defined]
+        verified = list(ssl_object.get_verified_chain())
+        sent = list(ssl_object.get_unverified_chain())  # type: ignore[attr-defined]
     else:
         inner = ssl_object._sslobj  # type: ignore[attr-defined]
-        verified = _der_list(inner.get_verified_chain() or [])
-        sent = _der_list(inner.get_unverified_chain() or [])
+        verified = list(inner.get_verified_chain() or [])
+        sent = list(inner.get_unverified_chain() or [])
     if not verified:
         return []
     if verified[-1] not in sent:
         verified = verified[:-1]
-    return [x509.load_der_x509_certificate(der) for der in verified]
+    return [x509.load_der_x509_certificate(_der(item)) for item in verified]

@@ -7,7 +7,15 @@ Decoders of untrusted bytes raise only :class:`tlsendpoint.errors.ParseError`.
 
 from __future__ import annotations
 
-from tlsendpoint.wire.framing import DEFAULT_MAX_FRAME, END, End, FrameDecoder, end_marker, frame
+from tlsendpoint.wire.framing import (
+    DEFAULT_MAX_FRAME,
+    END,
+    End,
+    FrameDecoder,
+    end_marker,
+    frame,
+    frame_prefix,
+)
 from tlsendpoint.wire.grammar import (
     decode_extension,
     decode_message,
@@ -38,6 +46,7 @@ __all__ = [
     "encode_message",
     "end_marker",
     "frame",
+    "frame_prefix",
     "is_valid_label",
     *_messages_all,
 ]

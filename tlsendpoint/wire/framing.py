@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from tlsendpoint.errors import ParseError, UsageError
 
-__all__ = ["DEFAULT_MAX_FRAME", "END", "End", "FrameDecoder", "end_marker", "frame"]
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "END",
+    "End",
+    "FrameDecoder",
+    "end_marker",
+    "frame",
+    "frame_prefix",
+]
 
 #: Largest frame body we accept by default: a 16 MiB image plus its envelope.
 DEFAULT_MAX_FRAME = 32 * 1024 * 1024
@@ -40,7 +48,14 @@ def frame(body: bytes) -> bytes:
         raise UsageError("an empty frame body would read as the end marker")
     if len(body) > 0x7FFFFFFF:
         raise UsageError("frame body larger than 2^31-1 octets")
-    return _PREFIX.pack(len(body)) + body
+    return frame_prefix(len(body)) + body
+
+
+def frame_prefix(length: int) -> bytes:
+    """The length prefix of a frame body of *length* octets (for writing a big body unjoined)."""
+    if not 0 < length <= 0x7FFFFFFF:
+        raise UsageError(f"no frame body can be {length} octets long")
+    return _PREFIX.pack(length)
 
 
 def end_marker() -> bytes:
