@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ca import cli as ca_cli
 from client import cmd_block, cmd_console, cmd_dump, cmd_policy, cmd_unikernel
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
@@ -24,6 +25,7 @@ from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
 from client.fmt import Formatter
 from client.output import format_log, json_line
+from tlsendpoint import inspect_cli
 from tlsendpoint.errors import AlbatrossError
 
 __all__ = ["alba", "main", "term_error"]
@@ -163,18 +165,9 @@ alba.add_command(certificate)
 alba.add_command(remote)
 
 
-def _mount_ca() -> None:
-    """Mount the CA toolkit's ``generate``, ``sign`` and ``ca`` commands (ca/cli.py)."""
-    try:
-        from ca import cli as ca_cli
-    except ImportError:
-        return
-    register = getattr(ca_cli, "register", None)
-    if callable(register):
-        register(alba)
-
-
-_mount_ca()
+# The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.
+ca_cli.register(alba)
+alba.add_command(inspect_cli.main, "inspect")
 
 
 def main() -> None:

@@ -90,6 +90,15 @@ def test_garbage_is_refused_with_the_reason() -> None:
     assert err == "albatross-inspect: --hex: the input is not hex text\n"
 
 
+def test_reachable_from_alba() -> None:
+    from client.cli import alba
+
+    info = "0000001c301a3010020105040800000000000000000c013aa006a304b3020500"
+    result = RUNNER.invoke(alba, ["inspect", "--hex", "-"], input=info)
+    assert result.exit_code == 0
+    assert result.stdout == "unikernel info for : (version 5, sequence 0)\n"
+
+
 def test_console_script_runs(tmp_path: Path) -> None:
     # One subprocess smoke test of the installed entry point.
     proc = subprocess.run(

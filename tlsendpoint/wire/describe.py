@@ -149,10 +149,9 @@ def describe(value: object) -> str:
     """One line in plain words, e.g. ``unikernel create: image 2827 octets…, memory 32``."""
     if isinstance(value, m.Message):
         h = value.header
-        return (
-            f"{kind(value.payload)} for {h.name} (version {h.version}, sequence {h.sequence}): "
-            + (_fields(value.payload) if dataclasses.fields(value.payload) else "no arguments")
-        )
+        what = f"{kind(value.payload)} for {h.name} (version {h.version}, sequence {h.sequence})"
+        detail = _fields(value.payload)
+        return f"{what}: {detail}" if detail else what
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         detail = _fields(value) if dataclasses.fields(value) else ""
         return f"{kind(value)}: {detail}" if detail else kind(value)
