@@ -73,11 +73,15 @@ async def test_no_chain_description_when_logging_is_off(
         raise AssertionError("describe_chain called with logging off")
 
     monkeypatch.setattr("tlsendpoint.server.describe_chain", must_not_run)
-    monkeypatch.setattr(LOGGER, "level", logging.ERROR)
+    level = LOGGER.level
+    LOGGER.setLevel(logging.ERROR)  # setLevel, not the attribute: loggers cache isEnabledFor
     info = UnikernelInfoList(())
-    async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelInfo: info})}) as (
-        _,
-        harness,
-    ):
-        messages = await harness.run(harness.pki.leaf("quiet", UnikernelInfo()))
+    try:
+        async with with_fake_daemon(tmp_path, {"vmmd": reply_table({UnikernelInfo: info})}) as (
+            _,
+            harness,
+        ):
+            messages = await harness.run(harness.pki.leaf("quiet", UnikernelInfo()))
+    finally:
+        LOGGER.setLevel(level)
     assert [m.payload for m in messages] == [info]
