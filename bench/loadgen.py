@@ -271,16 +271,19 @@ def run_idle(target: Target, counts: list[int], server_pid: int, settle: float) 
     }
 
 
-def run_upload(target: Target) -> dict[str, Any]:
+def run_upload(target: Target, server_pid: int | None) -> dict[str, Any]:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
     ctx = target.context()
     chain = x509.load_pem_x509_certificates(Path(target.chain).read_bytes())
     size = sum(len(c.public_bytes(Encoding.DER)) for c in chain)
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
     seconds, ok = one_command(ctx, target)
+    cpu = None if cpu_before is None else round(cpu_seconds(server_pid or 0) - cpu_before, 3)
     return {
         "mode": "upload",
+        "server_cpu_s": cpu,
         "ok": ok,
         "chain_der_octets": size,
         "seconds": round(seconds, 3),
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = [int(c) for c in a.counts.split(",")]
         result = run_idle(target, counts, a.server_pid, a.settle)
     else:
-        result = run_upload(target)
+        result = run_upload(target, a.server_pid)
     print(json.dumps(result))
     print(json.dumps(result, indent=2), file=sys.stderr)
 
