@@ -27,6 +27,7 @@ from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_sock
 from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.limits import Limits
+from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.workers import run_workers
@@ -185,6 +186,7 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
     default=None,
     help="Log level.  [default: info, one line per connection]",
 )
+@security_options
 @_limit_options
 @click.version_option(VERSION_TEXT, message="%(version)s")
 def cli(
@@ -203,6 +205,11 @@ def cli(
     verbose: int,
     quiet: bool,
     verbosity: str | None,
+    state_dir: Path,
+    crl_dir: Path | None,
+    audit_log: Path | None,
+    audit_fsync: bool,
+    no_security: bool,
     **limit_values: Any,
 ) -> None:
     """Remote albatross access: mutually authenticated TLS, one command per connection.
@@ -236,7 +243,17 @@ def cli(
     limits = Limits(**limit_values)
     try:
         context = load_server_context(ca, cert, key, limits.max_cert_list)
-        endpoint = Endpoint(context, tmpdir / "util", limits)
+        security = open_security(
+            ca, state_dir=state_dir, crl_dir=crl_dir, audit_log=audit_log,
+            audit_fsync=audit_fsync, no_security=no_security,
+        )  # fmt: skip
+        if security is not None and workers > 1:
+            LOGGER.warning(
+                "--workers %d: replay protection, anti-rollback and quota reservations are kept"
+                " per worker process; run one worker to have them hold for the whole endpoint",
+                workers,
+            )
+        endpoint = Endpoint(context, tmpdir / "util", limits, security=security)
         if inetd:
             trio.run(_serve_one, endpoint, inetd_socket())
             return

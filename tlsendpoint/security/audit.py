@@ -116,7 +116,7 @@ class AuditRecord:
 
     time: dt.datetime
     peer: str
-    chain: Sequence[x509.Certificate]
+    chain: Sequence[x509.Certificate] | Sequence[dict[str, str]]  # certificates or chain_summary
     name: str | None  # the derived name, None when authorisation failed before it
     command: str | None  # command_summary(...), None when unknown
     decision: str  # "allow", "deny" or "error"
@@ -127,7 +127,9 @@ class AuditRecord:
         return {
             "time": self.time.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
             "peer": _cut(self.peer, 128),
-            "chain": chain_summary(self.chain),
+            "chain": [
+                c if isinstance(c, dict) else chain_summary([c])[0] for c in self.chain[:_MAX_CHAIN]
+            ],
             "name": None if self.name is None else _cut(self.name),
             "command": None if self.command is None else _cut(self.command),
             "decision": _cut(self.decision, 16),

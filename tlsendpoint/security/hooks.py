@@ -1,5 +1,7 @@
 # The endpoint's hook API for issue 6: one object, called in a fixed order.
 #
+# The endpoint itself calls these through :class:`tlsendpoint.security.gate.Gate`
+# (Security.gate(peer, query)), one object per connection.
 # Per connection, after the TLS handshake (times are the handshake's "now"):
 #
 #   security.refresh()                          # CRL directory changed? reload (cheap)
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 from cryptography import x509
@@ -69,6 +72,9 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+
+if TYPE_CHECKING:
+    from tlsendpoint.security.gate import Gate
 
 __all__ = [
     "QUERY_TIMEOUT",
@@ -199,6 +205,12 @@ class Security:
             AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
         )
         self.quota = QuotaGate()
+
+    def gate(self, peer: str, query: Query) -> Gate:
+        """The per-connection object the endpoint calls (:mod:`.gate`)."""
+        from tlsendpoint.security.gate import Gate  # gate builds on this module
+
+        return Gate(self, peer, query)
 
     def close(self) -> None:
         """Close the replay journal and the audit log (at shutdown)."""

@@ -1,0 +1,136 @@
+# One connection's way through the security checks of issue 6 (the endpoint's only entry).
+#
+# The endpoint calls three methods, each from one place (tlsendpoint/server.py):
+#
+#   gate = security.gate(peer)                 # after accept
+#   request = gate.authorize(chain)            # replaces authorize(chain)
+#   payload = await gate.serve(request, run)   # wraps serve_request
+#   gate.close(outcome, ok, duration)          # once, whatever happened: the audit line
+#
+# authorize() runs, in hooks.py's order: CRL directory refresh, authorize, the
+# name rule, revocation and anti-rollback, then takes a CRL the leaf hands in.
+# Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with
+# that text, header ``:``), so the endpoint's existing refusal path serves it.
+# serve() holds the quota reservation from the check until the daemon's reply
+# (concurrent creates cannot slip past), records the leaf for replay protection
+# last (a request refused for another reason keeps its leaf), runs the command
+# and filters listings; its refusals come back as a Failure payload.
+#
+# Only the leaf of a state-changing command is kept after authorize(): the
+# endpoint drops the parsed chain so a long subscription does not hold it.
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from cryptography import x509
+
+from tlsendpoint.authorize import Refusal, Request, authorize
+from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.audit import AuditRecord, chain_summary, command_summary
+from tlsendpoint.security.hooks import Query, Security
+from tlsendpoint.security.replay import is_state_changing
+from tlsendpoint.wire import Failure, Payload
+
+__all__ = ["ALLOW", "DENY", "ERROR", "Gate"]
+
+log = logging.getLogger(__name__)
+
+#: Audit decisions: the endpoint forwarded the command (whatever the daemon then said) ...
+ALLOW = "allow"
+#: ... the endpoint refused it (authorisation or a security rule; the reason is the Failure) ...
+DENY = "deny"
+#: ... or no decision was reached (handshake failed, connection broken, internal error).
+ERROR = "error"
+
+
+class Gate:
+    """The security decisions for one connection, from the verified chain to the audit line."""
+
+    def __init__(self, security: Security, peer: str, query: Query) -> None:
+        self.security = security
+        self.peer = peer
+        self.query = query
+        self.now = dt.datetime.now(dt.UTC)
+        self.chain: list[dict[str, str]] = []  # the audit's summary, not the certificates
+        self.request: Request | None = None
+        self.decision = ERROR
+        self.reason: str | None = None
+        self._leaf: x509.Certificate | None = None  # kept only for the replay record
+
+    def _deny(self, reason: str) -> str:
+        self.decision, self.reason = DENY, reason
+        return reason
+
+    def authorize(self, chain: Sequence[x509.Certificate]) -> Request:
+        """:func:`authorize` plus the chain rules; raises :class:`Refusal` with the reply text."""
+        security = self.security
+        if security.audit_log is not None:
+            self.chain = chain_summary(chain)
+        security.refresh()
+        try:
+            request = authorize(chain)
+            self.request = request
+            security.check_name(request)
+            security.check_chain(chain, self.now)
+            if security.submitted_crl(chain) is not None:
+                stored = security.accept_crl(chain)
+                log.info("%s: installed the CRL handed in as %s", self.peer, stored.name)
+        except Refusal as refusal:
+            self._deny(refusal.message)
+            raise
+        except SecurityRefusal as refusal:
+            raise Refusal(self._deny(refusal.message)) from refusal
+        except AlbatrossError as exc:  # the state could not be read or written: fail closed
+            log.error("%s: security state: %s", self.peer, exc.message)
+            reason = f"the endpoint cannot check this request: {exc.message}"
+            raise Refusal(self._deny(reason)) from exc
+        if is_state_changing(request.command):
+            self._leaf = chain[0]
+        return request
+
+    async def serve(self, request: Request, run: Callable[[], Awaitable[Payload]]) -> Payload:
+        """Quota reservation and replay record around *run*; listings filtered.
+
+        A refusal is returned as a Failure payload (the reply carries the request's
+        header, as any failure of the command would).
+        """
+        try:
+            async with self.security.quota.guard(request, self.query):
+                if self._leaf is not None:
+                    leaf, self._leaf = self._leaf, None
+                    self.security.check_replay([leaf], request, self.now)
+                self.decision = ALLOW
+                payload = await run()
+        except SecurityRefusal as refusal:
+            return Failure(self._deny(refusal.message))
+        except AlbatrossError as exc:
+            if self.decision == ALLOW:  # from run(): the endpoint's own handling applies
+                raise
+            log.error("%s: security state: %s", self.peer, exc.message)
+            return Failure(self._deny(f"the endpoint cannot check this request: {exc.message}"))
+        return self.security.filter_reply(request, payload)
+
+    def close(self, outcome: str, duration: float) -> str | None:
+        """Append the audit line (if enabled); returns the log's new head hash."""
+        log_file = self.security.audit_log
+        if log_file is None:
+            return None
+        request = self.request
+        record = AuditRecord(
+            self.now,
+            self.peer,
+            self.chain,
+            None if request is None else str(request.name),
+            None if request is None else command_summary(request.command),
+            self.decision,
+            self.reason if self.decision == DENY and self.reason else outcome,
+            duration,
+        )
+        try:
+            return log_file.append(record)
+        except AlbatrossError as exc:
+            log.error("audit log: %s", exc.message)
+            return None
