@@ -30,6 +30,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -39,7 +40,9 @@ from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
-from tlsendpoint.routing import command_name
+from tlsendpoint.routing import Socket, command_name
+from tlsendpoint.security.gate import Gate
+from tlsendpoint.security.hooks import Security, daemon_query, reload_on_sighup
 from tlsendpoint.session import (
     ClientGone,
     RequestFailed,
@@ -98,10 +101,17 @@ class Endpoint:
     socket_dir: Path
     limits: Limits = field(default_factory=Limits)
     counter: SequenceCounter = field(default_factory=SequenceCounter)
+    security: Security | None = None  # issue 6 rules (tlsendpoint.security); None: albatross's
 
     def __post_init__(self) -> None:
         self.limiter = trio.CapacityLimiter(self.limits.max_connections)
         self.active = 0
+        self.vmmd_query = daemon_query(  # the quota check's usage queries
+            self.socket_dir / Socket.VMMD.filename,
+            self.counter.next,
+            self.limits.daemon_timeout,
+            self.limits.max_frame,
+        )
 
     # -- one connection ----------------------------------------------------------
 
@@ -126,7 +136,10 @@ class Endpoint:
             record.ok = False
 
     async def _serve_tls(
-        self, tls: trio.SSLStream[trio.abc.Stream], record: ConnectionRecord
+        self,
+        tls: trio.SSLStream[trio.abc.Stream],
+        record: ConnectionRecord,
+        gate: Gate | None = None,
     ) -> None:
         with trio.move_on_after(self.limits.handshake_timeout) as handshake:
             try:
@@ -147,7 +160,7 @@ class Endpoint:
                 raise Refusal(f"certificate not acceptable: {exc}") from exc
             if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
                 record.chain = describe_chain(chain)
-            request = authorize(chain)
+            request = authorize(chain) if gate is None else gate.authorize(chain)
             del chain  # a held subscription must not keep the parsed certificates alive
         except Refusal as refusal:
             record.outcome = f"refused: {refusal.message}"
@@ -157,9 +170,10 @@ class Endpoint:
         record.command = command_name(request.command)
         stats = SessionStats()
         try:
-            payload = await serve_request(
-                client, request, self.socket_dir, self.limits, self.counter, stats
+            run = partial(
+                serve_request, client, request, self.socket_dir, self.limits, self.counter, stats
             )
+            payload = await (run() if gate is None else gate.serve(request, run))
         except RequestFailed as failed:
             payload = Failure(failed.message)
         except ClientGone as gone:
@@ -183,9 +197,10 @@ class Endpoint:
         record = ConnectionRecord(peer or describe_peer(transport))
         started = trio.current_time()
         tls = trio.SSLStream(transport, self.ssl_context, server_side=True)
+        gate = None if self.security is None else self.security.gate(record.peer, self.vmmd_query)
         self.active += 1
         try:
-            await self._serve_tls(tls, record)
+            await self._serve_tls(tls, record, gate)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             record.outcome = f"connection broken: {exc}"
         except AlbatrossError as exc:
@@ -206,6 +221,10 @@ class Endpoint:
                 ):
                     await tls.aclose()
                 await trio.aclose_forcefully(transport)
+            if gate is not None:  # the audit line (security), before the log line
+                head = gate.close(record.outcome, trio.current_time() - started)
+                if head is not None:
+                    record.details.append(f"audit={head}")
             level = logging.INFO if record.ok else logging.WARNING
             if LOGGER.isEnabledFor(level):  # -q: no formatting, no fingerprints
                 LOGGER.log(level, "%s", record.line(trio.current_time() - started))
@@ -278,6 +297,8 @@ class Endpoint:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
                     accepting.start_soon(self._accept_loop, listener, connections)
+                if self.security is not None:
+                    accepting.start_soon(reload_on_sighup, self.security)
                 task_status.started([_address(lst) for lst in listeners])
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()
