@@ -79,7 +79,7 @@ def loadgen(*args: str) -> dict[str, Any]:
 class Setup:
     """The CA, the stand-in and the endpoint under test."""
 
-    def __init__(self, work: Path, workers: int, sink: bool = False) -> None:
+    def __init__(self, work: Path, workers: int, sink: bool = False, security: bool = True) -> None:
         self.work = work
         self.port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -121,6 +121,7 @@ class Setup:
                 raise SystemExit("bench: the stand-in did not start; see standin.log")
             time.sleep(0.05)
         extra = ["--workers", str(workers)] if workers > 1 else []
+        extra += ["--state-dir", str(work / "security")] if security else ["--no-security"]
         self.endpoint = subprocess.Popen(
             [
                 str(BIN / "albatross-tls-endpoint"),
@@ -182,10 +183,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--no-security", action="store_true", help="run the endpoint with --no-security"
+    )
     a = ap.parse_args()
     duration = "2" if a.quick else "8"
     with tempfile.TemporaryDirectory(prefix="albabench") as tmp:
-        setup = Setup(Path(tmp), a.workers)
+        setup = Setup(Path(tmp), a.workers, security=not a.no_security)
         pid = str(setup.endpoint.pid)
         try:
             rows = []
@@ -223,7 +227,7 @@ def main() -> None:
             setup.stop()
         # The same upload into a vmmd that takes no time: what the endpoint sustains.
         (Path(tmp) / "sink").mkdir()
-        sink = Setup(Path(tmp) / "sink", a.workers, sink=True)
+        sink = Setup(Path(tmp) / "sink", a.workers, sink=True, security=not a.no_security)
         try:
             sunk = loadgen(
                 "upload",
@@ -240,7 +244,7 @@ def main() -> None:
     print(
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, endpoint workers "
-        f"{a.workers}\n"
+        f"{a.workers}, security {'off' if a.no_security else 'on'}\n"
     )
     print(
         "| leaf key | concurrency | commands/s | p50 ms | p90 ms | p99 ms | errors "

@@ -1,5 +1,7 @@
 """A vmmd that takes no time: it reads each message and answers ``success: created``.
 
+(Usage queries - policy, unikernel and block info - get the empty answers of a fresh host.)
+
 ``python bench/sinkd.py TMPDIR`` listens on TMPDIR/util/vmmd.sock until SIGTERM.
 The upload benchmark uses it to measure what the *endpoint* sustains for a
 big ``create`` (the stand-in's own work on an 8 MiB image - decoding, storing,
@@ -16,10 +18,32 @@ from pathlib import Path
 import trio
 
 from tlsendpoint.framedio import FramedStream, TransportError
-from tlsendpoint.wire import Message, StringReply
+from tlsendpoint.wire import (
+    BlockDeviceList,
+    BlockInfo,
+    Message,
+    Payload,
+    PolicyInfo,
+    PolicyList,
+    StringReply,
+    UnikernelInfo,
+    UnikernelInfoList,
+)
 
 MAX_FRAME = 1 << 26
 IO_TIMEOUT = 60.0
+
+
+def _answer(request: Message) -> Payload:
+    """An empty host for the endpoint's usage queries (security quotas), else success."""
+    command = request.payload
+    if isinstance(command, PolicyInfo):
+        return PolicyList(())
+    if isinstance(command, UnikernelInfo):
+        return UnikernelInfoList((), command.variant)
+    if isinstance(command, BlockInfo):
+        return BlockDeviceList(())
+    return StringReply("created")
 
 
 async def _connection(stream: trio.SocketStream) -> None:
@@ -28,7 +52,7 @@ async def _connection(stream: trio.SocketStream) -> None:
         while True:
             with trio.fail_after(IO_TIMEOUT):
                 request = await framed.receive_message()
-                await framed.send_message(Message(request.header, StringReply("created")))
+                await framed.send_message(Message(request.header, _answer(request)))
     except (TransportError, trio.TooSlowError):
         pass
     finally:
