@@ -9,7 +9,11 @@
 # callback only passes OpenSSL's verdict through).  After the handshake, in pure
 # code, we require serverAuth in the server leaf's EKU (or no EKU, as
 # ocaml-tls), and - beyond albatross, which checks no name - when a server name
-# is known, that it appears in the leaf's subjectAltName.  Failures map to
+# is known, that it appears in the leaf's subjectAltName, and that the server
+# certificate is issued directly by a --server-ca certificate: when the server
+# CA is also the root of the delegations, a delegate holding an intermediate CA
+# key could otherwise mint a "server" certificate that chains to the root and
+# impersonate the endpoint (check_server_issuer).  Failures map to
 # albatross-client's exit codes: an alert refusing our certificate is 119, a
 # server certificate that does not validate is 120, anything else 121.
 from __future__ import annotations
@@ -19,6 +23,7 @@ import ipaddress
 
 import trio
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL, crypto
 
@@ -30,7 +35,7 @@ from client.errors import (
     RemoteAuthenticationFailed,
 )
 
-__all__ = ["TLSClientStream", "check_server_cert", "classify"]
+__all__ = ["TLSClientStream", "check_server_cert", "check_server_issuer", "classify"]
 
 _CHUNK = 65536
 
@@ -82,6 +87,24 @@ def check_server_cert(cert: x509.Certificate, server_name: str | None) -> None:
         )
 
 
+def check_server_issuer(cert: x509.Certificate, anchors: list[x509.Certificate]) -> None:
+    """The server certificate must be a --server-ca certificate or signed directly by one."""
+    for anchor in anchors:
+        if cert == anchor:
+            return
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return
+    issuer = cert.issuer.rfc4514_string() or "(empty)"
+    raise RemoteAuthenticationFailed(
+        "remote authentication failure: the server certificate is issued by "
+        f"{issuer}, not directly by the --server-ca certificate; an intermediate CA "
+        "(a delegate's) may not issue server certificates"
+    )
+
+
 class TLSClientStream:
     """A TLS client connection over *transport*; ``receive_some`` returns b"" at the end."""
 
@@ -110,6 +133,7 @@ class TLSClientStream:
         if sni is not None and not _is_ip(sni):
             self._conn.set_tlsext_host_name(sni.encode("idna"))
         self._transport = transport
+        self._anchors = anchors
         self._eof = False
 
     async def _flush(self) -> None:
@@ -146,6 +170,7 @@ class TLSClientStream:
         peer = self._conn.get_peer_certificate(as_cryptography=True)
         if peer is None:
             raise RemoteAuthenticationFailed("remote authentication failure: no server certificate")
+        check_server_issuer(peer, self._anchors)
         return peer
 
     async def _try_flush(self) -> None:
