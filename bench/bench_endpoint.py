@@ -118,6 +118,7 @@ class Setup:
         deadline = time.monotonic() + 20
         while not (run / "util" / "vmmd.sock").exists():  # --tmpdir must exist at start
             if time.monotonic() > deadline:
+                self.stop()
                 raise SystemExit("bench: the stand-in did not start; see standin.log")
             time.sleep(0.05)
         extra = ["--workers", str(workers)] if workers > 1 else []
@@ -153,6 +154,7 @@ class Setup:
             except OSError:
                 time.sleep(0.1)
         else:
+            self.stop()
             raise SystemExit("bench: the endpoint did not start; see endpoint.log")
 
     def leaf(self, name: str, cn: str, command: Any, key_type: str = "ed25519") -> list[str]:

@@ -20,6 +20,7 @@ import argparse
 import cProfile
 import datetime as dt
 import json
+import logging
 import os
 import pstats
 import signal
@@ -42,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from bench.bench_endpoint import BIN, HERE, free_port, write_leaf
 from ca import profiles
+from tlsendpoint.connlog import configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
@@ -122,6 +124,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-profile", action="store_true", help="only the unprofiled figure")
     a = ap.parse_args()
+    configure_logging("none", logging.ERROR)  # as the bench's endpoint runs: -q
     with tempfile.TemporaryDirectory(prefix="albaprof") as tmp:
         work = Path(tmp)
         leaf_args = _pki(work, a.key_type)
