@@ -16,12 +16,13 @@ from ca.store import load_bundle, load_certificates, load_key
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
-from tlsendpoint.security.hooks import daemon_query, host_usage
+from tlsendpoint.security.hooks import ROLLBACK_FILE, daemon_query, host_usage
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import RollbackGuard
 from tlsendpoint.wire import (
     BlockAdd,
     BlockInfo,
+    BlockRemove,
     Command,
     NetIf,
     PolicyInfo,
@@ -80,6 +81,7 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
         "policy": PolicyInfo(),
         "block-info": BlockInfo(),
         "block-add": BlockAdd(size),
+        "block-remove": BlockRemove(),
     }
     return table[what]
 
@@ -95,7 +97,16 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
     "--command",
     "what",
     type=click.Choice(
-        ["info", "create", "destroy", "restart", "policy", "block-info", "block-add"]
+        [
+            "info",
+            "create",
+            "destroy",
+            "restart",
+            "policy",
+            "block-info",
+            "block-add",
+            "block-remove",
+        ]
     ),
     default="info",
     show_default=True,
@@ -115,6 +126,11 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
 )
 @click.option("--rollback-state", type=_file, help="The endpoint's anti-rollback state file.")
 @click.option(
+    "--state-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The endpoint's --state-dir (reads its rollback.json; same as --rollback-state).",
+)
+@click.option(
     "--vmmd",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Ask this vmmd socket for the host's policy and usage (online; e.g. "
@@ -133,6 +149,7 @@ def explain_command(
     ca_file: Path | None,
     crl_dir: Path | None,
     rollback_state: Path | None,
+    state_dir: Path | None,
     vmmd: Path | None,
 ) -> None:
     """Say whether the endpoint would allow CHAIN_FILE's request (leaf first), and why not.
@@ -144,6 +161,9 @@ def explain_command(
         if crl_dir is not None and anchor is None:
             raise click.UsageError("--crl-dir needs --ca")
         crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
+        if rollback_state is None and state_dir is not None:
+            candidate = state_dir / ROLLBACK_FILE
+            rollback_state = candidate if candidate.exists() else None
         guard = RollbackGuard(rollback_state) if rollback_state else None
         root_policy, usage = None, None
         if vmmd is not None:

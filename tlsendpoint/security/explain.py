@@ -23,6 +23,7 @@ from tlsendpoint.authorize import Refusal, authorize
 from tlsendpoint.chainrules import subject_text
 from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.naming import check_object_name
 from tlsendpoint.security.quota import (
     QuotaError,
     Usage,
@@ -42,7 +43,8 @@ class Verdict:
     """The endpoint's decision on a request, and why."""
 
     allowed: bool
-    stage: str  # which check decided: tls, authorize, revocation, rollback, delegation, quota, ok
+    stage: str  # which check decided: tls, authorize, name, revocation, rollback, delegation,
+    # quota, ok
     name: str | None = None
     command: str | None = None
     reason: str | None = None  # the Failure text the endpoint sends (None when allowed)
@@ -108,8 +110,10 @@ def explain_chain(
         return Verdict(False, "authorize", reason=exc.message)
     name, what = str(request.name), command_name(request.command)
     notes: list[str] = []
-    stage = "revocation"
+    stage = "name"
     try:
+        check_object_name(request)
+        stage = "revocation"
         if crls is not None:
             crls.check(chain)
         else:
