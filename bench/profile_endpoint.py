@@ -47,7 +47,15 @@ from tlsendpoint.connlog import configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import UnikernelInfo
+from tlsendpoint.wire import (
+    Header,
+    Message,
+    Name,
+    UnikernelInfo,
+    UnikernelInfoList,
+    encode_message,
+    frame,
+)
 
 
 def _pki(work: Path, key_type: str) -> list[str]:
@@ -67,25 +75,54 @@ def _pki(work: Path, key_type: str) -> list[str]:
     return ["--server-ca", str(work / "cacert.pem"), "--chain", str(chain), "--key", str(key)]
 
 
-async def _serve_while(endpoint: Endpoint, sock: socket.socket, command: list[str]) -> str:
+class Floor:
+    """The floor: TLS handshake, one fixed reply frame, close_notify - nothing else."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.context = endpoint.ssl_context
+        reply = Message(Header(Name((), None), 0), UnikernelInfoList(()))
+        self.reply = frame(encode_message(reply))
+
+    async def handle(self, transport: trio.SocketStream) -> None:
+        tls = trio.SSLStream(transport, self.context, server_side=True)
+        try:
+            await tls.do_handshake()
+            await tls.send_all(self.reply)
+            await tls.aclose()
+        except trio.BrokenResourceError:
+            await trio.aclose_forcefully(transport)
+
+
+async def _serve_while(
+    endpoint: Endpoint, sock: socket.socket, command: list[str], floor: bool
+) -> str:
     """Serve on *sock* while the load generator *command* runs; return its stdout."""
     shutdown = trio.Event()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
-        await nursery.start(endpoint.serve, [listener], shutdown)
+        if floor:
+            nursery.start_soon(trio.serve_listeners, Floor(endpoint).handle, [listener])
+        else:
+            await nursery.start(endpoint.serve, [listener], shutdown)
         result = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
         shutdown.set()
+        nursery.cancel_scope.cancel()
     return result.stdout.decode()
 
 
 def _run(
-    endpoint: Endpoint, port: int, args: list[str], profiler: cProfile.Profile | None
+    endpoint: Endpoint,
+    port: int,
+    args: list[str],
+    profiler: cProfile.Profile | None,
+    floor: bool = False,
 ) -> tuple[dict[str, object], tuple[float, float]]:
     sock = socket.create_server(("127.0.0.1", port), backlog=1024)
     before = os.times()
     if profiler:
         profiler.enable()
-    out = trio.run(_serve_while, endpoint, sock, [sys.executable, str(HERE / "loadgen.py"), *args])
+    command = [sys.executable, str(HERE / "loadgen.py"), *args]
+    out = trio.run(_serve_while, endpoint, sock, command, floor)
     if profiler:
         profiler.disable()
     after = os.times()
@@ -123,6 +160,11 @@ def main() -> None:
     ap.add_argument("--key-type", default="ed25519", choices=["ed25519", "p256"])
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-profile", action="store_true", help="only the unprofiled figure")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the floor: the same TLS context serving only handshake + one frame",
+    )
     a = ap.parse_args()
     configure_logging("none", logging.ERROR)  # as the bench's endpoint runs: -q
     with tempfile.TemporaryDirectory(prefix="albaprof") as tmp:
@@ -168,6 +210,16 @@ def main() -> None:
                 f"{(user + system) * 1000 / commands:.3f} ms per command (user "
                 f"{user * 1000 / commands:.3f}, sys {system * 1000 / commands:.3f})"
             )
+            if a.floor:
+                port = free_port()
+                result, (user, system) = _run(endpoint, port, args(port), None, floor=True)
+                commands = max(1, int(str(result["commands"])) + int(str(result["errors"])))
+                print(
+                    f"Floor (handshake, one reply frame, close_notify; trio.SSLStream): "
+                    f"{commands} connections, {(user + system) * 1000 / commands:.3f} ms CPU per "
+                    f"connection (user {user * 1000 / commands:.3f}, sys "
+                    f"{system * 1000 / commands:.3f})"
+                )
             if not a.no_profile:
                 # CPU time, not wall time: the load generator shares the cores
                 profiler = cProfile.Profile(time.thread_time)
