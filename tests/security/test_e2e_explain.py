@@ -29,7 +29,7 @@ async def explain(rig: Rig, identity: Identity, *extra: str) -> tuple[int, list[
             "--state-dir", str(rig.security.options.state_dir), "--crl-dir", str(crl_dir),
             "--vmmd", str(rig.standin.socket("vmmd")), *extra]  # fmt: skip
     result = await trio.to_thread.run_sync(CliRunner().invoke, cli.main, args)
-    return result.exit_code, result.output.splitlines()
+    return result.exit_code, result.stdout.splitlines()
 
 
 async def both(rig: Rig, identity: Identity) -> tuple[str, list[str]]:

@@ -109,6 +109,10 @@ async def test_sighup_reloads_the_crl_directory_of_a_serving_endpoint(tmp_path: 
             crl = make_crl(rig.root.cert, rig.root.key, {alice.cert.serial_number: now()}, now(), 1)
             (crl_dir / "root.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
             assert crls.changed()
+            for _ in range(500):  # the endpoint's SIGHUP receiver is installed by its serve task
+                if signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+                    break
+                await trio.sleep(0.01)
             os.kill(os.getpid(), signal.SIGHUP)
             for _ in range(500):  # bounded wait for the signal; no connection in between
                 if not crls.changed():
