@@ -246,13 +246,8 @@ def cli(
         security = open_security(
             ca, state_dir=state_dir, crl_dir=crl_dir, audit_log=audit_log,
             audit_fsync=audit_fsync, no_security=no_security,
+            shared=inetd or systemd_socket_activation or workers > 1,
         )  # fmt: skip
-        if security is not None and workers > 1:
-            LOGGER.warning(
-                "--workers %d: replay protection, anti-rollback and quota reservations are kept"
-                " per worker process; run one worker to have them hold for the whole endpoint",
-                workers,
-            )
         endpoint = Endpoint(context, tmpdir / "util", limits, security=security)
         if inetd:
             trio.run(_serve_one, endpoint, inetd_socket())

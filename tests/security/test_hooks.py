@@ -183,7 +183,9 @@ def test_facade_runs_every_check_and_audits(tmp_path: Path) -> None:
     security.refresh()  # logged, previous (empty) CRL set stays
     assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == [
         "replay.journal",
+        "replay.journal.lock",  # flock files: several endpoint processes may share the state
         "rollback.json",
+        "rollback.json.lock",
     ]
 
 

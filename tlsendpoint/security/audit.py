@@ -13,7 +13,9 @@
 #
 # Bounded cost: every field is truncated, so a line is at most MAX_LINE bytes,
 # and an append reads only the last MAX_LINE bytes to find the previous line.
-# Several processes (inetd mode) may append: each append holds flock().
+# Several processes (inetd mode, --workers) may append: each append holds
+# flock() on a descriptor of its own process (a worker forked after the log
+# was opened reopens it first: a shared descriptor would share the lock).
 from __future__ import annotations
 
 import datetime as dt
@@ -168,13 +170,20 @@ class AuditLog:
         self.path = path
         self._fsync = fsync
         self._lock = threading.Lock()
+        self._fd = self._open()
+        self._pid = os.getpid()
+
+    def _open(self) -> int:
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as exc:
-            raise AuditError(f"cannot open audit log {path}: {exc.strerror}") from None
+            raise AuditError(f"cannot open audit log {self.path}: {exc.strerror}") from None
 
     def append(self, record: AuditRecord) -> str:
         with self._lock:
+            if os.getpid() != self._pid:  # forked: our own descriptor, so flock excludes
+                os.close(self._fd)
+                self._fd, self._pid = self._open(), os.getpid()
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 last = _last_line(self._fd, os.fstat(self._fd).st_size)

@@ -26,7 +26,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -98,6 +100,9 @@ QUERY_TIMEOUT = 120.0
 
 ROLLBACK_FILE = "rollback.json"
 REPLAY_FILE = "replay.journal"
+QUOTA_LOCK = "quota.lock"
+#: How often a request waiting for another process's quota lock looks again (seconds).
+LOCK_POLL = 0.01
 
 
 def daemon_query(
@@ -153,10 +158,46 @@ async def host_usage(query: Query) -> tuple[Policy | None, Usage]:
 
 
 class QuotaGate:
-    """Ancestor and host quotas with reservations (:mod:`.quota`), fed by daemon queries."""
+    """Ancestor and host quotas with reservations (:mod:`.quota`), fed by daemon queries.
 
-    def __init__(self) -> None:
+    Reservations live in this process.  When several endpoint processes serve one
+    host (*lock_file* given: --workers, inetd, socket activation), a resource-adding
+    request also holds an exclusive flock of *lock_file* from the usage query until
+    the daemon's reply, so such requests run one at a time across the processes.
+    """
+
+    def __init__(self, lock_file: Path | None = None, lock_timeout: float = QUERY_TIMEOUT) -> None:
         self.book = Reservations()
+        self.lock_file = lock_file
+        self.lock_timeout = lock_timeout
+
+    @asynccontextmanager
+    async def _across_processes(self) -> AsyncIterator[None]:
+        if self.lock_file is None:
+            yield
+            return
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SecurityRefusal(
+                f"cannot check quotas: {self.lock_file}: {exc.strerror}"
+            ) from None
+        try:
+            with trio.move_on_after(self.lock_timeout) as waiting:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await trio.sleep(LOCK_POLL)
+            if waiting.cancelled_caught:
+                raise SecurityRefusal(
+                    "cannot check quotas: another endpoint process held the quota lock for "
+                    f"{self.lock_timeout:g} s; try again"
+                )
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     @asynccontextmanager
     async def guard(self, request: Request, query: Query) -> AsyncIterator[Reservation | None]:
@@ -168,17 +209,20 @@ class QuotaGate:
         if demand is None:
             yield None
             return
-        snapshot = self.book.snapshot()
-        try:
-            root, usage = await host_usage(query)
-            check_delegations(request.policies, root)
-            held = self.book.reserve(snapshot, request.policies, root, usage, request.name, demand)
+        async with self._across_processes():
+            snapshot = self.book.snapshot()
             try:
-                yield held
+                root, usage = await host_usage(query)
+                check_delegations(request.policies, root)
+                held = self.book.reserve(
+                    snapshot, request.policies, root, usage, request.name, demand
+                )
+                try:
+                    yield held
+                finally:
+                    self.book.release(held)
             finally:
-                self.book.release(held)
-        finally:
-            self.book.done(snapshot)
+                self.book.done(snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +234,7 @@ class SecurityOptions:
     crl_dir: Path | None = None
     audit_log: Path | None = None
     audit_fsync: bool = False
+    shared: bool = False  # several endpoint processes serve this host (quota lock file)
 
 
 class Security:
@@ -204,7 +249,7 @@ class Security:
         self.audit_log = (
             AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
         )
-        self.quota = QuotaGate()
+        self.quota = QuotaGate(options.state_dir / QUOTA_LOCK if options.shared else None)
 
     def gate(self, peer: str, query: Query) -> Gate:
         """The per-connection object the endpoint calls (:mod:`.gate`)."""

@@ -19,10 +19,17 @@
 #
 # Persistence: an append-only journal "key notAfter owner" per line, fsync'd
 # per record; rewritten atomically when it holds more than twice the live
-# records.  A torn last line (crash) is ignored on load.
+# records.  A torn last line (crash) is ignored on load (and ended before the
+# next record is appended).
+#
+# Several processes (--workers, inetd mode) share the journal: check and record
+# run under an exclusive flock of "<journal>.lock" (opened per check, so forked
+# workers do not share the lock), after reading what the others appended since
+# (or the whole file again, if another process compacted it).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -107,30 +114,56 @@ class ReplayGuard:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[int, str]] = {}  # key -> (notAfter seconds, owner)
+        self._owners: Counter[str] = Counter()
         self._lines = 0
-        self._load()
-        self._owners = Counter(owner for _, owner in self._seen.values())
+        self._offset = 0  # journal bytes read (complete lines)
+        self._torn = False  # the journal ends in a torn line
+        self._lock_path = path.with_name(path.name + ".lock")
         self._fd = self._open()
-
-    def _load(self) -> None:
-        try:
-            handle = self.path.open("rb")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise UsageError(f"cannot read replay journal {self.path}: {exc.strerror}") from None
-        with handle:
-            for raw in handle:
-                self._lines += 1
-                parts = raw.decode("ascii", "replace").split()
-                if len(parts) == 3 and raw.endswith(b"\n") and parts[1].isdigit():
-                    self._seen[parts[0]] = (int(parts[1]), parts[2])
+        self._catch_up()
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot open replay journal {self.path}: {exc.strerror}") from None
+
+    def _catch_up(self) -> None:
+        """Read what was appended since (by any process); start over after a compaction."""
+        try:
+            current = os.stat(self.path)
+            if current.st_ino != os.fstat(self._fd).st_ino:  # another process compacted it
+                os.close(self._fd)
+                self._fd = self._open()
+                self._seen.clear()
+                self._owners.clear()
+                self._lines = self._offset = 0
+            size = os.fstat(self._fd).st_size
+            data = (
+                os.pread(self._fd, size - self._offset, self._offset)
+                if size > self._offset
+                else b""
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot read replay journal {self.path}: {exc.strerror}") from None
+        end = data.rfind(b"\n") + 1
+        self._torn = end < len(data)
+        self._offset += end
+        for raw in data[:end].splitlines():
+            self._lines += 1
+            parts = raw.decode("ascii", "replace").split()
+            if len(parts) == 3 and parts[1].isdigit() and parts[0] not in self._seen:
+                self._seen[parts[0]] = (int(parts[1]), parts[2])
+                self._owners[parts[2]] += 1
+
+    def _exclusive(self) -> int:
+        """An exclusive lock shared with other processes; close the returned fd to release."""
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot open {self._lock_path}: {exc.strerror}") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
 
     def close(self) -> None:
         os.close(self._fd)
@@ -152,30 +185,41 @@ class ReplayGuard:
         expires = int(leaf.not_valid_after_utc.timestamp())
         owner = owner or "-"
         with self._lock:
-            if key in self._seen:
-                raise ReplayRefusal(
-                    f"leaf certificate {subject_text(leaf)} (serial {leaf.serial_number:x}) "
-                    "already executed a state-changing command; it is valid until "
-                    f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC but runs only once: "
-                    "sign a new leaf certificate for each command"
-                )
-            self._purge(int(now.timestamp()))
-            if self._owners[owner] >= self.max_per_owner:
-                raise ReplayRefusal(
-                    f"too many unexpired state-changing leaf certificates under {owner}: "
-                    f"at most {self.max_per_owner}; use shorter-lived leaves or wait until "
-                    "older ones expire"
-                )
-            if len(self._seen) >= self.max_entries:
-                raise ReplayRefusal(
-                    f"the replay record is full ({self.max_entries} unexpired leaves); "
-                    "try again when some expired"
-                )
-            self._write(f"{key} {expires} {owner}\n".encode("ascii")[:_MAX_LINE])
-            self._seen[key] = (expires, owner)
-            self._owners[owner] += 1
-            if self._lines > 2 * len(self._seen) + 1000:
-                self._compact()
+            lock = self._exclusive()
+            try:
+                self._check_and_record(leaf, key, expires, owner, now)
+            finally:
+                os.close(lock)
+
+    def _check_and_record(
+        self, leaf: x509.Certificate, key: str, expires: int, owner: str, now: dt.datetime
+    ) -> None:
+        """The check and record, under the thread lock and the file lock."""
+        self._catch_up()
+        if key in self._seen:
+            raise ReplayRefusal(
+                f"leaf certificate {subject_text(leaf)} (serial {leaf.serial_number:x}) "
+                "already executed a state-changing command; it is valid until "
+                f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC but runs only once: "
+                "sign a new leaf certificate for each command"
+            )
+        self._purge(int(now.timestamp()))
+        if self._owners[owner] >= self.max_per_owner:
+            raise ReplayRefusal(
+                f"too many unexpired state-changing leaf certificates under {owner}: "
+                f"at most {self.max_per_owner}; use shorter-lived leaves or wait until "
+                "older ones expire"
+            )
+        if len(self._seen) >= self.max_entries:
+            raise ReplayRefusal(
+                f"the replay record is full ({self.max_entries} unexpired leaves); "
+                "try again when some expired"
+            )
+        self._write(f"{key} {expires} {owner}\n".encode("ascii")[:_MAX_LINE])
+        self._seen[key] = (expires, owner)
+        self._owners[owner] += 1
+        if self._lines > 2 * len(self._seen) + 1000:
+            self._compact()
 
     def _purge(self, now: int) -> None:
         for key in [k for k, (expires, _) in self._seen.items() if expires <= now]:
@@ -183,10 +227,14 @@ class ReplayGuard:
             self._owners[owner] -= 1
 
     def _write(self, line: bytes) -> None:
+        if self._torn:  # end the torn line, or this record would be lost with it
+            line = b"\n" + line
+            self._torn = False
         os.write(self._fd, line)
         if self._fsync:
             os.fsync(self._fd)
         self._lines += 1
+        self._offset = os.fstat(self._fd).st_size
 
     def _compact(self) -> None:
         body = "".join(f"{k} {e} {o}\n" for k, (e, o) in self._seen.items()).encode("ascii")
@@ -203,3 +251,5 @@ class ReplayGuard:
         os.close(self._fd)
         self._fd = self._open()
         self._lines = len(self._seen)
+        self._offset = os.fstat(self._fd).st_size
+        self._torn = False

@@ -15,10 +15,13 @@
 # Persistence: one small JSON file, rewritten atomically (temp file, fsync,
 # rename, fsync of the directory) only when a newer delegation appears - rare.
 # A damaged file stops the endpoint (fail closed) with a message saying how to
-# reset it.  One writer process is assumed (inetd mode would need a lock).
+# reset it.  Several processes (--workers, inetd mode) share the file: each
+# re-reads it when it changed (one stat per check), and every update happens
+# under an exclusive flock of "<file>.lock" after re-reading it.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import tempfile
@@ -102,11 +105,36 @@ class RollbackGuard:
         self.state_file = state_file
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._lock_path = state_file.with_name(state_file.name + ".lock")
+        self._signature: tuple[int, int, int] | None = None  # the file as last read or written
         self._seen: dict[str, tuple[int, int, int]] = self._load()  # path -> (nb, serial, hold)
+
+    def _current(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.state_file)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.state_file}: {exc.strerror}") from None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Read the file again if another process changed it."""
+        if self._current() != self._signature:
+            self._seen = self._load()
+
+    def _exclusive(self) -> int:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot open {self._lock_path}: {exc.strerror}") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
 
     # -- persistence -----------------------------------------------------------
 
     def _load(self) -> dict[str, tuple[int, int, int]]:
+        self._signature = self._current()
         try:
             raw = self.state_file.read_bytes()
         except FileNotFoundError:
@@ -143,6 +171,7 @@ class RollbackGuard:
         except OSError:
             Path(temporary).unlink(missing_ok=True)
             raise
+        self._signature = self._current()
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -166,6 +195,7 @@ class RollbackGuard:
     def check(self, chain: Sequence[x509.Certificate]) -> None:
         """Raise :class:`RollbackRefusal` if any delegation is older than one seen; no update."""
         with self._lock:
+            self._refresh()
             for delegation in delegations(chain):
                 refusal = self._refusal(delegation)
                 if refusal is not None:
@@ -173,33 +203,49 @@ class RollbackGuard:
 
     def check_and_record(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> bool:
         """Check, then remember newer delegations; False if the table had no room for one."""
+        found = delegations(chain)
         with self._lock:
-            found = delegations(chain)
-            changed, complete = False, True
-            for delegation in found:
-                key = str(delegation.path)
-                refusal = self._refusal(delegation)
-                seen = self._seen.get(key)
-                if refusal is not None:
-                    assert seen is not None
-                    if delegation.not_after > seen[2]:  # keep the record while the old one lives
-                        self._seen[key] = (seen[0], seen[1], delegation.not_after)
-                        changed = True
-                    if changed:
-                        self._save()
-                    raise refusal
-                hold = max(delegation.not_after, seen[2] if seen else 0)
-                new = (delegation.not_before, delegation.serial, hold)
-                if seen == new:
-                    continue
-                if seen is None and not self._make_room(_seconds(now)):
-                    complete = False
-                    continue
-                self._seen[key] = new
-                changed = True
-            if changed:
-                self._save()
-            return complete
+            self._refresh()
+            if all(self._known(d) for d in found):  # the usual case: nothing to write
+                return True
+            lock = self._exclusive()
+            try:
+                self._refresh()
+                return self._check_and_record(found, now)
+            finally:
+                os.close(lock)
+
+    def _known(self, delegation: Delegation) -> bool:
+        seen = self._seen.get(str(delegation.path))
+        return seen is not None and seen[:2] == delegation.order and seen[2] >= delegation.not_after
+
+    def _check_and_record(self, found: list[Delegation], now: dt.datetime) -> bool:
+        """The check and record, under the thread lock and the file lock."""
+        changed, complete = False, True
+        for delegation in found:
+            key = str(delegation.path)
+            refusal = self._refusal(delegation)
+            seen = self._seen.get(key)
+            if refusal is not None:
+                assert seen is not None
+                if delegation.not_after > seen[2]:  # keep the record while the old one lives
+                    self._seen[key] = (seen[0], seen[1], delegation.not_after)
+                    changed = True
+                if changed:
+                    self._save()
+                raise refusal
+            hold = max(delegation.not_after, seen[2] if seen else 0)
+            new = (delegation.not_before, delegation.serial, hold)
+            if seen == new:
+                continue
+            if seen is None and not self._make_room(_seconds(now)):
+                complete = False
+                continue
+            self._seen[key] = new
+            changed = True
+        if changed:
+            self._save()
+        return complete
 
     def _make_room(self, now: int) -> bool:
         if len(self._seen) < self.max_entries:

@@ -73,8 +73,12 @@ def open_security(
     audit_log: Path | None,
     audit_fsync: bool,
     no_security: bool,
+    shared: bool = False,
 ) -> Security | None:
-    """The endpoint's :class:`Security`, None with ``--no-security``."""
+    """The endpoint's :class:`Security`, None with ``--no-security``.
+
+    *shared*: several processes may serve at once (--workers, inetd, socket activation).
+    """
     if no_security:
         if crl_dir is not None or audit_log is not None:
             raise SecuritySetupError(
@@ -87,7 +91,7 @@ def open_security(
         anchor = x509.load_pem_x509_certificates(ca_file.read_bytes())[0]
     except (OSError, ValueError) as exc:
         raise SecuritySetupError(f"cannot read the CA certificate {ca_file}: {exc}") from None
-    options = SecurityOptions(state_dir, anchor, crl_dir, audit_log, audit_fsync)
+    options = SecurityOptions(state_dir, anchor, crl_dir, audit_log, audit_fsync, shared)
     try:
         return Security(options)
     except OSError as exc:

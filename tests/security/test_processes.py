@@ -1,0 +1,121 @@
+"""Several endpoint processes on one host (--workers, inetd, socket activation) share the rules.
+
+The workers are forked after the security state is opened, so each starts with
+the same in-memory state and then goes its own way; these tests fork the same
+way and show that what one process recorded binds the other.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from standin.testing import open_standin
+from tests.security.pki import NOW, create, policy, root
+from tests.security.test_hooks import alice_usage, endpoint_run, query_for
+from tlsendpoint.authorize import authorize
+from tlsendpoint.security.audit import AuditLog, AuditRecord, verify
+from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.quota import QuotaError
+from tlsendpoint.security.replay import ReplayGuard, ReplayRefusal
+from tlsendpoint.security.rollback import RollbackGuard, RollbackRefusal
+from tlsendpoint.wire import BlockAdd, UnikernelDestroy
+
+_FORK = multiprocessing.get_context("fork")
+
+
+def in_child(action: Callable[[], None]) -> None:
+    """Run *action* in a forked child (like a worker) and require it to succeed."""
+    child = _FORK.Process(target=action)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+
+
+def test_a_leaf_used_in_one_worker_is_refused_in_another(tmp_path: Path) -> None:
+    alice = root().delegate("alice", policy())
+    chain = alice.leaf_chain("a1", UnikernelDestroy(), seconds=3600)
+    guard = ReplayGuard(tmp_path / "replay.journal")  # opened before the fork, as the endpoint
+    in_child(lambda: guard.check_and_record(chain[0], UnikernelDestroy(), "alice", NOW))
+    with pytest.raises(ReplayRefusal, match="already executed"):
+        guard.check_and_record(chain[0], UnikernelDestroy(), "alice", NOW)
+
+
+def test_replay_record_survives_another_process_compacting(tmp_path: Path) -> None:
+    alice = root().delegate("alice", policy())
+    used = alice.leaf_chain("a1", UnikernelDestroy(), seconds=3600)[0]
+    first = ReplayGuard(tmp_path / "replay.journal")
+    second = ReplayGuard(tmp_path / "replay.journal")
+    first.check_and_record(used, UnikernelDestroy(), "alice", NOW)
+    first._compact()  # replaces the journal (a new file)
+    with pytest.raises(ReplayRefusal):
+        second.check_and_record(used, UnikernelDestroy(), "alice", NOW)
+    fresh = alice.leaf_chain("a2", UnikernelDestroy(), seconds=3600)[0]
+    second.check_and_record(fresh, UnikernelDestroy(), "alice", NOW)
+    with pytest.raises(ReplayRefusal):  # and the other way round, on the new file
+        first.check_and_record(fresh, UnikernelDestroy(), "alice", NOW)
+
+
+def test_a_newer_delegation_seen_by_one_worker_binds_another(tmp_path: Path) -> None:
+    ca = root()
+    old = ca.delegate("alice", policy(unikernels=10), now=NOW.replace(month=10))
+    new = ca.delegate("alice", policy(unikernels=1), now=NOW)
+    guard = RollbackGuard(tmp_path / "rollback.json")
+    assert guard.check_and_record(old.leaf_chain("a1", create()), NOW)
+
+    def record_new() -> None:
+        assert guard.check_and_record(new.leaf_chain("a1", create()), NOW)
+
+    in_child(record_new)
+    with pytest.raises(RollbackRefusal, match="older than the newest one seen"):
+        guard.check_and_record(old.leaf_chain("a1", create()), NOW)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_two_processes_cannot_both_spend_the_last_quota(tmp_path: Path, shared: bool) -> None:
+    alice = root().delegate("alice", policy(block=100))
+    bob = authorize(alice.delegate("bob", policy(block=100)).leaf_chain("d", BlockAdd(60)))
+    carol = authorize(alice.delegate("carol", policy(block=100)).leaf_chain("d", BlockAdd(60)))
+    # two endpoint processes: separate reservation books, one state directory
+    workers = [
+        Security(SecurityOptions(tmp_path / "sec", root().cert, shared=shared)) for _ in range(2)
+    ]
+    granted: list[str] = []
+    async with open_standin(tmp_path) as standin:
+        query = query_for(standin)
+
+        async def run(security: Security, who: str, request: object) -> None:
+            try:
+                async with security.quota.guard(request, query):  # type: ignore[arg-type]
+                    await trio.sleep(0.01)  # let the other process check meanwhile
+                    await endpoint_run(standin, request)  # type: ignore[arg-type]
+                    granted.append(who)
+            except QuotaError:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, workers[0], "bob", bob)
+            nursery.start_soon(run, workers[1], "carol", carol)
+        used = await alice_usage(standin)
+    # without the lock each process sees alice's 100 MB free and both get 60 MB
+    assert (len(granted), used) == ((1, 60) if shared else (2, 120))
+
+
+def test_workers_append_to_one_audit_chain(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")  # opened before the fork, as the endpoint does
+
+    def append_many() -> None:
+        for index in range(150):
+            log.append(AuditRecord(NOW, f"peer-{index}", [], None, None, "allow", "ok", 0.001))
+
+    children = [_FORK.Process(target=append_many) for _ in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    assert verify(tmp_path / "audit.log").lines == 450
