@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives import serialization
 
 from ca import profiles
 from standin.testing import open_standin
+from tests.endpoint.harness import Client
 from tests.endpoint.pki import Pki, write_chain
 from tests.security.rig import now, small
 from tests.vectors import MKFAKE
 from tlsendpoint.cli import cli
+from tlsendpoint.wire import Failure, UnikernelDestroy
 
 BIN = Path(sys.executable).parent
 
@@ -109,3 +111,34 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout
     assert b"ok, 3 lines" in result.stdout
+
+
+async def test_replay_is_refused_whichever_worker_serves(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    destroy = pki.leaf("a1", UnikernelDestroy())
+    port = _free_port()
+    async with open_standin(tmp_path) as standin:
+        args = [str(BIN / "albatross-tls-endpoint"), "--ip", "127.0.0.1", "--port", str(port),
+                "--workers", "2", "--tmpdir", str(standin.tmpdir),
+                "--state-dir", str(tmp_path / "sec"),
+                str(pki.ca_file), str(pki.cert_file), str(pki.key_file)]  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(trio.run_process, args)
+            try:
+                replies: list[str] = []
+                with trio.fail_after(30):
+                    while len(replies) < 6:
+                        try:
+                            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+                        except OSError:  # not listening yet
+                            await trio.sleep(0.05)
+                            continue
+                        tls = trio.SSLStream(tcp, pki.client(destroy), server_hostname=None)
+                        payload = (await Client(tls).read_all())[-1].payload
+                        await trio.aclose_forcefully(tls)
+                        assert isinstance(payload, Failure)
+                        replies.append(payload.message)
+            finally:
+                process.send_signal(signal.SIGTERM)
+    assert "already executed" not in replies[0]  # the daemon's own answer: no such unikernel
+    assert all("already executed a state-changing command" in r for r in replies[1:]), replies
