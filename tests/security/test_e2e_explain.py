@@ -78,3 +78,21 @@ async def test_explain_gives_the_endpoints_reason_for_every_rule(tmp_path: Path)
         reply, lines = await both(rig, leaf(dave, ".", UnikernelInfo()))
         assert lines[:2] == ["refused (revocation): unikernel info as dave:", f"reason: {reply}"]
         assert "intermediate certificate CN=dave" in reply
+
+
+def test_explain_runs_as_a_command_of_its_own(tmp_path: Path) -> None:
+    """``albatross-explain`` is the same click command without the group."""
+    from tests.security.pki import create, policy, root
+
+    ca = root()
+    alice = ca.delegate("alice", policy(unikernels=1, memory=64), now=now())
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(encode_certificates(alice.leaf_chain(".", create(memory=128), now=now())))
+    result = CliRunner().invoke(cli.explain_command, [str(chain)])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "refused (name): unikernel create as alice:",
+        "reason: unikernel create needs a unikernel or block name, but the leaf certificate "
+        "names the path alice: (CN '.', ':' or none); that name would reach the object of the "
+        "same name one level up: put the object's name in the CN",
+    ]

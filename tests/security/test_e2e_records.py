@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import trio
+import trio.testing
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -230,3 +231,19 @@ async def test_the_audit_log_of_a_run_verifies_and_detects_edits(tmp_path: Path)
     assert verify(log)[0] == 0
     code, out = verify(log, "--head", head)
     assert code == 1 and "lines were removed from the end" in out, out
+
+
+async def test_a_failed_handshake_leaves_an_error_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    async with open_rig(tmp_path, audit_log=log) as rig:
+        server_side, client_side = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rig.endpoint.handle, server_side, "scanner")
+            await client_side.send_all(b"GET / HTTP/1.0\r\n\r\n")
+            await client_side.aclose()
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert (line["peer"], line["decision"], line["chain"], line["name"]) == (
+        "scanner", "error", [], None,
+    )  # fmt: skip
+    assert line["reason"].startswith("TLS handshake failed"), line
+    assert verify(log)[0] == 0
