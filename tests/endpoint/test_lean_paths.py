@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from tests.endpoint.pki import Pki
 from tlsendpoint.connlog import LOGGER
 from tlsendpoint.errors import UsageError
 from tlsendpoint.framedio import FramedStream
+from tlsendpoint.session import _open_unix
 from tlsendpoint.tlscontext import buffers_released, load_server_context, release_buffers
+from tlsendpoint.unixstream import UnixStream
 from tlsendpoint.wire import End, UnikernelInfo, UnikernelInfoList, end_marker, frame, frame_prefix
 
 
@@ -85,3 +88,86 @@ async def test_no_chain_description_when_logging_is_off(
     finally:
         LOGGER.setLevel(level)
     assert [m.payload for m in messages] == [info]
+
+
+# -- UnixStream and the daemon connect -----------------------------------------------
+
+
+async def test_unix_stream_round_trip_eof_and_close() -> None:
+    ours, theirs = socket.socketpair()
+    stream = UnixStream(ours)
+    peer = UnixStream(theirs)
+    got = b""
+
+    async def send() -> None:
+        await stream.send_all(b"x" * 1_000_000)  # more than a socket buffer: waits for the reader
+        await stream.send_all(b"y")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        while len(got) < 1_000_001:
+            got += await peer.receive_some(65536)
+    assert got == b"x" * 1_000_000 + b"y"
+    await stream.send_eof()
+    assert await peer.receive_some() == b""
+    stream.close()
+    with pytest.raises(trio.ClosedResourceError):
+        await stream.receive_some()
+    with pytest.raises(trio.BrokenResourceError):
+        for _ in range(10):  # the first write may still be buffered
+            await peer.send_all(b"z" * 100_000)
+    await peer.aclose()
+
+
+async def test_unix_stream_close_wakes_a_waiting_reader() -> None:
+    ours, theirs = socket.socketpair()
+    stream = UnixStream(ours)
+    async with trio.open_nursery() as nursery:
+
+        async def reader() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await stream.receive_some()
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        stream.close()
+    theirs.close()
+
+
+async def test_daemon_connect_waits_while_the_backlog_is_full(tmp_path: Path) -> None:
+    path = str(tmp_path / "vmmd.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    waiting = []
+    for _ in range(8):  # fill the backlog: further connects fail with EAGAIN
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except BlockingIOError:
+            sock.close()
+            break
+        waiting.append(sock)
+    else:
+        pytest.fail("the backlog never filled")
+    connected: list[UnixStream] = []
+    async with trio.open_nursery() as nursery:
+
+        async def connect() -> None:
+            connected.append(await _open_unix(path))
+
+        nursery.start_soon(connect)
+        await trio.sleep(0.05)
+        assert not connected  # still retrying, not an unconnected socket
+        for _ in waiting:
+            listener.accept()[0].close()
+    (stream,) = connected
+    await stream.send_all(b"hello")
+    accepted, _ = listener.accept()
+    assert accepted.recv(5) == b"hello"
+    accepted.close()
+    stream.close()
+    for sock in waiting:
+        sock.close()
+    listener.close()
