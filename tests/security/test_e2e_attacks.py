@@ -23,6 +23,7 @@ from tlsendpoint.wire import (
     BlockRemove,
     Failure,
     Name,
+    StatsSubscribe,
     StringReply,
     UnikernelDestroy,
     UnikernelInfo,
@@ -176,3 +177,21 @@ async def test_an_older_delegation_cannot_restore_a_larger_policy(tmp_path: Path
             await rig.restart()
         # the daemon holds the new, smaller policy
         assert await names_on_host(rig.standin.socket("vmmd")) == ["alice:a0"]
+
+
+async def test_a_dot_leaf_cannot_watch_the_operators_unikernel(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig:
+        alice = rig.delegate(rig.root, "alice", small(unikernels=2, memory=128))
+        assert await rig.send(rig.root, "alice", rig.create()) == CREATED
+        refused = failure(await rig.send(alice, ".", StatsSubscribe()))
+        assert refused.startswith(
+            "stats subscribe at the path alice: would also report (and take over the "
+            "subscription of) the unikernel :alice one level up"
+        ), refused
+        # without the operator's twin, the subscription for her whole path is served
+        assert await rig.send(rig.root, "alice", UnikernelDestroy()) == StringReply(
+            "destroyed unikernel"
+        )
+        client = await rig.harness.connect(rig.identity(alice, ".", StatsSubscribe()))
+        assert (await client.read_one()).payload == StringReply("subscribed")
+        await client.tls.aclose()

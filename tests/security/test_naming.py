@@ -72,3 +72,18 @@ def test_listing_filter_keeps_the_delegates_own_objects() -> None:
     assert filter_listing(Name.parse("alice:"), listing) == BlockDeviceList((own,))
     assert filter_listing(Name.parse(":"), listing) == listing  # root has no parent
     assert filter_listing(Name.parse("alice:"), UnikernelInfoList(())) == UnikernelInfoList(())
+
+
+def test_stats_at_a_path_is_refused_only_while_the_parents_twin_runs() -> None:
+    from tlsendpoint.security.naming import check_stats_path, parents_object
+    from tlsendpoint.wire import StatsSubscribe
+
+    alice = root().delegate("alice", policy())
+    at_path = authorize(alice.leaf_chain(".", StatsSubscribe()))
+    assert parents_object(at_path) == Name.parse(":alice")
+    check_stats_path(at_path, [Name.parse("alice:a1"), Name.parse(":bob")])
+    with pytest.raises(NameRefusal, match="the unikernel :alice one level up"):
+        check_stats_path(at_path, [Name.parse("alice:a1"), Name.parse(":alice")])
+    named = authorize(alice.leaf_chain("a1", StatsSubscribe()))
+    assert parents_object(named) is None
+    assert parents_object(authorize(root().leaf_chain(".", StatsSubscribe()))) is None

@@ -11,7 +11,9 @@
 # name rule, revocation and anti-rollback, then takes a CRL the leaf hands in.
 # Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with
 # that text, header ``:``), so the endpoint's existing refusal path serves it.
-# serve() holds the quota reservation from the check until the daemon's reply
+# serve() refuses a stats subscription that would reach the parent's unikernel
+# (naming.check_stats_path, one daemon query), holds the quota reservation from
+# the check until the daemon's reply
 # (concurrent creates cannot slip past), records the leaf for replay protection
 # last (a request refused for another reason keeps its leaf), runs the command
 # and filters listings; its refusals come back as a Failure payload.
@@ -98,6 +100,7 @@ class Gate:
         header, as any failure of the command would).
         """
         try:
+            await self.security.check_stats_path(request, self.query)
             async with self.security.quota.guard(request, self.query):
                 if self._leaf is not None:
                     leaf, self._leaf = self._leaf, None

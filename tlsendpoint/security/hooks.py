@@ -45,7 +45,12 @@ from tlsendpoint.framedio import FramedStream
 from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
-from tlsendpoint.security.naming import check_object_name, filter_listing
+from tlsendpoint.security.naming import (
+    check_object_name,
+    check_stats_path,
+    filter_listing,
+    parents_object,
+)
 from tlsendpoint.security.quota import (
     Usage,
     check_delegations,
@@ -276,6 +281,15 @@ class Security:
     def check_name(self, request: Request) -> None:
         """A single-object command needs a real name (:mod:`.naming`)."""
         check_object_name(request)
+
+    async def check_stats_path(self, request: Request, query: Query) -> None:
+        """A stats subscription at a delegate's path: refused while the parent's twin runs."""
+        if parents_object(request) is None:
+            return
+        info = await query(ROOT, UnikernelInfo())
+        if not isinstance(info, UnikernelInfoList):
+            raise _unexpected("unikernel info", info)
+        check_stats_path(request, (name for name, _ in info.unikernels))
 
     def filter_reply(self, request: Request, reply: Payload) -> Payload:
         """A listing at a delegate's path without the parent's same-named object."""

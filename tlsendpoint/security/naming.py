@@ -7,14 +7,20 @@
 # info/stats at its path include it.  (Reproduced on the stand-in: block remove
 # at ``alice:`` removes the root's block ``:alice``.)
 #
-# Two rules close it:
+# Three rules close it:
 # * a command that acts on one object needs a real name: a path-only name is
 #   refused (check_object_name) - path-only names stay fine for listings;
 # * a listing at a non-root path drops the entry whose relative name is the
-#   path itself (``:`` relative to the path): that object is the parent's.
+#   path itself (``:`` relative to the path): that object is the parent's;
+# * a stats subscription at a non-root path is a stream the endpoint does not
+#   filter, and the stats daemon keys subscribers by name: it would report the
+#   parent's same-named unikernel and replace the parent's subscriber there.
+#   It is refused while that unikernel exists (check_stats_path, given the
+#   host's unikernels as the daemon reports them).
 # Pure: request or payload in, refusal or filtered payload out.
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from tlsendpoint.authorize import Request
@@ -33,6 +39,7 @@ from tlsendpoint.wire import (
     ConsoleSubscribe,
     Name,
     Payload,
+    StatsSubscribe,
     UnikernelCreate,
     UnikernelDestroy,
     UnikernelGet,
@@ -40,7 +47,15 @@ from tlsendpoint.wire import (
     UnikernelRestart,
 )
 
-__all__ = ["OBJECT_COMMANDS", "NameRefusal", "check_object_name", "filter_listing", "is_parents"]
+__all__ = [
+    "OBJECT_COMMANDS",
+    "NameRefusal",
+    "check_object_name",
+    "check_stats_path",
+    "filter_listing",
+    "is_parents",
+    "parents_object",
+]
 
 #: Commands that act on exactly one unikernel or block device.
 OBJECT_COMMANDS: frozenset[type[object]] = frozenset(
@@ -72,6 +87,25 @@ def check_object_name(request: Request) -> None:
             f"{command_name(request.command)} needs a unikernel or block name, but the leaf "
             f"certificate names the path {request.name} (CN '.', ':' or none); that name would "
             "reach the object of the same name one level up: put the object's name in the CN"
+        )
+
+
+def parents_object(request: Request) -> Name | None:
+    """For a stats subscription at a delegate's path, the parent's same-keyed name, else None."""
+    at = request.name
+    if not isinstance(request.command, StatsSubscribe) or at.is_root or not at.is_path:
+        return None
+    return Name(at.path[:-1], at.path[-1])
+
+
+def check_stats_path(request: Request, running: Iterable[Name]) -> None:
+    """Refuse a stats subscription at a path whose key is the parent's running unikernel."""
+    parent = parents_object(request)
+    if parent is not None and any(name.key == parent.key for name in running):
+        raise NameRefusal(
+            f"stats subscribe at the path {request.name} would also report (and take over the "
+            f"subscription of) the unikernel {parent} one level up, which has the same daemon "
+            "key: subscribe per unikernel (its name in the CN)"
         )
 
 
