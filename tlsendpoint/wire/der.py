@@ -69,15 +69,14 @@ def tlv(tag: int, content: bytes) -> bytes:
     return bytes((tag,)) + encode_length(n) + content
 
 
-def tlv_parts(tag: int, parts: Sequence[bytes]) -> bytes:
-    """``tlv(tag, b"".join(parts))`` with one copy of the content instead of two.
+def head(tag: int, n: int) -> bytes:
+    """Identifier and length octets of an element with *n* content octets."""
+    return bytes((tag, n)) if n < 0x80 else bytes((tag,)) + encode_length(n)
 
-    A ``create`` carries an image of up to 16 MiB a few SEQUENCEs deep; each
-    level joined and then prefixed would copy it twice.
-    """
-    n = sum(map(len, parts))
-    head = bytes((tag, n)) if n < 0x80 else bytes((tag,)) + encode_length(n)
-    return b"".join((head, *parts))
+
+def tlv_parts(tag: int, parts: Sequence[bytes]) -> bytes:
+    """``tlv(tag, b"".join(parts))`` with one copy of the content instead of two."""
+    return b"".join((head(tag, sum(map(len, parts))), *parts))
 
 
 def read_tlv(buf: memoryview, pos: int) -> tuple[int, int, int]:
@@ -137,6 +136,15 @@ class Codec(Generic[T]):
     def encode(self, value: T) -> bytes:
         raise NotImplementedError
 
+    def encode_parts(self, value: T) -> list[bytes]:
+        """The encoding as pieces to join once (``b"".join`` of them is :meth:`encode`).
+
+        A ``create`` carries an image of up to 16 MiB five elements deep; built
+        bottom-up as bytes, every level would copy it.  Constructed codecs
+        override this and define ``encode`` as the one join.
+        """
+        return [self.encode(value)]
+
     def decode_content(self, tag: int, content: memoryview) -> T:
         raise NotImplementedError
 
@@ -175,6 +183,10 @@ class Primitive(Codec[T]):
 
     def encode(self, value: T) -> bytes:
         return tlv(self._tag, self._enc(value))
+
+    def encode_parts(self, value: T) -> list[bytes]:
+        content = self._enc(value)
+        return [head(self._tag, len(content)), content]
 
     def decode_content(self, tag: int, content: memoryview) -> T:
         return self._dec(content)
@@ -334,6 +346,9 @@ class Mapped(Codec[U], Generic[T, U]):
     def encode(self, value: U) -> bytes:
         return self.inner.encode(self._to(value))
 
+    def encode_parts(self, value: U) -> list[bytes]:
+        return self.inner.encode_parts(self._to(value))
+
     def decode_content(self, tag: int, content: memoryview) -> U:
         return self._from(self.inner.decode_content(tag, content))
 
@@ -349,7 +364,12 @@ class Explicit(Codec[T]):
         self.label = f"[{n}]"
 
     def encode(self, value: T) -> bytes:
-        return tlv(self._tag, self.inner.encode(value))
+        return b"".join(self.encode_parts(value))
+
+    def encode_parts(self, value: T) -> list[bytes]:
+        parts = self.inner.encode_parts(value)
+        parts.insert(0, head(self._tag, sum(map(len, parts))))
+        return parts
 
     def decode_content(self, tag: int, content: memoryview) -> T:
         inner_tag, start, stop = read_tlv(content, 0)
@@ -386,15 +406,19 @@ class Sequence_(Codec[T]):
         self._parts = parts
 
     def encode(self, value: T) -> bytes:
-        out = []
+        return b"".join(self.encode_parts(value))
+
+    def encode_parts(self, value: T) -> list[bytes]:
+        out = [b""]  # the head, once the length is known
         for f, v in zip(self.fields, self._parts(value), strict=True):
             if v is None and f.optional:
                 continue
             try:
-                out.append(f.codec.encode(v))
+                out.extend(f.codec.encode_parts(v))
             except UsageError as e:
                 raise UsageError(f"{self.label}: {f.name}: {e.message}") from None
-        return tlv_parts(self._tag, out)
+        out[0] = head(self._tag, sum(map(len, out)))
+        return out
 
     def decode_content(self, tag: int, content: memoryview) -> T:
         values: list[Any] = []
@@ -520,10 +544,13 @@ class Choice(Codec[T]):
         self.tags = frozenset(self._by_tag) | frozenset(self._removed)
 
     def encode(self, value: T) -> bytes:
+        return b"".join(self.encode_parts(value))
+
+    def encode_parts(self, value: T) -> list[bytes]:
         for alt in self.alts:
             inner = alt.take(value)
             if inner is not NO:
-                return alt.explicit.encode(inner)
+                return alt.explicit.encode_parts(inner)
         raise UsageError(f"{self.label}: cannot encode {value!r}")
 
     def decode_content(self, tag: int, content: memoryview) -> T:
