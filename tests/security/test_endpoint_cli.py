@@ -101,8 +101,9 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
                 code, out = await alba("create", "b2", str(image), "--mem=32")
                 assert code != 0
                 assert (
-                    "delegation alice:bob: (certificate CN bob): maximum amount of unikernels (1)"
-                    " reached in the whole subtree (limit 1, used 1, requested 1)" in out
+                    "command failed maximum amount of unikernels (1) reached in the whole subtree"
+                    " of delegation alice:bob: (certificate CN bob), field unikernels"
+                    " (limit 1, used 1, requested 1)" in out
                 ), out
             finally:
                 process.send_signal(signal.SIGTERM)

@@ -172,8 +172,9 @@ def test_cli_explain_remote_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 1
     assert result.stdout.splitlines()[:3] == [
         "refused (quota): unikernel create as alice:a1",
-        "reason: delegation alice: (certificate CN alice): memory of the whole subtree would "
-        "exceed the policy (MB) (limit 256, used 0, requested 300)",
+        "reason: maximum allowed memory (256, used 0) would be exceeded (requesting 300) in the "
+        "whole subtree of delegation alice: (certificate CN alice), field memory "
+        "(limit 256, used 0, requested 300)",
         "refused by: alice:, field memory (limit 256, requested 300, used 0)",
     ]
     unknown = CliRunner().invoke(cli.main, ["explain", "--remote", "nobody"])

@@ -106,8 +106,9 @@ async def test_guard_refuses_with_the_daemons_usage(tmp_path: Path) -> None:
             async with security.quota.guard(carol, query):
                 raise AssertionError("carol's block must not be checked in")
         assert caught.value.message == (
-            "delegation alice: (certificate CN alice): block storage of the whole subtree would "
-            "exceed the policy (MB) (limit 100, used 60, requested 60)"
+            "block device policy limit of 100 MB (used 60 MB) would be exceeded by the request "
+            "(60 MB) in the whole subtree of delegation alice: (certificate CN alice), field block "
+            "(limit 100, used 60, requested 60)"
         )
         assert await alice_usage(standin) == 60
         assert len(security.quota.book) == 0

@@ -91,8 +91,8 @@ def test_sub_delegation_cannot_multiply_unikernel_quota() -> None:
     assert (str(error.hop), error.field) == ("alice:", "unikernels")
     assert (error.limit, error.used, error.requested) == (1, 1, 1)
     assert error.message == (
-        "delegation alice: (certificate CN alice): maximum amount of unikernels (1) reached "
-        "in the whole subtree (limit 1, used 1, requested 1)"
+        "maximum amount of unikernels (1) reached in the whole subtree of delegation alice: "
+        "(certificate CN alice), field unikernels (limit 1, used 1, requested 1)"
     )
 
 
@@ -179,8 +179,8 @@ def test_top_level_delegation_must_fit_the_root_policy() -> None:
         check_delegations(request.policies, HOST)
     assert (str(caught.value.hop), caught.value.field) == ("alice:", "memory")
     assert caught.value.message == (
-        "delegation alice: (certificate CN alice) is not within host (root policy): "
-        "policy above allows 4096 MB memory, which is fewer than 100000 MB"
+        "policy above allows 4096 MB memory, which is fewer than 100000 MB: the policy of "
+        "delegation alice: (certificate CN alice) is not within the policy of host (root policy)"
     )
 
 
@@ -194,7 +194,9 @@ def test_sub_delegation_larger_than_its_issuer_is_named() -> None:
         check_delegations(policies, HOST)
     assert (str(caught.value.hop), caught.value.field) == ("alice:bob:", "unikernels")
     assert (caught.value.limit, caught.value.requested) == (2, 5)
-    assert "is not within delegation alice: (certificate CN alice)" in caught.value.message
+    assert caught.value.message.endswith(
+        "is not within the policy of delegation alice: (certificate CN alice)"
+    )
 
 
 def test_top_level_delegations_together_never_exceed_the_host() -> None:
@@ -210,7 +212,10 @@ def test_top_level_delegations_together_never_exceed_the_host() -> None:
     with pytest.raises(QuotaError) as caught:
         check_usage(request.policies, HOST, usage, demand)
     assert (caught.value.hop, caught.value.field) == (ROOT, "memory")
-    assert caught.value.message.startswith("host (root policy): ")
+    assert caught.value.message == (
+        "maximum allowed memory (4096, used 3000) would be exceeded (requesting 1500) in the "
+        "whole subtree of host (root policy), field memory (limit 4096, used 3000, requested 1500)"
+    )
 
 
 def test_cpuids_and_bridges_outside_an_ancestor_are_refused() -> None:
@@ -222,7 +227,7 @@ def test_cpuids_and_bridges_outside_an_ancestor_are_refused() -> None:
     with pytest.raises(QuotaError) as caught:
         check_usage(request.policies, HOST, Usage(), demand)
     assert caught.value.field == "bridges"
-    with pytest.raises(QuotaError, match="CPUids not allowed"):
+    with pytest.raises(QuotaError, match=r"^CPUids 7 are not allowed by policy in the whole"):
         check_usage(request.policies, HOST, Usage(), Demand(1, 32, frozenset({7})))
 
 

@@ -247,7 +247,8 @@ def check_delegations(policies: Sequence[tuple[Name, Policy]], root: Policy | No
         except PolicyError as exc:
             field_name, limit, requested = _first_excess(policy, parent)
             raise QuotaError(
-                f"{hop_text(path)} is not within {hop_text(parent_path)}: {exc.message}",
+                f"{exc.message}: the policy of {hop_text(path)} is not within the policy of"
+                f" {hop_text(parent_path)}",
                 hop=path,
                 field=field_name,
                 limit=limit,
@@ -255,52 +256,64 @@ def check_delegations(policies: Sequence[tuple[Name, Policy]], root: Policy | No
             ) from None
 
 
+def _listing(values: list[int] | list[str]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
 def _excess(path: Name, policy: Policy, used: Totals, demand: Demand) -> QuotaError | None:
-    """The first field of *policy* that *used* + *demand* exceeds, as a refusal."""
+    """The first field of *policy* that *used* + *demand* exceeds, as a refusal.
+
+    The text starts with albatross's own words for the field (vmm_resources.ml; users
+    grep for them), then names the hop whose whole subtree is full, with the numbers.
+    """
     adds = demand.unikernels > 0
     block_limit = 0 if policy.block is None else policy.block
+    cpus, bridges = sorted(demand.cpuids - policy.cpuids), sorted(demand.bridges - policy.bridges)
     checks: list[tuple[bool, str, str, object, object, object]] = [
         (
             adds and used.unikernels + demand.unikernels > policy.unikernels,
             "unikernels",
-            f"maximum amount of unikernels ({policy.unikernels}) reached in the whole subtree",
+            f"maximum amount of unikernels ({policy.unikernels}) reached",
             policy.unikernels, used.unikernels, demand.unikernels,
         ),
         (
             adds and used.memory + demand.memory > policy.memory,
             "memory",
-            "memory of the whole subtree would exceed the policy (MB)",
+            f"maximum allowed memory ({policy.memory}, used {used.memory}) would be exceeded"
+            f" (requesting {demand.memory})",
             policy.memory, used.memory, demand.memory,
         ),
         (
-            not demand.cpuids <= policy.cpuids,
+            bool(cpus),
             "cpuids",
-            "CPUids not allowed by policy",
+            f"CPUids {_listing(cpus)} are not allowed by policy",
             sorted(policy.cpuids), sorted(used.cpuids), sorted(demand.cpuids),
         ),
         (
-            not demand.bridges <= policy.bridges,
+            bool(bridges),
             "bridges",
-            "bridges not allowed by policy",
+            f"bridges {_listing(bridges)} not allowed by policy",
             sorted(policy.bridges), sorted(used.bridges), sorted(demand.bridges),
         ),
         (
             demand.block > 0 and policy.block is None,
             "block",
-            "no block devices are allowed by policy (MB)",
+            "no block devices are allowed by policy",
             0, used.block, demand.block,
         ),
         (
             demand.block > 0 and used.block + demand.block > block_limit,
             "block",
-            "block storage of the whole subtree would exceed the policy (MB)",
+            f"block device policy limit of {block_limit} MB (used {used.block} MB) would be"
+            f" exceeded by the request ({demand.block} MB)",
             block_limit, used.block, demand.block,
         ),
     ]  # fmt: skip
     for failed, field_name, text, limit, in_use, requested in checks:
         if failed:
             return QuotaError(
-                f"{hop_text(path)}: {text} (limit {limit}, used {in_use}, requested {requested})",
+                f"{text} in the whole subtree of {hop_text(path)}, field {field_name}"
+                f" (limit {limit}, used {in_use}, requested {requested})",
                 hop=path,
                 field=field_name,
                 limit=limit,
