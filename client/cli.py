@@ -27,6 +27,7 @@ from client.fmt import Formatter
 from client.output import format_log, json_line
 from tlsendpoint import inspect_cli
 from tlsendpoint.errors import AlbatrossError
+from tlsendpoint.security import cli as security_cli
 
 __all__ = ["alba", "main", "term_error"]
 
@@ -168,6 +169,7 @@ alba.add_command(remote)
 # The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.
 ca_cli.register(alba)
 alba.add_command(inspect_cli.main, "inspect")
+alba.add_command(security_cli.explain_command, "explain")
 
 
 def main() -> None:

@@ -150,24 +150,16 @@ def story(d: Demo) -> None:
         log="standin.log",
     )
     d.wait_for(lambda: (run_dir / "util" / "vmmd.sock").exists(), "the daemon stand-in")
-    d.start(
-        "albatross-tls-endpoint",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(d.port),
-        "--tmpdir",
-        str(run_dir),
-        "cacert.pem",
-        "server.pem",
-        "server.key",
-        log="endpoint.log",
-    )
+    (work / "crl").mkdir()
+    # The security state, the CRL directory and the audit log live in the work directory.
+    security = ["--state-dir", "endpoint-state", "--crl-dir", "crl", "--audit-log", "audit.log"]
+    tls_files = ["cacert.pem", "server.pem", "server.key"]
+    listen = ["--ip", "127.0.0.1", "--port", str(d.port), "--tmpdir", str(run_dir)]
+    d.start("albatross-tls-endpoint", *listen, *security, *tls_files, log="endpoint.log")
     d.wait_for(d.port_open, "the endpoint")
     print(f"albatross-standin --tmpdir {run_dir} (log: standin.log)")
     print(
-        f"albatross-tls-endpoint --ip 127.0.0.1 --port {d.port} cacert.pem server.pem "
-        "server.key (log: endpoint.log)"
+        " ".join(["albatross-tls-endpoint", *listen, *security, *tls_files]), "(log: endpoint.log)"
     )
 
     d.section("The operator asks what runs on the host")
@@ -225,8 +217,22 @@ def story(d: Demo) -> None:
         expect=124,
     )
 
+    d.section("Offline, the friend can ask why; the answer is the endpoint's own reason")
+    vmmd = str(run_dir / "util" / "vmmd.sock")
+    explain = ("alba", "explain", "--remote", "friend", "--command", "create", "--name", "x")
+    run(*explain, "--vmmd", vmmd, cwd=friend, expect=1)
+
     d.section("The operator sees the friend's unikernel under its path")
     run("alba", "info", *remote)
+
+    d.section("The operator revokes the friend's delegation; the endpoint honours it at once")
+    run("alba", "ca", "revoke", "--cacert", "cacert.pem", "--db", "db", "--name", "friend")
+    crl = ("--cacert", "cacert.pem", "--cakey", "ca.key", "--out", "crl/root.crl")
+    run("alba", "ca", "crl", *crl)
+    run("alba", "info", "--remote", "friend", cwd=friend, expect=117)
+
+    d.section("Every decision is in a hash-chained audit log; a changed line would be found")
+    run("albatross-audit", "verify", "audit.log")
 
 
 def main() -> None:

@@ -37,6 +37,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "command failed maximum amount of unikernels (1) reached" in out
     assert "128 MB memory assigned to unikernel exceeds policy (64MB)" in out
     assert "host [unikernel: :]: [unikernel: friend:hello]: typ solo5" in out
+    # explain gives the endpoint's own reason, offline
+    assert "refused by: friend:, field unikernels (limit 1, requested 1, used 1)" in out
+    # revocation takes effect without a restart, and the audit log verifies
+    assert "command failed intermediate certificate CN=friend" in out
+    assert "was revoked on" in out
+    assert "audit.log: ok, " in out
     # Both services were stopped: no process still runs with the work directory.
     assert _processes_mentioning(str(tmp_path / "w")) == []
 
