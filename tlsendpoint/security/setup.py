@@ -35,8 +35,9 @@ def security_options(func: Any) -> Any:
             type=click.Path(file_okay=False, path_type=Path),
             default=DEFAULT_STATE_DIR,
             show_default=True,
+            envvar="ALBATROSS_TLS_STATE_DIR",
             help="Security state: anti-rollback (rollback.json) and replay (replay.journal); "
-            "created if missing.",
+            "created if missing.  Also $ALBATROSS_TLS_STATE_DIR.",
         ),
         click.option(
             "--crl-dir",
