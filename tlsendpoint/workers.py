@@ -7,9 +7,11 @@ Forking happens before any trio run exists, so each worker starts its own
 event loop from a clean state.  OpenSSL reseeds its random generator in a
 forked child by itself (OpenSSL >= 1.1.1 detects the fork).
 
-The supervisor blocks SIGTERM, SIGINT and SIGCHLD and takes them with
+The supervisor blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD and takes them with
 ``sigtimedwait`` (no handler races):
 
+* SIGHUP: forwarded to every worker (each reloads its CRLs; a worker ignores
+  SIGHUP until its event loop listens for it);
 * SIGTERM/SIGINT: forward SIGTERM to every worker (each stops accepting and
   gives its running connections the grace period), wait for all, exit 0 if
   they all exited 0;
@@ -34,7 +36,7 @@ __all__ = ["KILL_MARGIN", "run_workers"]
 #: Seconds after the grace period before a worker that did not stop is killed.
 KILL_MARGIN = 5.0
 
-_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 
 
 def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
@@ -43,6 +45,9 @@ def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
         return pid
     code = 1
     try:
+        # Until the worker's event loop installs its SIGHUP receiver (CRL reload), a
+        # forwarded SIGHUP must not kill it: ignored, not blocked, so nothing is queued.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         code = serve()
     except BaseException:  # a worker must never fall back into the supervisor's code
@@ -81,6 +86,9 @@ def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> in
             info = signal.sigtimedwait(_SIGNALS, timeout)
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 stopping = True
+            if info is not None and info.si_signo == signal.SIGHUP and not stopping:
+                for pid in alive:  # reload (CRLs) in every worker
+                    os.kill(pid, signal.SIGHUP)
             _reap(alive, exits)
             if not stopping and exits:
                 number, code = next(iter(exits.items()))

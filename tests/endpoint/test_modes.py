@@ -365,9 +365,18 @@ async def test_workers_share_the_socket_and_stop_on_sigterm(tmp_path: Path) -> N
     listening = tcp_listen_socket("127.0.0.1", 0, 64)
     port = listening.getsockname()[1]
     async with open_fake_daemon(BEHAVIOURS) as daemon:
+        (tmp_path / "crls").mkdir()
         args = _systemd_wrapper(
             listening.fileno(),
-            _args(pki, daemon, "--systemd-socket-activation", "--workers", "2"),
+            _args(
+                pki,
+                daemon,
+                "--systemd-socket-activation",
+                "--workers",
+                "2",
+                "--crl-dir",
+                str(tmp_path / "crls"),
+            ),
         )
         process = await _spawn(args, pass_fds=(listening.fileno(),), stderr=subprocess.PIPE)
         listening.close()
@@ -377,9 +386,19 @@ async def test_workers_share_the_socket_and_stop_on_sigterm(tmp_path: Path) -> N
         assert len(workers) == 2
         for pid in workers:
             assert f" {pid}".encode() in seen.split(b"started 2 workers:")[1]
+        while seen.count(b"listening on") < 2:
+            seen += await _wait_for(process.stderr, b"listening on")
         for _ in range(6):  # every connection is served, by whichever worker accepts it
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             assert await _info_over(stream, pki) == EXPECTED
+        await trio.sleep(0.2)  # the workers' SIGHUP receivers run
+        # A broken CRL makes each worker's reload say so: proof the SIGHUP reached both.
+        (tmp_path / "crls" / "broken.crl").write_bytes(b"not a CRL")
+        process.send_signal(signal.SIGHUP)
+        reloads = b""
+        while reloads.count(b"SIGHUP: CRLs not reloaded") < 2:
+            reloads += await _wait_for(process.stderr, b"SIGHUP: CRLs not reloaded")
+        assert _children(process.pid) == workers  # nobody died of the SIGHUP
         process.send_signal(signal.SIGTERM)
         code, log = await _finish(process)
     assert code == 0
