@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from bench.bench_endpoint import BIN, HERE, free_port, write_leaf
 from ca import profiles
+from tlsendpoint import server
 from tlsendpoint.connlog import configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
@@ -161,12 +162,24 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-profile", action="store_true", help="only the unprofiled figure")
     ap.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="ablation: answer every authorised request without the daemon exchange",
+    )
+    ap.add_argument(
         "--floor",
         action="store_true",
         help="also measure the floor: the same TLS context serving only handshake + one frame",
     )
     a = ap.parse_args()
     configure_logging("none", logging.ERROR)  # as the bench's endpoint runs: -q
+    if a.no_daemon:
+
+        async def no_daemon(*_args: object) -> UnikernelInfoList:
+            await trio.lowlevel.checkpoint()
+            return UnikernelInfoList(())
+
+        setattr(server, "serve_request", no_daemon)  # noqa: B010 - an ablation, bench only
     with tempfile.TemporaryDirectory(prefix="albaprof") as tmp:
         work = Path(tmp)
         leaf_args = _pki(work, a.key_type)
