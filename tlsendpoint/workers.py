@@ -19,11 +19,14 @@ The supervisor blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD and takes them with
   the supervisor exits 1, so the service manager sees one failed service
   instead of a silently shrunken one;
 * workers still alive ``grace_period`` + :data:`KILL_MARGIN` seconds after
-  SIGTERM are killed.
+  SIGTERM are killed;
+* a supervisor killed outright (SIGKILL) takes its workers with it: each asks
+  the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -36,15 +39,29 @@ __all__ = ["KILL_MARGIN", "run_workers"]
 #: Seconds after the grace period before a worker that did not stop is killed.
 KILL_MARGIN = 5.0
 
+_PR_SET_PDEATHSIG = 1
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP}
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the supervisor dies, even by SIGKILL (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the service manager's cgroup kill remains
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
+        _die_with_parent(parent)
         # Until the worker's event loop installs its SIGHUP receiver (CRL reload), a
         # forwarded SIGHUP must not kill it: ignored, not blocked, so nothing is queued.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -435,3 +435,31 @@ def test_workers_and_inetd_are_incompatible(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 124
     assert b"--workers needs a listening socket" in result.stderr
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    async with open_fake_daemon(BEHAVIOURS) as daemon:
+        args = _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port), "--workers", "2")
+        process = await _spawn(args, stderr=subprocess.PIPE)
+        assert process.stderr is not None
+        await _wait_for(process.stderr, b"started 2 workers")
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        process.kill()  # no chance to stop them itself
+        await process.wait()
+        with trio.fail_after(20):
+            while any(_running(pid) for pid in workers):
+                await trio.sleep(0.05)
