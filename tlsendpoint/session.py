@@ -19,7 +19,6 @@ away ends the daemon connection at once instead of at the next daemon write
 from __future__ import annotations
 
 import dataclasses
-import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -32,7 +31,7 @@ from tlsendpoint.errors import AlbatrossError, ParseError
 from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
 from tlsendpoint.routing import ReplyMode, Socket, route, streams_upward, uploads_image
-from tlsendpoint.unixstream import UnixStream
+from tlsendpoint.unixstream import UnixStream, open_unix
 from tlsendpoint.wire import (
     SUCCESS_TYPES,
     BlockData,
@@ -118,43 +117,11 @@ async def _receive_image(
     return dataclasses.replace(command, config=config)
 
 
-#: First pause before retrying a connect refused with EAGAIN (doubles up to CONNECT_PAUSE_MAX).
-CONNECT_PAUSE = 0.001
-CONNECT_PAUSE_MAX = 0.05
-
-
-async def _open_unix(path: str) -> UnixStream:
-    """Connect to a daemon socket, retrying while its listen backlog is full.
-
-    A non-blocking connect to a unix socket whose backlog is full fails with
-    EAGAIN; ``trio.open_unix_socket`` takes that for "in progress" and returns
-    a socket that is not connected (ENOTCONN at the first write).  albatross's
-    daemons listen with a backlog of 1, so under load this is routine: retry
-    with a short, growing pause (the caller's deadline bounds it).
-    """
-    pause = CONNECT_PAUSE
-    while True:
-        sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(path)
-        except BlockingIOError:
-            sock.close()
-            await trio.sleep(pause)
-            pause = min(pause * 2, CONNECT_PAUSE_MAX)
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        await trio.lowlevel.checkpoint_if_cancelled()  # connected at once: no scheduler pass
-        return UnixStream(sock)  # trio.SocketStream costs 100 us more per command
-
-
 async def _connect(path: Path, socket: Socket, limits: Limits) -> FramedStream:
     try:
         stream = await _deadline(
             limits.daemon_timeout,
-            _open_unix(str(path)),
+            open_unix(str(path)),
             f"couldn't reach service {socket.value}: connecting to {path} timed out",
         )
     except OSError as exc:

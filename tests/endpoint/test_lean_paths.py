@@ -18,9 +18,8 @@ from tests.vectors import all_frames
 from tlsendpoint.connlog import LOGGER
 from tlsendpoint.errors import ParseError, UsageError
 from tlsendpoint.framedio import FramedStream
-from tlsendpoint.session import _open_unix
 from tlsendpoint.tlscontext import buffers_released, load_server_context, release_buffers
-from tlsendpoint.unixstream import UnixStream
+from tlsendpoint.unixstream import UnixStream, open_unix
 from tlsendpoint.wire import (
     End,
     Header,
@@ -171,7 +170,7 @@ async def test_daemon_connect_waits_while_the_backlog_is_full(tmp_path: Path) ->
     async with trio.open_nursery() as nursery:
 
         async def connect() -> None:
-            connected.append(await _open_unix(path))
+            connected.append(await open_unix(path))
 
         nursery.start_soon(connect)
         await trio.sleep(0.05)

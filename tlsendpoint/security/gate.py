@@ -38,7 +38,8 @@ from tlsendpoint.wire import Failure, Payload
 
 __all__ = ["ALLOW", "DENY", "ERROR", "Gate"]
 
-log = logging.getLogger(__name__)
+# Under the "albatross" logger the endpoint configures (stderr, syslog, journal or none).
+log = logging.getLogger("albatross.security")
 
 #: Audit decisions: the endpoint forwarded the command (whatever the daemon then said) ...
 ALLOW = "allow"

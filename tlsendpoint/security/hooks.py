@@ -62,6 +62,7 @@ from tlsendpoint.security.replay import ReplayGuard
 from tlsendpoint.security.reservations import Reservation, Reservations
 from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
 from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.unixstream import open_unix
 from tlsendpoint.wire import (
     DEFAULT_MAX_FRAME,
     ROOT,
@@ -94,7 +95,8 @@ __all__ = [
     "reload_on_sighup",
 ]
 
-log = logging.getLogger(__name__)
+# Under the "albatross" logger the endpoint configures (stderr, syslog, journal or none).
+log = logging.getLogger("albatross.security")
 
 #: Sends one command to vmmd and returns the reply's payload.
 Query = Callable[[Name, Command], Awaitable[Payload]]
@@ -126,7 +128,7 @@ def daemon_query(
         what = f"{command_name(command)} for {name}"
         try:
             with trio.fail_after(timeout):
-                stream = await trio.open_unix_socket(str(vmmd_socket))
+                stream = await open_unix(str(vmmd_socket))
                 daemon = FramedStream(stream, max_frame, "vmmd")
                 try:
                     await daemon.send_message(Message(Header(name, next_sequence()), command))
