@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from standin.images import make_image
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 20.0
+COMMAND_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -63,13 +65,16 @@ class Demo:
             stderr=subprocess.STDOUT,
         )
         try:
-            if interrupt_after is not None:
-                time.sleep(interrupt_after)
-                proc.send_signal(signal.SIGINT)  # like Ctrl-C on a console follow
-            out, _ = proc.communicate(timeout=60)
+            if interrupt_after is None:
+                out, _ = proc.communicate(timeout=COMMAND_TIMEOUT)
+            else:
+                out = self._follow_then_interrupt(proc, interrupt_after)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"demo: `{shown}` did not finish in time") from None
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
         text = out.decode(errors="replace")
         print(text, end="" if text.endswith("\n") or not text else "\n")
         if proc.returncode != expect:
@@ -77,6 +82,29 @@ class Demo:
         if expect:
             print(f"\033[2m(exit status {proc.returncode}, as expected)\033[0m")
         return text
+
+    @staticmethod
+    def _follow_then_interrupt(proc: subprocess.Popen[bytes], seconds: float) -> bytes:
+        """Once the stream is being followed, let it run *seconds*, then press Ctrl-C."""
+        assert proc.stdout is not None
+        lines: list[bytes] = []
+        following = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if b"success: subscribed" in line:
+                    following.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        if following.wait(COMMAND_TIMEOUT):
+            time.sleep(seconds)
+        proc.send_signal(signal.SIGINT)  # like Ctrl-C on a console follow
+        proc.wait(timeout=COMMAND_TIMEOUT)
+        reader.join(timeout=5)
+        return b"".join(lines)
 
     # -- services -----------------------------------------------------------
 
