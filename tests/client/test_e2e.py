@@ -10,14 +10,13 @@ sockets directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from client.cli import alba
-from tests.client.stack import Stack, running_stack
+from tests.client.stack import Stack
 from tests.vectors import CASES
 
 TICKER = CASES / "005-create-ticker-args" / "fake_ticker.hvt"
@@ -26,18 +25,6 @@ PROG = "albatross-client"
 
 def run(args: list[str]) -> Result:
     return CliRunner().invoke(alba, args, prog_name=PROG)
-
-
-@pytest.fixture
-def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setenv("ALBATROSS_REMOTES", str(tmp_path / "config" / "remotes.toml"))
-    op = tmp_path / "op"
-    op.mkdir()
-    monkeypatch.chdir(op)
-    generated = run(["generate", "ca", "db", "--server-ip", "127.0.0.1"])
-    assert generated.exit_code == 0, generated.output
-    with running_stack(tmp_path, op / "cacert.pem", op / "server.pem", op / "server.key") as s:
-        yield s
 
 
 def root_args(stack: Stack) -> list[str]:
