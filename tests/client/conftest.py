@@ -9,6 +9,7 @@ import pytest
 
 from tests.client.stack import Stack, running_stack
 from tests.client.test_e2e import run
+from tests.client.test_update import builder  # noqa: F401  (a fixture for every module)
 
 
 @pytest.fixture

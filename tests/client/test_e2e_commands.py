@@ -4,6 +4,7 @@ the daemon stand-in, with albatross-client's output lines and exit codes."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from tests.client.stack import Stack
 from tests.client.test_e2e import TICKER, root_args, run
+from tests.client.test_update import NEW
 
 ALBA = Path(sys.executable).parent / "alba"
 
@@ -74,6 +76,23 @@ def test_certificate_runs_a_presigned_leaf(stack: Stack) -> None:
         0,
         "host [unikernel: :viacsr]: success: created unikernel\n",
     )
+
+
+def test_update_from_builder_web(stack: Stack, builder: str) -> None:
+    # tick1 runs the image builder-web knows as an old build; update fetches the latest
+    # and force-creates it, through the endpoint, keeping memory and arguments.
+    created = run(["create", "tick1", str(TICKER), "--mem", "16", "--arg", "--x=1",
+                   *root_args(stack)])  # fmt: skip
+    assert created.exit_code == 0, created.output
+    updated = run(["update", "tick1", "--http-host", builder, *root_args(stack)])
+    assert (updated.exit_code, updated.stdout) == (
+        0,
+        f"compare at {builder}/compare/uuid-old/uuid-new\n"
+        "host [unikernel: :tick1]: success: created unikernel\n",
+    )
+    info = run(["info", "--json", "-n", "tick1", *root_args(stack)])
+    assert hashlib.sha256(NEW.read_bytes()).hexdigest() in info.stdout
+    assert '"memory": 16' in info.stdout
 
 
 def _follow(stack: Stack, args: list[str], until: bytes) -> tuple[int, str, str]:
