@@ -31,7 +31,7 @@ from ca.provision import (
     source_from_bundle,
     source_from_files,
 )
-from ca.revoke import crl_command, revoke_command
+from ca.revoke import crl_command, crl_leaf_command, revoke_command
 from ca.store import MAX_FILE, read_bytes
 from tlsendpoint.errors import AlbatrossError, UsageError
 from tlsendpoint.wire import Policy
@@ -315,6 +315,7 @@ ca_group.add_command(delegate_command)
 ca_group.add_command(inspect_command)
 ca_group.add_command(revoke_command)
 ca_group.add_command(crl_command)
+ca_group.add_command(crl_leaf_command)
 
 
 def register(group: click.Group) -> None:

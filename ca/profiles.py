@@ -318,10 +318,12 @@ def leaf(
     command: Command,
     now: dt.datetime,
     seconds: int = LEAF_SECONDS,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> x509.Certificate:
     """A request leaf: albatross, SKI, KeyUsage, CA:FALSE, AKI, clientAuth.
 
-    Valid from now - 10 s until now + *seconds*, like albatross-client.
+    Valid from now - 10 s until now + *seconds*, like albatross-client.  *extra*
+    extensions (with their criticality) follow albatross's; none by default.
     """
     return _leaf_from(
         _subject(cn),
@@ -331,6 +333,7 @@ def leaf(
         command,
         now,
         dt.timedelta(seconds=seconds),
+        extra,
     )
 
 
@@ -342,6 +345,7 @@ def _leaf_from(
     command: Command,
     now: dt.datetime,
     lifetime: dt.timedelta,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> x509.Certificate:
     builder = _builder(subject, issuer_cert.subject, public_key, now - SKEW, now + lifetime, None)
     builder = _add(
@@ -351,6 +355,7 @@ def _leaf_from(
         *_end_entity_exts(),
         (_aki(issuer_key), False),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), True),
+        *extra,
     )
     cert = _sign(builder, issuer_key)
     if len(cert.public_bytes(Encoding.DER)) > MAX_CERT_SIZE:

@@ -23,18 +23,22 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ca.errors import CLI_FAILED, StoreError
-from ca.profiles import PrivateKey
-from ca.store import load_signer
+from ca.profiles import PrivateKey, generate_key, leaf
+from ca.store import load_signer, read_bytes, write_certificates, write_new
 from tlsendpoint.errors import AlbatrossError, UsageError
+from tlsendpoint.security.revocation import CRL_EXTENSION_OID
+from tlsendpoint.wire import PolicyInfo
 
 __all__ = [
     "CRL_DAYS",
     "CRL_NUMBER_FILE",
     "REVOKED_FILE",
     "crl_command",
+    "crl_leaf",
+    "crl_leaf_command",
     "make_crl",
     "parse_serial",
     "read_revoked",
@@ -246,3 +250,72 @@ def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
         click.echo(f"error: {exc.message}", err=True)
         raise SystemExit(CLI_FAILED) from None
     click.echo(f"{out}: {len(list(crl))} revoked certificate(s)")
+
+
+def crl_leaf(
+    signer_cert: x509.Certificate,
+    signer_key: PrivateKey,
+    crl: x509.CertificateRevocationList,
+    key: PrivateKey,
+    now: dt.datetime,
+) -> x509.Certificate:
+    """A leaf that hands *crl* to our endpoint: ``policy info`` plus the CRL extension.
+
+    The endpoint (tlsendpoint/security/revocation.py) takes the CRL only if a CA
+    of the verified chain signed it; the read-only command is served as usual, so
+    the same leaf is harmless at an albatross endpoint, which ignores the extension.
+    """
+    if crl.issuer != signer_cert.subject:
+        raise UsageError(
+            f"the CRL was issued by {crl.issuer.rfc4514_string()}, not by this CA "
+            f"({signer_cert.subject.rfc4514_string()}): hand in your own CRL"
+        )
+    extension = x509.UnrecognizedExtension(
+        x509.ObjectIdentifier(CRL_EXTENSION_OID), crl.public_bytes(Encoding.DER)
+    )
+    return leaf(
+        signer_cert,
+        signer_key,
+        key.public_key(),
+        ".",
+        PolicyInfo(),
+        now,
+        extra=[(extension, False)],
+    )
+
+
+@click.command("crl-leaf")
+@click.argument("crl_file", metavar="CRL", type=_file)
+@click.option("--cacert", type=_file, required=True, help="Your CA certificate and its chain.")
+@click.option("--cakey", type=_file, required=True, help="Your CA's private key.")
+@click.option(
+    "--out",
+    default="crl-leaf",
+    show_default=True,
+    help="Writes OUT.pem (the leaf, then your chain) and OUT.key (mode 0600).",
+)
+def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> None:
+    """Wrap your CRL in a request certificate that hands it to the endpoint.
+
+    Then run it: alba certificate OUT.pem OUT.key --destination HOST --server-ca cacert.pem
+    """
+    try:
+        signer = load_signer(cacert, cakey)
+        data = read_bytes(crl_file, "CRL file")
+        try:
+            crl = (
+                x509.load_pem_x509_crl(data)
+                if b"-----BEGIN" in data
+                else x509.load_der_x509_crl(data)
+            )
+        except ValueError as exc:
+            raise UsageError(f"{crl_file} is not a CRL: {exc}") from None
+        key = generate_key("ed25519")
+        cert = crl_leaf(signer.cert, signer.key, crl, key, _now())
+        write_new(Path(f"{out}.key"), key.private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()), 0o600)  # fmt: skip
+        write_certificates(Path(f"{out}.pem"), [cert, signer.cert, *signer.chain])
+    except AlbatrossError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(CLI_FAILED) from None
+    click.echo(f"wrote {out}.pem and {out}.key; run them with `alba certificate`")
