@@ -24,6 +24,12 @@ from standin.images import make_image
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 60.0
+# A process started with SIGINT ignored (nohup, a background job of a script) passes that
+# on, and Python then never raises KeyboardInterrupt; this shim restores it and execs.
+RESTORE_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def free_port() -> int:
@@ -57,8 +63,12 @@ class Demo:
         cwd = cwd or self.work
         shown = " ".join(args)
         print(f"\033[36m{cwd.name}$ {shown}\033[0m", flush=True)
+        argv = [str(BIN / args[0]), *args[1:]]
+        if interrupt_after is not None:
+            # Whatever we inherited, the follow must see our Ctrl-C: restore SIGINT, then exec.
+            argv = [sys.executable, "-c", RESTORE_SIGINT, *argv]
         proc = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]],
+            argv,
             cwd=cwd,
             env=self.env,
             stdout=subprocess.PIPE,

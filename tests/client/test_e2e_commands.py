@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.client.stack import Stack
 from tests.client.test_e2e import TICKER, root_args, run
 from tests.client.test_update import NEW
+from tests.interrupt import interruptible
 
 ALBA = Path(sys.executable).parent / "alba"
 
@@ -97,7 +98,7 @@ def test_update_from_builder_web(stack: Stack, builder: str) -> None:
 
 def _follow(stack: Stack, args: list[str], until: bytes) -> tuple[int, str, str]:
     """Run a following command as a process, press Ctrl-C once *until* was printed."""
-    proc = subprocess.Popen([str(ALBA), *args, *root_args(stack)],
+    proc = subprocess.Popen(interruptible([str(ALBA), *args, *root_args(stack)]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     lines: list[bytes] = []
     seen = threading.Event()

@@ -15,6 +15,7 @@ from ca import profiles
 from client.cli import alba
 from client.remotes import RemoteEntry, load_remotes, save_remotes
 from tests.client.helpers import Pki, Seen, fake_daemon, fake_endpoint, key_pem, pem, reply
+from tests.interrupt import interruptible
 from tlsendpoint.wire import Name, StringReply, UnikernelDestroy, UnikernelInfo, UnikernelInfoList
 
 
@@ -194,7 +195,7 @@ def test_ctrl_c_ends_console_follow(tmp_path: Path) -> None:
     alba_bin = Path(sys.executable).parent / "alba"
     with fake_endpoint(pki, responder, hold=True) as (port, seen):
         proc = subprocess.Popen(
-            [str(alba_bin), "console", "t", *pki.remote_args(port)],
+            interruptible([str(alba_bin), "console", "t", *pki.remote_args(port)]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
