@@ -153,12 +153,26 @@ async def _finish(process: trio.Process) -> tuple[int, bytes]:
     return code, rest
 
 
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for an endpoint started by port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _spawn_two_workers(pki: Pki, daemon: FakeDaemon) -> trio.Process:
+    """The endpoint with --workers 2 on a free port, once its supervisor has started them."""
+    args = _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(_free_port()), "--workers", "2")
+    process = await _spawn(args, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    await _wait_for(process.stderr, b"started 2 workers")
+    return process
+
+
 async def test_tcp_subprocess_and_sigterm(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = _free_port()
     async with open_fake_daemon(BEHAVIOURS) as daemon:
         process = await _spawn(
             _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port)), stderr=subprocess.PIPE
@@ -408,15 +422,8 @@ async def test_workers_share_the_socket_and_stop_on_sigterm(tmp_path: Path) -> N
 
 async def test_a_worker_that_dies_stops_the_service(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
     async with open_fake_daemon(BEHAVIOURS) as daemon:
-        args = _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port), "--workers", "2")
-        process = await _spawn(args, stderr=subprocess.PIPE)
-        assert process.stderr is not None
-        await _wait_for(process.stderr, b"started 2 workers")
+        process = await _spawn_two_workers(pki, daemon)
         workers = sorted(_children(process.pid))
         os.kill(workers[0], signal.SIGKILL)
         code, log = await _finish(process)
@@ -447,15 +454,8 @@ def _running(pid: int) -> bool:
 
 async def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
     async with open_fake_daemon(BEHAVIOURS) as daemon:
-        args = _args(pki, daemon, "--ip", "127.0.0.1", "--port", str(port), "--workers", "2")
-        process = await _spawn(args, stderr=subprocess.PIPE)
-        assert process.stderr is not None
-        await _wait_for(process.stderr, b"started 2 workers")
+        process = await _spawn_two_workers(pki, daemon)
         workers = _children(process.pid)
         assert len(workers) == 2
         process.kill()  # no chance to stop them itself
