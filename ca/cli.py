@@ -33,6 +33,7 @@ from ca.provision import (
 )
 from ca.revoke import crl_command, crl_leaf_command, revoke_command
 from ca.store import MAX_FILE, read_bytes
+from tlsendpoint.clock import command_clock
 from tlsendpoint.errors import AlbatrossError, UsageError
 from tlsendpoint.wire import Policy
 
@@ -58,8 +59,8 @@ def _program() -> str:
 
 
 def now() -> dt.datetime:
-    """The clock of every command (tests replace it)."""
-    return dt.datetime.now(dt.UTC)
+    """The time of the running command (:func:`command_clock`)."""
+    return command_clock()()
 
 
 def _say(message: str) -> None:

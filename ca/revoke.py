@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from ca.errors import CLI_FAILED, StoreError
 from ca.profiles import PrivateKey, generate_key, leaf
 from ca.store import load_signer, read_bytes, write_certificates, write_new
+from tlsendpoint.clock import command_clock
 from tlsendpoint.errors import AlbatrossError, UsageError
 from tlsendpoint.security.revocation import CRL_EXTENSION_OID
 from tlsendpoint.wire import PolicyInfo
@@ -197,7 +198,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return command_clock()()
 
 
 @click.command("revoke")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import click
@@ -45,7 +45,7 @@ class _Capture(Printer):
 
 async def _info(name: Name, dest: Destination, settings: Settings) -> Message:
     capture = _Capture(settings.printer.prog, settings.printer.out, settings.printer.err)
-    quiet = Settings(capture, settings.tmpdir, settings.started, settings.reply_timeout)
+    quiet = replace(settings, printer=capture, progress=None)
     try:
         await execute(UnikernelInfo(), name, dest, quiet)
     except ClientError as exc:

@@ -132,7 +132,7 @@ def validate_chain(
     for anchor in anchors:
         store.add_cert(crypto.X509.from_cryptography(anchor))
     if now is not None:
-        store.set_time(now.replace(tzinfo=None))
+        store.set_time(now.astimezone(dt.UTC).replace(tzinfo=None))
     context = crypto.X509StoreContext(
         store,
         crypto.X509.from_cryptography(chain.leaf),

@@ -23,6 +23,7 @@ from client.errors import CliFailed
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
+from tlsendpoint.clock import command_clock
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.wire import Command, Name
 
@@ -147,6 +148,7 @@ def make_settings(
     ctx: click.Context, params: dict[str, Any], label: str = "transferred"
 ) -> Settings:
     return Settings(
+        clock=command_clock(),
         printer=make_printer(ctx, params),
         reply_timeout=float(params.get("timeout") or REPLY_TIMEOUT),
         progress=_progress(label),

@@ -44,10 +44,6 @@ __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write
 DataSource = Callable[[], Iterable[bytes]]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def hexdump(data: bytes) -> str:
     lines = []
     for i in range(0, len(data), 16):
@@ -98,7 +94,7 @@ async def _run_chain(
         cas, leaf_pem = pem_chain(chain)
         settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
         raise CommunicationFailed("printed the chain instead of connecting", log="none")
-    stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name)
+    stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
     try:
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)
@@ -119,7 +115,7 @@ async def execute(
     if isinstance(dest, Local):
         await _run_local(command, name, dest, settings, data)
     elif isinstance(dest, Remote):
-        now = _now()
+        now = settings.clock()
         chain = build_chain(command, name, dest, now)
         await _run_chain(chain, endpoint(command)[1], dest, settings, data, now)
     else:
@@ -138,7 +134,7 @@ async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Set
         command = None
     mode = endpoint(command)[1] if command is not None else Mode.READ
     chain = LeafChain(certs[0], tuple(certs[1:]), private)
-    await _run_chain(chain, mode, dest, settings, None, _now())
+    await _run_chain(chain, mode, dest, settings, None, settings.clock())
 
 
 def _private_key(path: Path, key_type: str) -> PrivateKey:

@@ -25,6 +25,7 @@ import trio
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
 from client.output import format_log, format_message, json_line, rfc3339, to_json
+from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import (
     BLOCK_COMMANDS,
@@ -149,6 +150,8 @@ class Settings:
     reply_timeout: float = REPLY_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
     progress: Callable[[int], None] | None = None
+    #: The time leaves are signed at and chains are verified at.
+    clock: Clock = system_clock
 
     def output_file(self, name: Name) -> Path:
         """``$TMPDIR/<name>.<client start time>``, as albatross names downloads."""

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ipaddress
 
 import trio
@@ -115,7 +116,9 @@ class TLSClientStream:
         key: PrivateKey,
         anchors: list[x509.Certificate],
         sni: str | None = None,
+        now: dt.datetime | None = None,
     ) -> None:
+        """*now*: verify the server's chain as at that time (None: the system time)."""
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
         ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
@@ -127,6 +130,9 @@ class TLSClientStream:
         assert store is not None
         for anchor in anchors:
             store.add_cert(crypto.X509.from_cryptography(anchor))
+        if now is not None:
+            store.set_time(now.astimezone(dt.UTC).replace(tzinfo=None))
+        self._store = store
         ctx.set_verify(SSL.VERIFY_PEER, lambda _c, _x, _e, _d, ok: bool(ok))
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_connect_state()
@@ -164,7 +170,10 @@ class TLSClientStream:
                 continue
             except SSL.Error as exc:
                 await self._try_flush()
-                raise classify(exc) from None
+                error = classify(exc)
+                if isinstance(error, RemoteAuthenticationFailed):
+                    error = RemoteAuthenticationFailed(error.message + self._verify_reason())
+                raise error from None
             break
         await self._flush()
         peer = self._conn.get_peer_certificate(as_cryptography=True)
@@ -172,6 +181,23 @@ class TLSClientStream:
             raise RemoteAuthenticationFailed("remote authentication failure: no server certificate")
         check_server_issuer(peer, self._anchors)
         return peer
+
+    def _verify_reason(self) -> str:
+        """Why OpenSSL refused the server's chain (its handshake error only says that it did).
+
+        The chain the server sent is verified again, with the same anchors and time,
+        through pyOpenSSL's public X509StoreContext, whose error carries the reason.
+        """
+        sent = self._conn.get_peer_cert_chain()
+        if not sent:
+            return ""
+        context = crypto.X509StoreContext(self._store, sent[0], sent[1:])
+        try:
+            context.verify_certificate()
+        except crypto.X509StoreContextError as exc:
+            subject = exc.certificate.to_cryptography().subject.rfc4514_string() or "(empty)"
+            return f": {exc} ({subject})"
+        return ""
 
     async def _try_flush(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):

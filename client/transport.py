@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import trio
 from cryptography import x509
 
@@ -77,6 +79,7 @@ async def connect_remote(
     chain: LeafChain,
     anchors: list[x509.Certificate],
     server_name: str | None = None,
+    now: dt.datetime | None = None,
 ) -> _Guarded:
     """TCP connect (happy eyeballs), TLS 1.3 handshake, server certificate checks."""
     try:
@@ -86,7 +89,7 @@ async def connect_remote(
         raise ConnectFailed(f"connect failed with timeout after {CONNECT_TIMEOUT:g} s") from None
     except OSError as exc:
         raise ConnectFailed(f"connect failed with {exc.strerror or exc}") from None
-    tls = TLSClientStream(tcp, [chain.leaf, *chain.chain], chain.key, anchors, server_name)
+    tls = TLSClientStream(tcp, [chain.leaf, *chain.chain], chain.key, anchors, server_name, now)
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             server_cert = await tls.do_handshake()

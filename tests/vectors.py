@@ -5,6 +5,8 @@ CI has ``../shared`` beside the checkout; so does every developer machine.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,3 +83,40 @@ def all_frames() -> list[Frame]:
         out.extend(case_frames(case, setup=True))
         out.extend(case_frames(case))
     return out
+
+
+def _recorded_time(case: Path) -> float | None:
+    """When the case ran, as its capture files say: the chain re-run, else the first frame."""
+    capture = case / "capture" / "capture.json"
+    if capture.exists():
+        connections = json.loads(capture.read_text())
+        if connections:
+            return float(connections[0]["t"])
+    for name in ("setup-frames.jsonl", "frames.jsonl"):
+        path = case / name
+        for line in path.read_text().splitlines() if path.exists() else []:
+            if line.strip():
+                return float(json.loads(line)["t"])
+    return None
+
+
+@functools.cache
+def captured_at(case: str | Path) -> dt.datetime:
+    """The time the case was captured: the moment a test replaying it must judge its chains at.
+
+    The captured leaves were valid for minutes, the delegations for a year from
+    2026-11-27; a test that checked them against today's date would rot.  A case
+    that recorded no time of its own (the client refused before connecting) ran
+    right after the previous case that did: the cases ran in order.
+    """
+    path = case if isinstance(case, Path) else CASES / case
+    for earlier in reversed([p for p in case_dirs() if p.name <= path.name]):
+        recorded = _recorded_time(earlier)
+        if recorded is not None:
+            return dt.datetime.fromtimestamp(recorded, dt.UTC)
+    raise LookupError(f"no capture time recorded at or before case {path.name}")
+
+
+def capture_end() -> dt.datetime:
+    """When the capture ended: every captured certificate had been issued and was valid."""
+    return captured_at(case_dirs()[-1])

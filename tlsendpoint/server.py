@@ -36,6 +36,7 @@ from pathlib import Path
 import trio
 
 from tlsendpoint.authorize import Refusal, authorize
+from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.framedio import FramedStream, TransportError
@@ -50,7 +51,7 @@ from tlsendpoint.session import (
     SessionStats,
     serve_request,
 )
-from tlsendpoint.tlscontext import peer_chain
+from tlsendpoint.tlscontext import peer_chain, set_verify_time
 from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 
 __all__ = ["Endpoint", "describe_peer"]
@@ -102,6 +103,10 @@ class Endpoint:
     limits: Limits = field(default_factory=Limits)
     counter: SequenceCounter = field(default_factory=SequenceCounter)
     security: Security | None = None  # issue 6 rules (tlsendpoint.security); None: albatross's
+    #: The time chains are judged at.  OpenSSL reads the system time itself; any
+    #: other clock (a test replaying captured certificates) is pinned into the
+    #: TLS context before each handshake.
+    clock: Clock = system_clock
 
     def __post_init__(self) -> None:
         self.limiter = trio.CapacityLimiter(self.limits.max_connections)
@@ -196,8 +201,13 @@ class Endpoint:
         """Serve one accepted connection; never raises (except cancellation)."""
         record = ConnectionRecord(peer or describe_peer(transport))
         started = trio.current_time()
+        now = self.clock()
+        if self.clock is not system_clock:
+            set_verify_time(self.ssl_context, now)
         tls = trio.SSLStream(transport, self.ssl_context, server_side=True)
-        gate = None if self.security is None else self.security.gate(record.peer, self.vmmd_query)
+        gate = (
+            None if self.security is None else self.security.gate(record.peer, self.vmmd_query, now)
+        )
         self.active += 1
         try:
             await self._serve_tls(tls, record, gate)

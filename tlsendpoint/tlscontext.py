@@ -28,6 +28,11 @@ client sent that OpenSSL did not put on the path never reaches
 (ocaml-tls) includes the anchor only if the client sent it, so we drop it
 otherwise (it matters only for the chain length limit).
 
+The verification time: OpenSSL reads the system time itself.  A program
+that is handed another clock (a test replaying certificates captured on a
+known day) pins the time of a context with :func:`set_verify_time`
+(``X509_VERIFY_PARAM_set_time`` on the context's parameters, read back).
+
 TLS parameters follow albatross (spec behaviour.md §2.3): TLS 1.3 only, a
 client certificate is required, no session tickets, one CA.  OpenSSL's
 verification covers validity, CA flags, keyCertSign, path length, signatures
@@ -38,6 +43,7 @@ checked afterwards on the verified chain (:mod:`tlsendpoint.chainrules`).
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import re
 import ssl
 from pathlib import Path
@@ -56,6 +62,7 @@ __all__ = [
     "peer_chain",
     "release_buffers",
     "set_max_cert_list",
+    "set_verify_time",
 ]
 
 #: Largest client certificate chain we accept: a 16 MiB leaf (albatross's
@@ -99,6 +106,13 @@ def _libssl() -> ctypes.CDLL:
     lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
     lib.SSL_CTX_get_options.restype = ctypes.c_uint64
     lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+    # libcrypto's, found through libssl's dependencies
+    lib.SSL_CTX_get0_param.restype = ctypes.c_void_p
+    lib.SSL_CTX_get0_param.argtypes = [ctypes.c_void_p]
+    lib.X509_VERIFY_PARAM_set_time.restype = None
+    lib.X509_VERIFY_PARAM_set_time.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.X509_VERIFY_PARAM_get_time.restype = ctypes.c_int64
+    lib.X509_VERIFY_PARAM_get_time.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -132,6 +146,18 @@ def set_max_cert_list(ctx: ssl.SSLContext, limit: int) -> None:
     got = lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_GET_MAX_CERT_LIST, 0, None)
     if got != limit:
         raise TLSSetupError(f"OpenSSL kept max_cert_list at {got} instead of {limit}")
+
+
+def set_verify_time(ctx: ssl.SSLContext, when: dt.datetime) -> None:
+    """Verify peer chains of *ctx* as at *when* (a fixed clock) instead of the system time."""
+    lib = _libssl()
+    param = lib.SSL_CTX_get0_param(_ssl_ctx_pointer(ctx, lib))
+    if not param:
+        raise TLSSetupError("the SSL_CTX has no verification parameters")
+    seconds = int(when.timestamp())
+    lib.X509_VERIFY_PARAM_set_time(param, seconds)
+    if lib.X509_VERIFY_PARAM_get_time(param) != seconds:
+        raise TLSSetupError("OpenSSL did not take the verification time")
 
 
 def buffers_released(ctx: ssl.SSLContext) -> bool:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from ca import profiles
 from ca.profiles import PrivateKey
+from tlsendpoint.tlscontext import set_verify_time
 from tlsendpoint.wire import (
     BlockSet,
     Command,
@@ -54,13 +55,15 @@ class Pki:
     """A root CA, a server certificate (SAN albatross.test, 127.0.0.1), CA alice, a stranger CA."""
 
     root: Path
+    #: When everything is issued (tests of expiry pick a day far from today).
+    now: dt.datetime = NOW
     root_cert: x509.Certificate = field(init=False)
     root_key: PrivateKey = field(init=False)
 
     def __post_init__(self) -> None:
         d = self.root
         self.root_key = profiles.generate_key()
-        self.root_cert = profiles.root_ca(self.root_key, "ca", NOW)
+        self.root_cert = profiles.root_ca(self.root_key, "ca", self.now)
         (d / "cacert.pem").write_bytes(pem(self.root_cert))
         (d / "ca.pem").write_bytes(pem(self.root_cert))
         (d / "ca.key").write_bytes(key_pem(self.root_key))
@@ -70,7 +73,7 @@ class Pki:
             self.root_key,
             server_key.public_key(),
             "server",
-            NOW,
+            self.now,
             dns_names=["albatross.test"],
             ips=["127.0.0.1"],
         )
@@ -78,17 +81,17 @@ class Pki:
         (d / "server.key").write_bytes(key_pem(server_key))
         alice_key = profiles.generate_key()
         alice = profiles.intermediate(
-            self.root_cert, self.root_key, alice_key.public_key(), "alice", ALICE_POLICY, NOW
+            self.root_cert, self.root_key, alice_key.public_key(), "alice", ALICE_POLICY, self.now
         )
         (d / "alice.pem").write_bytes(pem(alice))
         (d / "alice.key").write_bytes(key_pem(alice_key))
         other_key = profiles.generate_key()
-        other = profiles.root_ca(other_key, "stranger", NOW)
+        other = profiles.root_ca(other_key, "stranger", self.now)
         (d / "stranger.pem").write_bytes(pem(other))
         (d / "stranger.key").write_bytes(key_pem(other_key))
         impostor_key = profiles.generate_key()
         impostor = profiles.server_cert(
-            other, other_key, impostor_key.public_key(), "server", NOW, ips=["127.0.0.1"]
+            other, other_key, impostor_key.public_key(), "server", self.now, ips=["127.0.0.1"]
         )
         (d / "impostor.pem").write_bytes(pem(impostor))
         (d / "impostor.key").write_bytes(key_pem(impostor_key))
@@ -174,6 +177,23 @@ def _serve(server: _Server, handle: Callable[[socket.socket], None]) -> None:
             conn.close()
 
 
+def _hold(tls: ssl.SSLSocket, stop: threading.Event) -> None:
+    """Keep the connection open until the client closes it or the fake stops.
+
+    No deadline of its own: a held connection ends only by the client (what the
+    test waits for) or when the test leaves the fake's context.
+    """
+    tls.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            if not tls.recv(1):
+                return
+        except TimeoutError:
+            continue
+        except (OSError, ssl.SSLError):
+            return
+
+
 @contextmanager
 def fake_daemon(path: Path, responder: Responder) -> Iterator[list[Seen]]:
     """A unix-socket daemon at *path*: read a command (+ block-set stream), send replies."""
@@ -210,6 +230,8 @@ def fake_endpoint(
     server_cert: str = "server",
     trust: str = "cacert.pem",
     hold: bool = False,
+    closed: threading.Event | None = None,
+    now: dt.datetime | None = None,
 ) -> AbstractContextManager[tuple[int, list[Seen]]]:
     """A TLS 1.3 endpoint on 127.0.0.1 that reads the command from the client's leaf."""
     return fake_tls_server(
@@ -218,22 +240,34 @@ def fake_endpoint(
         Path(pki.path(trust)),
         responder,
         hold,
+        now=now,
+        closed=closed,
     )
 
 
 @contextmanager
 def fake_tls_server(
-    cert: Path, key: Path, trust: Path, responder: Responder, hold: bool = False
+    cert: Path,
+    key: Path,
+    trust: Path,
+    responder: Responder,
+    hold: bool = False,
+    now: dt.datetime | None = None,
+    closed: threading.Event | None = None,
 ) -> Iterator[tuple[int, list[Seen]]]:
     """The fake endpoint with explicit certificate, key and client trust anchor files.
 
-    With *hold*, the connection stays open after the replies until the client closes it.
+    With *hold*, the connection stays open after the replies until the client closes
+    it (or the fake stops); *closed* is then set once the client has closed.  *now*:
+    judge the client's chain as at that time (captured certificates), not today.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(cert, key)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(trust)
+    if now is not None:
+        set_verify_time(ctx, now)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(4)
@@ -254,8 +288,10 @@ def fake_tls_server(
             server.seen.append(seen)
             for chunk in responder(seen):
                 tls.sendall(chunk)
-            while hold and tls.recv(1):
-                pass
+            if hold:
+                _hold(tls, server.stop)
+                if closed is not None:
+                    closed.set()
             with suppress(OSError, ssl.SSLError):
                 tls.unwrap()
 

@@ -6,6 +6,7 @@ the deliberate difference that a server closing without a reply is exit 121.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import zlib
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography import x509
 
 from client.cli import alba
 from tests.client.helpers import Pki, Seen, fake_endpoint, reply
 from tests.vectors import CASES
+from tlsendpoint.clock import fixed_clock
 from tlsendpoint.wire import (
     BlockData,
     BlockDeviceImage,
@@ -117,6 +120,35 @@ def test_server_refusing_our_certificate_is_119(pki: Pki) -> None:
     assert result.exit_code == 119
     assert result.stdout.startswith("albatross-client: [ERROR] local authentication failure ")
     assert seen == []
+
+
+#: A day far from any day this suite runs on: the clock handed to alba must decide.
+FAR = dt.datetime(2031, 5, 17, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(("seconds_after_expiry", "code"), [(-60, 0), (-1, 0), (1, 120), (60, 120)])
+def test_the_server_certificate_is_judged_by_the_clock_handed_in(
+    tmp_path: Path, seconds_after_expiry: int, code: int
+) -> None:
+    """alba signs its leaf and checks the server at its clock's time, not today's.
+
+    The notAfter second itself is left out: OpenSSL 3.0 counts it as expired, newer
+    releases (cryptography's bundled one) as valid (RFC 5280 says valid).
+    """
+    pki = Pki(tmp_path, now=FAR)
+    server = x509.load_pem_x509_certificate(Path(pki.path("server.pem")).read_bytes())
+    when = server.not_valid_after_utc + dt.timedelta(seconds=seconds_after_expiry)
+    with fake_endpoint(pki, answer(StringReply("ok")), now=when) as (port, seen):  # type: ignore[arg-type]
+        result = CliRunner().invoke(
+            alba, ["destroy", "x", *pki.remote_args(port)], prog_name=PROG, obj=fixed_clock(when)
+        )
+    assert result.exit_code == code, result.output
+    if code:
+        assert result.stdout.startswith("albatross-client: [ERROR] remote authentication failure")
+        assert "certificate has expired" in result.stdout
+        assert seen == []
+    else:
+        assert result.stdout == "host [unikernel: :x]: success: ok\n"
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from client.cli import alba
-from tests.vectors import CASES, CERTS
+from tests.vectors import CASES, CERTS, captured_at
+from tlsendpoint.clock import fixed_clock
 from tlsendpoint.wire import (
     EXTENSION_OID,
     UnikernelCreate,
@@ -57,8 +58,9 @@ def _ext(cert: x509.Certificate) -> bytes:
 
 def _build(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[x509.Certificate, str]:
     monkeypatch.chdir(CASES / spec["source_case"])
+    clock = fixed_clock(captured_at(spec["source_case"]))  # the captured CAs, as then
     result = CliRunner().invoke(
-        alba, _alba_args(spec["command_line"]), prog_name="albatross-client"
+        alba, _alba_args(spec["command_line"]), prog_name="albatross-client", obj=clock
     )
     assert result.exit_code == 121, result.output
     assert result.output.startswith("intermediate:\n-----BEGIN CERTIFICATE-----\n")

@@ -183,9 +183,15 @@ def test_smoke_subprocess(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_ends_console_follow(tmp_path: Path) -> None:
-    """A real SIGINT while following a console: exit 0 and a message on stderr."""
+    """A real SIGINT while following a console: exit 0 and a message on stderr.
+
+    Event by event, no timing: the subscription reply is printed (alba follows),
+    then SIGINT, then the fake sees alba close the connection, then alba exits.
+    The fake holds the connection for as long as alba keeps it, so nothing but
+    the signal can end the follow.
+    """
     import signal
-    import time
+    import threading
 
     pki = Pki(tmp_path)
 
@@ -193,22 +199,22 @@ def test_ctrl_c_ends_console_follow(tmp_path: Path) -> None:
         return [reply(Name.parse(":t"), StringReply("subscribed"))]
 
     alba_bin = Path(sys.executable).parent / "alba"
-    with fake_endpoint(pki, responder, hold=True) as (port, seen):
+    closed = threading.Event()
+    with fake_endpoint(pki, responder, hold=True, closed=closed) as (port, _seen):
         proc = subprocess.Popen(
             interruptible([str(alba_bin), "console", "t", *pki.remote_args(port)]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             assert proc.stdout is not None
-            first = proc.stdout.readline()  # the subscription reply: now following
-            deadline = time.monotonic() + 10
-            while not seen and time.monotonic() < deadline:
-                time.sleep(0.01)
+            first = proc.stdout.readline()  # the subscription reply: alba now follows
+            assert first == "host [unikernel: :t]: success: subscribed\n"
+            assert not closed.is_set()
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
+            assert closed.wait(120), "alba kept the connection open after SIGINT"
+            out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    assert first == "host [unikernel: :t]: success: subscribed\n"
     assert (proc.returncode, out, err) == (0, "", "alba: interrupted, stopped following\n")

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from client.cli import alba
 from client.session import Mode, endpoint
 from tests.client.helpers import Seen, fake_tls_server
-from tests.vectors import CASES, CERTS, case_frames
+from tests.vectors import CASES, CERTS, captured_at, case_frames
+from tlsendpoint.clock import fixed_clock
 from tlsendpoint.wire import (
     Header,
     Message,
@@ -96,9 +97,11 @@ def test_replay_remote(case_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(case)
     words = shlex.split((case / "cmd.txt").read_text())
     words = words[words.index("albatross-client") + 1 :]
-    with fake_tls_server(*SERVER, TRUST, responder) as (port, seen):
+    # Both sides judge the captured chains as at the capture, not today.
+    when = captured_at(case)
+    with fake_tls_server(*SERVER, TRUST, responder, now=when) as (port, seen):
         args = [f"127.0.0.1:{port}" if w == "127.0.0.1:18025" else w for w in words]
-        result = CliRunner().invoke(alba, args, prog_name="albatross-client")
+        result = CliRunner().invoke(alba, args, prog_name="albatross-client", obj=fixed_clock(when))
 
     expected_rc = int((case / "rc.txt").read_text())
     streamed = expected_rc == 124 and "timeout" in (case / "cmd.txt").read_text()

@@ -14,6 +14,7 @@ import trio.testing
 
 from tests.endpoint.fakedaemon import Behaviour, FakeDaemon, open_fake_daemon
 from tests.endpoint.pki import Identity, Pki
+from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.connlog import LOGGER
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
@@ -88,11 +89,15 @@ class Harness:
 
 @asynccontextmanager
 async def open_harness(
-    tmp_path: Path, socket_dir: Path, limits: Limits | None = None, pki: Pki | None = None
+    tmp_path: Path,
+    socket_dir: Path,
+    limits: Limits | None = None,
+    pki: Pki | None = None,
+    clock: Clock = system_clock,
 ) -> AsyncIterator[Harness]:
     pki = pki or Pki(tmp_path)
     ctx: ssl.SSLContext = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
-    endpoint = Endpoint(ctx, socket_dir, limits or Limits())
+    endpoint = Endpoint(ctx, socket_dir, limits or Limits(), clock=clock)
     async with trio.open_nursery() as nursery:
         yield Harness(pki, endpoint, nursery)
     assert endpoint.active == 0

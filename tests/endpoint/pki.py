@@ -21,6 +21,7 @@ from OpenSSL import crypto
 
 from ca import profiles
 from ca.profiles import PrivateKey
+from tlsendpoint.tlscontext import set_verify_time
 from tlsendpoint.wire import EXTENSION_OID, Command, Policy, encode_extension
 
 __all__ = ["Identity", "Pki", "custom_cert", "write_chain"]
@@ -72,12 +73,15 @@ class Pki:
 
     tmp: Path
     root_key: PrivateKey = field(default_factory=profiles.generate_key)
+    #: When certificates are issued, and - if set - the time the client judges the server at.
+    now: dt.datetime = NOW
+    verify_time: dt.datetime | None = None
 
     def __post_init__(self) -> None:
-        self.root = profiles.root_ca(self.root_key, "ca", NOW)
+        self.root = profiles.root_ca(self.root_key, "ca", self.now)
         self.server_key = profiles.generate_key()
         self.server = profiles.server_cert(
-            self.root, self.root_key, self.server_key.public_key(), "server", NOW
+            self.root, self.root_key, self.server_key.public_key(), "server", self.now
         )
         self.ca_file = write_chain(self.tmp / "cacert.pem", [self.root])
         self.cert_file = write_chain(self.tmp / "server.pem", [self.server])
@@ -92,7 +96,7 @@ class Pki:
     ) -> tuple[x509.Certificate, PrivateKey]:
         issuer, issuer_key = parent or (self.root, self.root_key)
         key = profiles.generate_key()
-        cert = profiles.intermediate(issuer, issuer_key, key.public_key(), cn, policy, NOW)
+        cert = profiles.intermediate(issuer, issuer_key, key.public_key(), cn, policy, self.now)
         return cert, key
 
     def leaf(
@@ -101,11 +105,14 @@ class Pki:
         """A leaf for *command*; *via* lists sub-CAs deepest first (the leaf's issuer first)."""
         issuer, issuer_key = via[0] if via else (self.root, self.root_key)
         key = profiles.generate_key()
-        cert = profiles.leaf(issuer, issuer_key, key.public_key(), cn, command, NOW)
+        cert = profiles.leaf(issuer, issuer_key, key.public_key(), cn, command, self.now)
         return Identity([cert, *(c for c, _ in via)], key)
 
     def client(self, identity: Identity) -> ssl.SSLContext:
-        return identity.client_context(self.tmp, self.root)
+        ctx = identity.client_context(self.tmp, self.root)
+        if self.verify_time is not None:
+            set_verify_time(ctx, self.verify_time)
+        return ctx
 
 
 def custom_cert(

@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from standin.testing import open_standin
 from tests.endpoint.harness import Client, open_harness
-from tests.endpoint.pki import NOW, Identity
+from tests.endpoint.pki import Identity
 from tests.endpoint.vectorcerts import VectorPki, resign_leaf
 from tests.vectors import CASES, CERTS, MKFAKE, case_frames
 from tlsendpoint.activation import tcp_listen_socket
+from tlsendpoint.clock import fixed_clock
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
@@ -100,7 +101,8 @@ async def test_captured_leaves_get_the_captured_replies(tmp_path: Path) -> None:
     image = _fake_image(tmp_path)
     async with open_standin(tmp_path) as standin, trio.open_nursery() as nursery:
         ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
-        endpoint = Endpoint(ctx, standin.tmpdir / "util", Limits())
+        clock = fixed_clock(pki.now)  # the captured chains, judged as at the capture
+        endpoint = Endpoint(ctx, standin.tmpdir / "util", Limits(), clock=clock)
         shutdown = trio.Event()
         port = await _tcp_endpoint_port(nursery, endpoint, shutdown)
 
@@ -122,7 +124,7 @@ async def test_captured_leaves_get_the_captured_replies(tmp_path: Path) -> None:
                 await ours("blkuk", UnikernelDestroy())
             meta = json.loads((CERTS / "leaf" / f"{leaf_id}.json").read_text())
             case = meta["source_case"]
-            client = await connect(resign_leaf(leaf_id, NOW))
+            client = await connect(resign_leaf(leaf_id, pki.now))
             stream = CASES / case / "stream.hex"
             if stream.exists():
                 await client.tls.send_all(bytes.fromhex(stream.read_text().strip()))

@@ -14,7 +14,8 @@ import trio.testing
 from cryptography import x509
 
 from tests.endpoint.harness import Harness, open_harness
-from tests.endpoint.pki import NOW, POLICY, Identity, custom_cert
+from tests.endpoint.pki import NOW, POLICY, Identity, Pki, custom_cert
+from tlsendpoint.clock import fixed_clock
 from tlsendpoint.wire import (
     ROOT,
     Command,
@@ -197,3 +198,39 @@ async def test_invalid_chain_fails_the_handshake(
     assert 'outcome="TLS handshake failed: ' in line
     assert re.search(reason, line), line
     assert "chain=" not in line  # nothing unverified is logged as if it were a chain
+
+
+#: A day far from any day this suite runs on.
+FAR = dt.datetime(2031, 5, 17, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds_after_expiry", "served"), [(-60, True), (-1, True), (1, False), (60, False)]
+)
+async def test_the_endpoint_judges_chains_by_its_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, seconds_after_expiry: int, served: bool
+) -> None:
+    """A leaf issued on FAR, judged by an endpoint whose clock reads around its notAfter.
+
+    The notAfter second itself is left out: OpenSSL 3.0 counts it as expired, newer
+    releases as valid (RFC 5280 says valid).
+    """
+    caplog.set_level(logging.INFO, "albatross.endpoint")
+    pki = Pki(tmp_path, now=FAR, verify_time=FAR)
+    identity = pki.leaf("x", UnikernelInfo())
+    expiry = identity.chain[0].not_valid_after_utc
+    clock = fixed_clock(expiry + dt.timedelta(seconds=seconds_after_expiry))
+    async with open_harness(tmp_path, tmp_path / "no-daemon", pki=pki, clock=clock) as h:
+        if served:  # past the handshake: the missing daemon is the only complaint
+            (reply,) = await h.run(identity)
+            assert isinstance(reply.payload, Failure)
+            assert "vmmd.sock" in reply.payload.message
+        else:
+            server_side, client_side = trio.testing.memory_stream_pair()
+            h.nursery.start_soon(h.endpoint.handle, server_side, "late-peer")
+            tls = trio.SSLStream(client_side, pki.client(identity), server_hostname=None)
+            with pytest.raises(trio.BrokenResourceError):
+                await tls.do_handshake()
+                await tls.receive_some(1)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "albatross.endpoint"]
+    assert ("certificate has expired" in line) is not served, line

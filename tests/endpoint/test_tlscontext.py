@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ssl
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import profiles
-from tests.endpoint.pki import NOW, Identity, Pki, write_chain
+from tests.endpoint.pki import NOW, Identity, Pki, custom_cert, write_chain
+from tlsendpoint.clock import system_clock
 from tlsendpoint.tlscontext import (
     DEFAULT_MAX_CERT_LIST,
     TLSSetupError,
@@ -21,6 +24,7 @@ from tlsendpoint.tlscontext import (
     max_cert_list,
     peer_chain,
     set_max_cert_list,
+    set_verify_time,
 )
 from tlsendpoint.wire import UnikernelConfig, UnikernelCreate, UnikernelInfo
 
@@ -169,3 +173,59 @@ def test_refuses_a_libssl_other_than_the_ssl_modules(monkeypatch: pytest.MonkeyP
 def test_limit_out_of_range() -> None:
     with pytest.raises(TLSSetupError, match="out of range"):
         set_max_cert_list(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), 0)
+
+
+#: A day far from any day this suite runs on: the pinned time, not today's, must decide.
+FAR = dt.datetime(2031, 5, 17, 12, 0, tzinfo=dt.UTC)
+
+
+def _far_leaf(pki: Pki) -> tuple[Identity, x509.Certificate]:
+    """A leaf valid for one day from FAR, under a root and server issued at FAR."""
+    cert, key = custom_cert(
+        (pki.root, pki.root_key),
+        "x",
+        command=UnikernelInfo(),
+        not_before=FAR,
+        not_after=FAR + dt.timedelta(days=1),
+    )
+    return Identity([cert], key), cert
+
+
+def test_verify_time_is_read_back(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
+    set_verify_time(ctx, FAR)  # raises unless OpenSSL reports FAR back
+
+
+@pytest.mark.parametrize(
+    ("offset", "error"),
+    [
+        (dt.timedelta(seconds=-1), "certificate is not yet valid"),
+        (dt.timedelta(seconds=0), None),
+        (dt.timedelta(days=1, seconds=-1), None),
+        (dt.timedelta(days=1, seconds=1), "certificate has expired"),
+    ],
+)
+async def test_pinned_time_decides_validity_on_both_sides_of_the_boundary(
+    tmp_path: Path, offset: dt.timedelta, error: str | None
+) -> None:
+    pki = Pki(tmp_path, now=FAR, verify_time=FAR)  # the client judges the server at FAR too
+    identity, leaf = _far_leaf(pki)
+    server_ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
+    set_verify_time(server_ctx, leaf.not_valid_before_utc + offset)
+    if error is None:
+        server, _ = await handshake(server_ctx, pki.client(identity))
+        assert peer_chain(server._ssl_object)[0] == leaf
+    else:
+        assert error in await server_side_error(server_ctx, pki.client(identity))
+
+
+async def test_without_a_pinned_time_openssl_reads_the_system_clock(tmp_path: Path) -> None:
+    """The twin of the test above: a chain valid only from 100 days after today is refused."""
+    later = system_clock() + dt.timedelta(days=100)
+    pki = Pki(tmp_path, now=later, verify_time=later)
+    identity = pki.leaf("x", UnikernelInfo())
+    server_ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
+    assert "certificate is not yet valid" in await server_side_error(
+        server_ctx, pki.client(identity)
+    )

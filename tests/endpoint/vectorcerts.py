@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from ca import profiles
 from ca.profiles import PrivateKey
 from tests.endpoint.pki import Identity, Pki
-from tests.vectors import CERTS
+from tests.vectors import CERTS, capture_end
 
 __all__ = ["VectorPki", "resign_leaf"]
 
@@ -56,9 +56,15 @@ def resign_leaf(leaf_id: str, now: dt.datetime) -> Identity:
 
 
 class VectorPki(Pki):
-    """The captured root CA and server certificate (valid for a year from capture)."""
+    """The captured root CA and server certificate, used as at the end of the capture.
+
+    The captured intermediates and the server certificate expire a year after the
+    capture: everything issued here, and both sides' verification, take the time
+    the capture ended (:func:`tests.vectors.capture_end`), never today's.
+    """
 
     def __post_init__(self) -> None:
+        self.now = self.verify_time = capture_end()
         self.root = x509.load_pem_x509_certificate((CA_DIR / "root-cacert.pem").read_bytes())
         self.root_key = _key(CA_DIR / "root-ca.key")
         self.server = x509.load_pem_x509_certificate((CA_DIR / "root-server.pem").read_bytes())

@@ -76,7 +76,7 @@ def run_gate(security: Security, issuer: Ca, leaf_cn: str, value: bytes, crl: by
         )  # fmt: skip
     except ValueError:  # cryptography refuses to build it: nothing a client could send
         return
-    gate = security.gate("fuzz", refused_query)
+    gate = security.gate("fuzz", refused_query, now())
     try:
         request = gate.authorize([cert, *issuer.chain])
     except Refusal as refusal:

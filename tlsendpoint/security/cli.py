@@ -13,6 +13,7 @@ import click
 import trio
 
 from ca.store import load_bundle, load_certificates, load_key
+from tlsendpoint.clock import command_clock
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
@@ -64,8 +65,8 @@ def verify_command(file: Path, head: str | None) -> None:
 
 
 def now() -> dt.datetime:
-    """The clock of explain (tests replace it)."""
-    return dt.datetime.now(dt.UTC)
+    """The time explain judges at (:func:`command_clock`)."""
+    return command_clock()()
 
 
 def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str, ...],

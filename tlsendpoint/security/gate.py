@@ -2,7 +2,7 @@
 #
 # The endpoint calls three methods, each from one place (tlsendpoint/server.py):
 #
-#   gate = security.gate(peer)                 # after accept
+#   gate = security.gate(peer, query, now)     # after accept
 #   request = gate.authorize(chain)            # replaces authorize(chain)
 #   payload = await gate.serve(request, run)   # wraps serve_request
 #   gate.close(outcome, ok, duration)          # once, whatever happened: the audit line
@@ -52,11 +52,11 @@ ERROR = "error"
 class Gate:
     """The security decisions for one connection, from the verified chain to the audit line."""
 
-    def __init__(self, security: Security, peer: str, query: Query) -> None:
+    def __init__(self, security: Security, peer: str, query: Query, now: dt.datetime) -> None:
         self.security = security
         self.peer = peer
         self.query = query
-        self.now = dt.datetime.now(dt.UTC)
+        self.now = now  # the connection's time: rollback and replay records are kept by it
         self.chain: list[dict[str, str]] = []  # the audit's summary, not the certificates
         self.request: Request | None = None
         self.decision = ERROR

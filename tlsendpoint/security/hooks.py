@@ -1,7 +1,7 @@
 # The endpoint's hook API for issue 6: one object, called in a fixed order.
 #
 # The endpoint itself calls these through :class:`tlsendpoint.security.gate.Gate`
-# (Security.gate(peer, query)), one object per connection.
+# (Security.gate(peer, query, now)), one object per connection.
 # Per connection, after the TLS handshake (times are the handshake's "now"):
 #
 #   security.refresh()                          # CRL directory changed? reload (cheap)
@@ -258,11 +258,11 @@ class Security:
         )
         self.quota = QuotaGate(options.state_dir / QUOTA_LOCK if options.shared else None)
 
-    def gate(self, peer: str, query: Query) -> Gate:
-        """The per-connection object the endpoint calls (:mod:`.gate`)."""
+    def gate(self, peer: str, query: Query, now: dt.datetime) -> Gate:
+        """The per-connection object the endpoint calls (:mod:`.gate`), judging at *now*."""
         from tlsendpoint.security.gate import Gate  # gate builds on this module
 
-        return Gate(self, peer, query)
+        return Gate(self, peer, query, now)
 
     def close(self) -> None:
         """Close the replay journal and the audit log (at shutdown)."""
