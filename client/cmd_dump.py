@@ -41,8 +41,9 @@ def default_dbdir() -> Path:
 
 
 def _read_state(file: str | None, dbdir: Path | None) -> State:
-    base = dbdir or default_dbdir()
-    path = base / (file or "state")  # an absolute --file replaces the directory
+    # Vmm_unix.restore: a bare file name is looked up in the dbdir, any other path as given.
+    name = file or "state"
+    path = (dbdir or default_dbdir()) / name if "/" not in name else Path(name)
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_STATE + 1)
@@ -67,7 +68,9 @@ def _config_json(config: UnikernelConfig) -> object:
 
 
 def _dump_options(func: Any) -> Any:
-    func = click.option("--file", help="State file (relative to --dbdir) [state].")(func)
+    func = click.option(
+        "--file", help="State file: a bare file name is read in --dbdir, a path as given [state]."
+    )(func)
     func = click.option(
         "--dbdir",
         type=click.Path(file_okay=False, path_type=Path),

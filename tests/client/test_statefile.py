@@ -168,3 +168,15 @@ def test_dump_file_errors(tmp_path: Path) -> None:
         "albatross-client: [ERROR] couldn't parse dump file: state file: state: [7] is the "
         "unfinished 'NYI' layout, which albatross 2.7.2 cannot read either\n",
     )
+
+
+def test_file_is_a_name_in_dbdir_or_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Vmm_unix.restore: a bare name is looked up in the dbdir, a path (with "/") as given.
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "old").write_bytes(sf.DUMPS[3])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "old").write_bytes(sf.DUMPS[4])
+    monkeypatch.chdir(tmp_path)
+    db = ["--dbdir", str(tmp_path / "db")]
+    assert _invoke(["inspect-dump", "--file", "old", *db])[1] == PRINTED[3]
+    assert _invoke(["inspect-dump", "--file", "sub/old", *db])[1] == PRINTED[4]
