@@ -2,7 +2,8 @@
 
 Start-up order as albatrossd: block device files first (their checks never
 fail, no policy is restored yet), then the state file - in any layout
-albatross 2.7.2 reads (:mod:`tlsendpoint.wire.state`) - then the configured
+albatross 2.7.2 reads (:mod:`tlsendpoint.wire.state`), copied to
+``state.started`` once it parsed (``Vmm_unix.backup``) - then the configured
 root policy and the stored policies parents first, then the unikernels
 (returned, sorted by ``startup``, for the daemon to create).  Writing always
 uses the current layout; the file is replaced atomically, the previous one
@@ -78,6 +79,7 @@ def restore_state(vmmd: Any, state_file: Path, root: Policy) -> list[tuple[Name,
                 state.layout,
                 CURRENT_LAYOUT,
             )
+        _backup(state_file, data)
     stored_root = dict(policies).get(Name())
     if stored_root is not None and stored_root != root:
         log.warning("replacing stored root policy %s with discovered %s", stored_root, root)
@@ -90,6 +92,16 @@ def restore_state(vmmd: Any, state_file: Path, root: Policy) -> list[tuple[Name,
                 f"policy restore error: couldn't insert {policy} for {name}: {e}"
             ) from None
     return sorted(unikernels, key=lambda item: 50 if item[1].startup is None else item[1].startup)
+
+
+def _backup(state_file: Path, data: bytes) -> None:
+    """``state.started``: the file as it was at start (albatrossd copies it, then logs)."""
+    try:
+        state_file.with_suffix(".started").write_bytes(data)
+    except OSError as e:
+        log.error("backing up state failed: %s", e)
+    else:
+        log.info("backing up state to %s", state_file.with_suffix(".started").name)
 
 
 def dump_state(vmmd: Vmmd[Any], state_file: Path) -> None:

@@ -504,7 +504,8 @@ async def test_starts_from_an_old_albatross_state_and_writes_the_current_layout(
         assert [n.bridge for n in record[1].bridges] == ["service"]
         lines = await console_lines(standin, ":old", 20, 2)
         assert lines == ["fake unikernel", "command line: --name=old x"]
-    # Re-creating the stored unikernels rewrote the file in the current layout.
+    # albatrossd keeps the file it started from, and re-creating the unikernels rewrote it.
+    assert (tmp_path / "state" / "state.started").read_bytes() == old
     written = decode_state((tmp_path / "state" / "state").read_bytes())
     assert written.layout == 6
     assert [str(u.name) for u in written.unikernels] == [":old"]
