@@ -1,4 +1,10 @@
-"""``inspect-dump`` and ``extract-dump``: read albatross's state file on the host."""
+"""``inspect-dump`` and ``extract-dump``: read albatross's state file on the host.
+
+Every layout albatross 2.7.2 reads is accepted (:mod:`tlsendpoint.wire.state`),
+so a host upgraded from an older albatross can be inspected before albatrossd
+rewrites its file; the output is ``albatross-client``'s (``inspect_dump`` and
+``extract_dump`` in ``client/albatross_client.ml``).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,15 @@ from client.cmd_unikernel import NAME
 from client.errors import CliFailed
 from client.options import make_printer, output_options
 from client.output import format_config, json_line, rfc3339, to_json
-from client.statefile import MAX_STATE, State, decode_state
 from tlsendpoint.errors import ParseError
 from tlsendpoint.wire import Name, UnikernelConfig
 from tlsendpoint.wire.compress import decompress
+from tlsendpoint.wire.state import State, decode_state
 
 __all__ = ["commands"]
+
+#: Largest state file we read (it holds every unikernel image).
+MAX_STATE = 1 << 30
 
 #: Largest image we inflate from the state file.
 MAX_IMAGE = 1 << 30
@@ -32,8 +41,9 @@ def default_dbdir() -> Path:
 
 
 def _read_state(file: str | None, dbdir: Path | None) -> State:
-    base = dbdir or default_dbdir()
-    path = base / (file or "state")  # an absolute --file replaces the directory
+    # Vmm_unix.restore: a bare file name is looked up in the dbdir, any other path as given.
+    name = file or "state"
+    path = (dbdir or default_dbdir()) / name if "/" not in name else Path(name)
     try:
         with path.open("rb") as fh:
             data = fh.read(MAX_STATE + 1)
@@ -58,7 +68,9 @@ def _config_json(config: UnikernelConfig) -> object:
 
 
 def _dump_options(func: Any) -> Any:
-    func = click.option("--file", help="State file (relative to --dbdir) [state].")(func)
+    func = click.option(
+        "--file", help="State file: a bare file name is read in --dbdir, a path as given [state]."
+    )(func)
     func = click.option(
         "--dbdir",
         type=click.Path(file_okay=False, path_type=Path),
@@ -78,13 +90,13 @@ def inspect_dump(
     printer = make_printer(ctx, params)
     if printer.json:
         printer.out(json_line({
-            "unikernels": {str(n): _config_json(c) for n, c in state.unikernels},
+            "unikernels": {str(u.name): _config_json(u.config) for u in state.unikernels},
             "policies": {str(n): to_json(p) for n, p in state.policies},
         }))  # fmt: skip
         return
     printer.app(f"parsed {len(state.unikernels)} unikernels:")
-    for name, config in state.unikernels:
-        printer.out(format_config(name, config))
+    for unikernel in state.unikernels:
+        printer.out(format_config(unikernel))
     printer.app(f"parsed {len(state.policies)} policies:")
     for name, policy in state.policies:
         printer.app(f"{name.pretty()}: {policy}")
@@ -99,10 +111,11 @@ def extract_dump(
 ) -> None:
     """Write a unikernel's image from the state file to $TMPDIR and show its configuration."""
     state = _read_state(file, dbdir)
-    found = [config for n, config in state.unikernels if n == name]
+    # Vmm_trie.find: by trie node, so ``hello`` finds a unikernel stored as ``:hello``.
+    found = [u for u in state.unikernels if u.name.key == name.key]
     if not found:
         raise CliFailed("unikernel not found")
-    config = found[0]
+    config = found[0].config
     printer = make_printer(ctx, params)
     tmpdir = Path(os.environ.get("TMPDIR") or "/tmp")
     path = tmpdir / f"{name}.{rfc3339(datetime.now().astimezone())}"
@@ -116,7 +129,7 @@ def extract_dump(
     if printer.json:
         printer.out(json_line({"name": str(name), "config": _config_json(config)}))
     else:
-        printer.out(format_config(name, config, argv=True))
+        printer.out(format_config(found[0], argv=True))
 
 
 commands = [inspect_dump, extract_dump]

@@ -32,12 +32,12 @@ from tlsendpoint.wire import (
     StatsData,
     StringReply,
     Typ,
-    UnikernelConfig,
     UnikernelImage,
     UnikernelInfoList,
     UnikernelInfoRecord,
 )
 from tlsendpoint.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, Timeval
+from tlsendpoint.wire.state import StoredUnikernel
 
 __all__ = [
     "escaped",
@@ -138,17 +138,22 @@ def _pp_info(f: Formatter, info: UnikernelInfoRecord, verbose: bool = False) -> 
     )
 
 
-def _pp_config(f: Formatter, c: UnikernelConfig, argv: bool) -> None:
-    """``Unikernel.pp_config`` (and ``pp_config_with_argv``), as inspect-dump prints it."""
+def _pp_config(f: Formatter, u: StoredUnikernel, argv: bool) -> None:
+    """``Unikernel.pp_config`` (and ``pp_config_with_argv``), as inspect-dump prints it.
+
+    Block devices and bridges come in albatross's list order (the state file's),
+    which :class:`StoredUnikernel` keeps.
+    """
+    c = u.config
     typ = "solo5" if c.typ is Typ.SOLO5 else "BHyve"
     blocks = ", ".join(
         f"{b.name} -> {b.host_device}"
         + (f", sector-size: {b.sector_size}" if b.sector_size is not None else "")
-        for b in sorted(c.blocks, key=lambda b: b.name)
+        for b in u.blocks
     )
     bridges = ", ".join(
         f"{n.name} -> {n.host_bridge}" + (f"@{_mac(n.mac)}" if n.mac is not None else "")
-        for n in sorted(c.bridges, key=lambda n: n.name)
+        for n in u.bridges
     )
     pieces = [
         f"typ {typ}",
@@ -168,13 +173,13 @@ def _pp_config(f: Formatter, c: UnikernelConfig, argv: bool) -> None:
     _fields(f, pieces)
 
 
-def format_config(name: Name, config: UnikernelConfig, argv: bool = False) -> str:
+def format_config(unikernel: StoredUnikernel, argv: bool = False) -> str:
     """``<name>: <config>`` (inspect-dump), or the config alone with argv (extract-dump)."""
 
     def build(f: Formatter) -> None:
         if not argv:
-            f.text(f"{name.pretty()}: ")
-        _pp_config(f, config, argv)
+            f.text(f"{unikernel.name.pretty()}: ")
+        _pp_config(f, unikernel, argv)
 
     return format_log("", build)
 

@@ -1,10 +1,13 @@
 """Reading and writing the stand-in's state at start and after changes (albatrossd.ml ``jump``).
 
 Start-up order as albatrossd: block device files first (their checks never
-fail, no policy is restored yet), then the configured root policy and the
-stored policies parents first, then the unikernels (returned, sorted by
-``startup``, for the daemon to create).  The state file is replaced
-atomically, the previous one kept as ``state.bak``.
+fail, no policy is restored yet), then the state file - in any layout
+albatross 2.7.2 reads (:mod:`tlsendpoint.wire.state`), copied to
+``state.started`` once it parsed (``Vmm_unix.backup``) - then the configured
+root policy and the stored policies parents first, then the unikernels
+(returned, sorted by ``startup``, for the daemon to create).  Writing always
+uses the current layout; the file is replaced atomically, the previous one
+kept as ``state.bak``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from standin.errors import Refused
-from standin.store import decode_state, encode_state
 from standin.vmmd import Vmmd
 from tlsendpoint.errors import AlbatrossError, ParseError
 from tlsendpoint.wire import Name, Policy, UnikernelConfig
+from tlsendpoint.wire.state import CURRENT_LAYOUT, decode_state, encode_state
 
 __all__ = ["StandinError", "dump_state", "restore_blocks", "restore_state"]
 
@@ -62,9 +65,21 @@ def restore_state(vmmd: Any, state_file: Path, root: Policy) -> list[tuple[Name,
     unikernels: list[tuple[Name, UnikernelConfig]] = []
     if data is not None:
         try:
-            policies, unikernels = decode_state(data)
+            state = decode_state(data)
         except ParseError as e:
             raise StandinError(f"couldn't parse state {state_file}: {e}") from None
+        policies = list(state.policies)
+        unikernels = [(u.name, u.config) for u in state.unikernels]
+        log.info("restored %d unikernels and %d policies", len(unikernels), len(policies))
+        if state.layout != CURRENT_LAYOUT:
+            log.warning(
+                "state %s has the older albatross layout [%d]; it is rewritten in the current"
+                " layout [%d] on the next change",
+                state_file,
+                state.layout,
+                CURRENT_LAYOUT,
+            )
+        _backup(state_file, data)
     stored_root = dict(policies).get(Name())
     if stored_root is not None and stored_root != root:
         log.warning("replacing stored root policy %s with discovered %s", stored_root, root)
@@ -79,10 +94,20 @@ def restore_state(vmmd: Any, state_file: Path, root: Policy) -> list[tuple[Name,
     return sorted(unikernels, key=lambda item: 50 if item[1].startup is None else item[1].startup)
 
 
+def _backup(state_file: Path, data: bytes) -> None:
+    """``state.started``: the file as it was at start (albatrossd copies it, then logs)."""
+    try:
+        state_file.with_suffix(".started").write_bytes(data)
+    except OSError as e:
+        log.error("backing up state failed: %s", e)
+    else:
+        log.info("backing up state to %s", state_file.with_suffix(".started").name)
+
+
 def dump_state(vmmd: Vmmd[Any], state_file: Path) -> None:
     resources = vmmd.resources
     data = encode_state(
-        resources.policies.all(), [(n, u.config) for n, u in resources.unikernels.all()]
+        [(n, u.config) for n, u in resources.unikernels.all()], resources.policies.all()
     )
     tmp = state_file.with_suffix(".new")
     try:

@@ -20,6 +20,7 @@ from standin.daemon import StandinError
 from standin.images import make_image as make_demo_image
 from standin.testing import Standin, open_standin
 from tests.standin.helpers import Client, make_image, request
+from tests.wire import statefiles as sf
 from tlsendpoint.wire import (
     BlockAdd,
     BlockAddOld,
@@ -65,6 +66,7 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tlsendpoint.wire.state import decode_state
 
 CREATED = StringReply("created unikernel")
 
@@ -476,6 +478,38 @@ async def test_state_survives_a_restart(
         root = await request(vmmd, ":", PolicyInfo())
         assert isinstance(root, PolicyList)
         assert dict(root.policies)[Name()].bridges == {"br0"}
+
+
+@pytest.mark.parametrize("layout", [1, 2])
+async def test_starts_from_an_old_albatross_state_and_writes_the_current_layout(
+    tmp_path: Path, layout: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    # [1] holds v0 configs (compressed by image tag, networks named like their bridge);
+    # [2] v2 configs (network service0 on bridge service).  Neither has policies.
+    image = make_image(tmp_path, "netticker", "--net", "service0" if layout == 2 else "service")
+    if layout == 1:
+        value = sf.v0_config(1, 24, 2, zlib.compress(image), networks=["service"], argv=["x"])
+    else:
+        value = sf.v2_config(sf.SOLO5, False, image, sf.QUIT, 1, 24,
+                             bridges=[("service0", "service")], argv=["x"])  # fmt: skip
+    old = sf.unikernels_only(layout, ("Old", value))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state").write_bytes(old)
+    async with open_standin(tmp_path) as standin:
+        assert await names_running(standin) == [":old"]
+        info = await request(standin.socket("vmmd"), ":old", UnikernelInfo())
+        assert isinstance(info, UnikernelInfoList)
+        (record,) = info.unikernels
+        assert (record[1].cpuids, record[1].memory) == (frozenset({1}), 24)
+        assert [n.bridge for n in record[1].bridges] == ["service"]
+        lines = await console_lines(standin, ":old", 20, 2)
+        assert lines == ["fake unikernel", "command line: --name=old x"]
+    # albatrossd keeps the file it started from, and re-creating the unikernels rewrote it.
+    assert (tmp_path / "state" / "state.started").read_bytes() == old
+    written = decode_state((tmp_path / "state" / "state").read_bytes())
+    assert written.layout == 6
+    assert [str(u.name) for u in written.unikernels] == [":old"]
+    assert written.unikernels[0].config == decode_state(old).unikernels[0].config
 
 
 async def test_a_non_socket_in_the_way_is_a_clear_error_and_nothing_leaks(

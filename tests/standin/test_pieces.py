@@ -1,26 +1,12 @@
-"""The small pure pieces: the trie's orders, the state file, the stats book."""
+"""The small pure pieces: the trie's orders and the stats book (the state file: tests/wire)."""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from standin.stats import StatsBook, Watched, sample
-from standin.store import decode_state, encode_state
 from standin.trie import Trie
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
-    Name,
-    NetIf,
-    Policy,
-    Restart,
-    UnikernelConfig,
-)
-from tlsendpoint.wire.grammar import UNIKERNEL_CONFIG_V4
+from tlsendpoint.wire import Name
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -47,67 +33,6 @@ def test_trie_key_collision_between_path_and_name() -> None:
     assert t.insert(n(":alice"), "unikernel") == "policy"
     assert t.find(n("alice:")) == "unikernel"
     assert [str(k) for k, _ in t.all()] == [":alice"]
-
-
-def test_state_round_trip() -> None:
-    policies = [
-        (Name(), Policy(9, frozenset({0}), 100, None)),
-        (n("a:"), Policy(1, frozenset(), 1)),
-    ]
-    config = UnikernelConfig(
-        b"img",
-        memory=20,
-        fail_behaviour=Restart(frozenset({3})),
-        argv=("x",),
-        bridges=frozenset({NetIf("n0", "br0", b"\x00\x80\x41\x01\x02\x03")}),
-    )
-    data = encode_state(policies, [(n("a:u"), config)])
-    assert decode_state(data) == (policies, [(n("a:u"), config)])
-    assert decode_state(encode_state([], [])) == ([], [])
-    assert data.startswith(b"\xa6")
-
-
-def test_empty_state_is_albatrossds_bytes() -> None:
-    # [6] { SEQUENCE { unikernels SEQUENCE OF {}, policies SEQUENCE OF {} } }
-    assert encode_state([], []) == bytes.fromhex("a606300430003000")
-
-
-def test_older_layout_with_v4_configs_is_read() -> None:
-    config = UnikernelConfig(b"img", memory=20)
-    current = encode_state([], [(n(":u"), config)])
-    v4_config = UNIKERNEL_CONFIG_V4.encode(config)
-    entry = b"\x30" + bytes([len(v4_config) + 4]) + b"\x0c\x02:u" + v4_config
-    inner = b"\x30" + bytes([len(entry)]) + entry + b"\x30\x00"
-    old = b"\xa5" + bytes([len(inner) + 2]) + b"\x30" + bytes([len(inner)]) + inner
-    assert old != current
-    assert decode_state(old) == ([], [(n(":u"), config)])
-
-
-@pytest.mark.parametrize(
-    ("data", "text"),
-    [
-        (b"", "empty"),
-        (bytes.fromhex("a0023000"), r"\[0\] \(unikernels without policies"),
-        (bytes.fromhex("a7020500"), "not yet implemented"),
-        (bytes.fromhex("a606300430003000") + b"\x00", "trailing"),
-        (bytes.fromhex("a6063004300030"), "exceeds the 5 octets available"),
-        (
-            encode_state(
-                [(n("a:"), Policy(1, frozenset(), 1)), (n("a:"), Policy(2, frozenset(), 1))], []
-            ),
-            "a policy name appears twice",
-        ),
-    ],
-)
-def test_bad_state_files(data: bytes, text: str) -> None:
-    with pytest.raises(ParseError, match=text):
-        decode_state(data)
-
-
-@given(st.binary(max_size=200))
-def test_garbage_state_raises_only_parse_errors(data: bytes) -> None:
-    with contextlib.suppress(ParseError):
-        decode_state(data)
 
 
 def watched(memory: int = 32) -> Watched:

@@ -69,6 +69,10 @@ def _config(variant: m.ConfigVariant) -> st.SearchStrategy[m.UnikernelConfig]:
     )
 
 
+#: Current-layout unikernel configurations (create [20], the state file).
+configs = _config(m.ConfigVariant.CURRENT)
+
+
 def _arguments(variant: m.ArgsVariant) -> st.SearchStrategy[m.UnikernelArguments]:
     one_cpu = st.integers(INT_MIN, INT_MAX).map(lambda c: frozenset({c}))
     current = variant is m.ArgsVariant.CURRENT

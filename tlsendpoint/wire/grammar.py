@@ -4,7 +4,9 @@ This module is the ASN.1 module of ``src/vmm_asn.ml`` written with the
 combinators of :mod:`tlsendpoint.wire.der`, mapping each element to the typed
 values of :mod:`tlsendpoint.wire.messages`.  Alternative numbers, field order
 and optionality follow ``../shared/spec/wire.md`` §4-§10 (checked against the
-vectors).  Nothing else in the project knows a tag number.
+vectors).  Nothing else in the project knows a tag number, except
+:mod:`tlsendpoint.wire.state`, which declares albatross's state file with
+these building blocks.
 
 Public entry points: :func:`encode_message` / :func:`decode_message` for a
 frame body, :func:`encode_extension` / :func:`decode_extension` for the value
