@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import trio
 
-from standin.config import StandinConfig
+from standin.config import StandinConfig, discovered_host
 from standin.daemon import Daemon, StandinError
 from standin.runner import Runner, SimulatedRunner
 from standin.runner_hvt import Solo5HvtRunner
@@ -65,34 +65,30 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
     "--bridge",
     "bridges",
     multiple=True,
-    default=("service",),
-    show_default=True,
+    show_default="none, like albatrossd on a host without bridges",
     help="A host bridge (repeatable); all of them go into the root policy.",
 )
 @click.option(
     "--no-bridges",
     is_flag=True,
-    help="The host has no bridge at all (as albatrossd started before any bridge existed).",
+    help="The host has no bridge at all (the default; kept for older command lines).",
 )
 @click.option(
     "--cpus",
     type=click.IntRange(1, 1024),
-    default=2,
-    show_default=True,
+    show_default="this machine's online CPUs",
     help="CPUs of the root policy (ids 0 to N-1).",
 )
 @click.option(
     "--memory",
     type=click.IntRange(1),
-    default=4096,
-    show_default=True,
+    show_default="this machine's physical memory",
     help="Memory of the root policy in MB.",
 )
 @click.option(
     "--block-space",
     type=click.IntRange(0),
-    default=10000,
-    show_default=True,
+    show_default="the size of the file system holding STATE_DIR/block",
     help="Block storage of the root policy in MB.",
 )
 @click.option(
@@ -129,9 +125,9 @@ def main(
     state_dir: Path,
     bridges: tuple[str, ...],
     no_bridges: bool,
-    cpus: int,
-    memory: int,
-    block_space: int,
+    cpus: int | None,
+    memory: int | None,
+    block_space: int | None,
     stats_interval: float,
     max_subscribers: int,
     runner: str,
@@ -139,7 +135,14 @@ def main(
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Stand-in for albatrossd, albatross-console and albatross-stats (albatross 2.7.2)."""
+    """Stand-in for albatrossd, albatross-console and albatross-stats (albatross 2.7.2).
+
+    The root policy is what albatrossd would find on this machine (CPUs, memory,
+    disk), with no bridge unless --bridge names one; options override each part.
+    """
+    if no_bridges and bridges:
+        raise click.UsageError("--no-bridges cannot be combined with --bridge")
+    found_cpus, found_memory, found_block = discovered_host(state_dir / "block")
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
@@ -147,10 +150,10 @@ def main(
     config = StandinConfig(
         tmpdir=tmpdir,
         state_dir=state_dir,
-        bridges=() if no_bridges else bridges,
-        cpus=cpus,
-        memory=memory,
-        block_space=block_space,
+        bridges=bridges,
+        cpus=found_cpus if cpus is None else cpus,
+        memory=found_memory if memory is None else memory,
+        block_space=found_block if block_space is None else block_space,
         stats_interval=stats_interval,
         max_subscribers=max_subscribers,
     )

@@ -1,14 +1,24 @@
-"""Settings of the stand-in daemon, with their defaults (one place, documented)."""
+"""Settings of the stand-in daemon, with their defaults (one place, documented).
+
+The "host" has no bridge unless one is named, like albatrossd on a machine
+without bridges (it finds the bridges when it starts).  The Python defaults
+of CPUs, memory and block storage are a fixed small host, so tests do not
+depend on the machine; the command line discovers them instead, as albatrossd
+does (:func:`discovered_host`).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tlsendpoint.wire import DEFAULT_MAX_FRAME, Policy
 from tlsendpoint.wire.policy import MAX_INT
 
-__all__ = ["StandinConfig"]
+__all__ = ["StandinConfig", "discovered_host"]
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +27,7 @@ class StandinConfig:
 
     tmpdir: Path  # sockets in <tmpdir>/util/
     state_dir: Path  # state file and block devices
-    bridges: tuple[str, ...] = ("service",)  # host bridges (root policy, "interface exists")
+    bridges: tuple[str, ...] = ()  # host bridges (root policy, "interface exists"); none
     cpus: int = 2  # root policy CPU ids 0..cpus-1
     memory: int = 4096  # root policy memory in MB
     block_space: int = 10000  # root policy block storage in MB
@@ -48,3 +58,19 @@ class StandinConfig:
     @property
     def block_dir(self) -> Path:
         return self.state_dir / "block"
+
+
+def discovered_host(block_dir: Path) -> tuple[int, int, int]:
+    """(CPUs, memory MB, block storage MB) as albatrossd discovers them at its start.
+
+    Vmm_unix.root_policy (vmm_stubs.c): the online CPUs, the physical memory, and
+    the size of the file system holding the block directory (its nearest existing
+    ancestor here, since the stand-in creates the directory later).
+    """
+    cpus = os.sysconf("SC_NPROCESSORS_ONLN")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // MIB
+    where = block_dir.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    disk = os.statvfs(where)
+    return cpus, memory, disk.f_blocks * disk.f_frsize // MIB

@@ -102,7 +102,7 @@ class Standin:
 async def open_standin(
     tmp_path: Path,
     *,
-    bridges: tuple[str, ...] = ("service",),
+    bridges: tuple[str, ...] = (),
     cpus: int = 2,
     memory: int = 4096,
     block_space: int = 10000,
@@ -110,7 +110,10 @@ async def open_standin(
     runner: Runner | None = None,
     clock: Clock = utc_now,
 ) -> AsyncIterator[Standin]:
-    """Run a stand-in daemon for the duration of the block."""
+    """Run a stand-in daemon for the duration of the block.
+
+    The host has no bridge unless *bridges* names some (``bridges=("service",)``).
+    """
     tmpdir = tmp_path / "run"
     short: str | None = None
     if len(os.fsencode(tmpdir)) > _SOCKET_BUDGET:

@@ -33,7 +33,8 @@ def running_stack(tmp_path: Path, cacert: Path, cert: Path, key: Path) -> Iterat
     state: dict[str, object] = {}
 
     async def main() -> None:
-        async with open_standin(tmp_path / "standin") as standin:
+        # a host with bridge service, as in the README story (the stand-in has none by default)
+        async with open_standin(tmp_path / "standin", bridges=("service",)) as standin:
             ctx = load_server_context(cacert, cert, key)
             endpoint = Endpoint(ctx, standin.tmpdir / "util")
             listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

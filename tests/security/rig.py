@@ -107,7 +107,9 @@ async def open_rig(
     crl_dir: Path | None = None,
     audit_log: Path | None = None,
     memory: int = 4096,
+    bridges: tuple[str, ...] = (),
 ) -> AsyncIterator[Rig]:
+    """The endpoint in front of a stand-in host with CPUs 0 and 1, *memory* and *bridges*."""
     if "hvt" not in _IMAGE:
         _IMAGE["hvt"] = make_image(tmp_path, "hello")
     pki = Pki(tmp_path)
@@ -115,7 +117,7 @@ async def open_rig(
     options = SecurityOptions(tmp_path / "sec", pki.root, crl_dir, audit_log)
     security = Security(options)
     ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
-    async with open_standin(tmp_path, memory=memory) as standin:
+    async with open_standin(tmp_path, memory=memory, bridges=bridges) as standin:
         endpoint = Endpoint(ctx, standin.tmpdir / "util", Limits(), security=security)
         async with trio.open_nursery() as nursery:
             rig = Rig(tmp_path, pki, root, standin, security, Harness(pki, endpoint, nursery),

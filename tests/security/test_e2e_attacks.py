@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from standin.images import make_image
 from tests.security.rig import failure, now, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.wire import (
@@ -23,14 +24,30 @@ from tlsendpoint.wire import (
     BlockRemove,
     Failure,
     Name,
+    NetIf,
+    Policy,
+    PolicyInfo,
+    PolicyList,
     StatsSubscribe,
     StringReply,
+    UnikernelConfig,
+    UnikernelCreate,
     UnikernelDestroy,
     UnikernelInfo,
     UnikernelInfoList,
 )
 
 CREATED = StringReply("created unikernel")
+DESTROYED = StringReply("destroyed unikernel")
+
+
+def with_network() -> UnikernelCreate:
+    """A create of an image with network device service0 on bridge service."""
+    image = make_image(nets=["service0"])
+    bridges = frozenset({NetIf("service0", "service")})
+    return UnikernelCreate(
+        UnikernelConfig(image, memory=32, cpuids=frozenset({0}), bridges=bridges)
+    )
 
 
 async def names_on_host(socket: Path) -> list[str]:
@@ -93,14 +110,53 @@ async def test_usage_never_exceeds_the_root_policy(tmp_path: Path) -> None:
             " subtree of host (root policy), field memory (limit 128, used 96, requested 64)"
         )
         assert await rig.send(dave, "d1", rig.create(memory=32)) == CREATED
-        # a delegation promising more than the host has is refused outright
+        # a delegation promising more than the host has (albatross accepts it): only what
+        # would actually exceed the host is refused, with the host's numbers
         eve = rig.delegate(rig.root, "eve", small(unikernels=1, memory=1024))
         refused = failure(await rig.send(eve, "e1", rig.create(memory=16)))
         assert refused == (
-            "policy above allows 128 MB memory, which is fewer than 1024 MB: the policy of"
-            " delegation eve: (certificate CN eve) is not within the policy of host (root policy)"
+            "maximum allowed memory (128, used 128) would be exceeded (requesting 16) in the whole"
+            " subtree of host (root policy), field memory (limit 128, used 128, requested 16)"
         )
-        assert await names_on_host(rig.standin.socket("vmmd")) == ["alice:a1", "dave:d1"]
+        assert await rig.send(dave, "d1", UnikernelDestroy()) == DESTROYED
+        assert await rig.send(eve, "e1", rig.create(memory=16)) == CREATED
+        assert await names_on_host(rig.standin.socket("vmmd")) == ["alice:a1", "eve:e1"]
+
+
+async def test_a_delegation_naming_what_the_host_lacks_still_works(tmp_path: Path) -> None:
+    # alice's policy names bridge service and CPU 7; the host (like albatrossd started
+    # before any bridge existed) has neither.  albatross accepts such a policy and runs
+    # her unikernels without a network; only a request for what is missing is refused.
+    async with open_rig(tmp_path, bridges=()) as rig:
+        vmmd = rig.standin.socket("vmmd")
+        reply = await request(vmmd, ROOT, PolicyInfo())
+        assert isinstance(reply, PolicyList)
+        host = dict(reply.policies)[ROOT]
+        assert (host.bridges, host.cpuids) == (frozenset(), frozenset({0, 1}))
+        alice = rig.delegate(rig.root, "alice", Policy(2, frozenset({0, 7}), 64, None,
+                                                       frozenset({"service"})))  # fmt: skip
+        bob = rig.delegate(alice, "bob", Policy(1, frozenset({0}), 32, None,
+                                                frozenset({"service"})))  # fmt: skip
+        assert await rig.send(alice, "a1", rig.create()) == CREATED
+        assert await rig.send(bob, "b1", rig.create()) == CREATED
+        assert await names_on_host(vmmd) == ["alice:a1", "alice:bob:b1"]
+        assert await rig.send(alice, "a1", UnikernelDestroy()) == DESTROYED
+        assert await rig.send(bob, "b1", UnikernelDestroy()) == DESTROYED
+        net = with_network()
+        assert failure(await rig.send(alice, "n1", net)) == (
+            "bridges service not allowed by policy: bridge service is not present on this host"
+            " (the host's bridges: none; albatrossd finds the bridges when it starts)"
+        )
+        on_cpu7 = UnikernelCreate(UnikernelConfig(rig.image, memory=32, cpuids=frozenset({7})))
+        assert failure(await rig.send(alice, "c7", on_cpu7)) == (
+            "CPUids 7 are not allowed by policy: CPU id 7 is not present on this host"
+            " (the host's CPU ids: 0, 1)"
+        )
+        assert await names_on_host(vmmd) == []
+        # the bridge is made and albatrossd restarted: the same request now works
+        await rig.standin.restart(bridges=("service",))
+        assert await rig.send(alice, "n1", net) == CREATED
+        assert await names_on_host(vmmd) == ["alice:n1"]
 
 
 # -- (c) no name collisions ---------------------------------------------------------------

@@ -14,7 +14,17 @@ from ca.revoke import make_crl
 from tests.endpoint.pki import Identity
 from tests.security.rig import Rig, failure, now, open_rig, small
 from tlsendpoint.security import cli
-from tlsendpoint.wire import Command, Failure, StringReply, UnikernelDestroy, UnikernelInfo
+from tlsendpoint.wire import (
+    Command,
+    Failure,
+    NetIf,
+    Policy,
+    StringReply,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelDestroy,
+    UnikernelInfo,
+)
 
 CREATED = StringReply("created unikernel")
 
@@ -96,3 +106,27 @@ def test_explain_runs_as_a_command_of_its_own(tmp_path: Path) -> None:
         "names the path alice: (CN '.', ':' or none); that name would reach the object of the "
         "same name one level up: put the object's name in the CN",
     ]
+
+
+async def test_explain_and_the_endpoint_agree_on_what_the_host_lacks(tmp_path: Path) -> None:
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    async with open_rig(tmp_path, crl_dir=crl_dir, bridges=()) as rig:
+        service = Policy(2, frozenset({0, 7}), 64, None, frozenset({"service"}))
+        alice = rig.delegate(rig.root, "alice", service)
+        without = rig.identity(alice, "a1", rig.create())
+        code, lines = await explain(rig, without)
+        assert (code, lines[0]) == (0, "allowed: unikernel create as alice:a1"), lines
+        assert (await rig.present(without))[-1].payload == CREATED
+        nets = frozenset({NetIf("service0", "service")})
+        for config, field in (
+            (UnikernelConfig(rig.image, memory=32, cpuids=frozenset({0}), bridges=nets), "bridges"),
+            (UnikernelConfig(rig.image, memory=32, cpuids=frozenset({7})), "cpuids"),
+        ):
+            reply, lines = await both(rig, rig.identity(alice, "n1", UnikernelCreate(config)))
+            assert "not present on this host" in reply
+            assert lines[:2] == [
+                "refused (quota): unikernel create as alice:n1",
+                f"reason: {reply}",
+            ]
+            assert lines[2].startswith(f"refused by: :, field {field} ")

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import trio
@@ -60,19 +61,24 @@ def _free_port() -> int:
 async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
     alice_key = profiles.generate_key()
+    # both policies name bridge service, which the host (the stand-in) does not have
+    service = replace(small(unikernels=1), bridges=frozenset({"service"}))
     alice = profiles.intermediate(pki.root, pki.root_key, alice_key.public_key(), "alice",
-                                  small(unikernels=1), now())  # fmt: skip
+                                  service, now())  # fmt: skip
     bob_key = profiles.generate_key()
-    bob = profiles.intermediate(alice, alice_key, bob_key.public_key(), "bob", small(), now())
+    bob = profiles.intermediate(alice, alice_key, bob_key.public_key(), "bob", service, now())
     bob_files = [str(write_chain(tmp_path / "bob.pem", [bob, alice])),
                  str(_key(tmp_path / "bob.key", bob_key))]  # fmt: skip
     image = tmp_path / "hello.hvt"
     subprocess.run([sys.executable, str(MKFAKE), str(image)], check=True, capture_output=True)
+    net_image = tmp_path / "net.hvt"
+    subprocess.run([sys.executable, str(MKFAKE), str(net_image), "--net", "service0"],
+                   check=True, capture_output=True)  # fmt: skip
     audit = tmp_path / "audit.log"
     crl_dir = tmp_path / "crls"
     crl_dir.mkdir()
     port = _free_port()
-    async with open_standin(tmp_path) as standin:
+    async with open_standin(tmp_path, bridges=()) as standin:
         args = [str(BIN / "albatross-tls-endpoint"), "--ip", "127.0.0.1", "--port", str(port),
                 "--tmpdir", str(standin.tmpdir), "--state-dir", str(tmp_path / "sec"),
                 "--crl-dir", str(crl_dir), "--audit-log", str(audit), "--audit-fsync",
@@ -96,6 +102,12 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
                             break
                         await trio.sleep(0.05)
                 assert code == 0, out
+                code, out = await alba("create", "n1", str(net_image), "--net=service0:service")
+                assert code == 117
+                assert (
+                    "command failed bridges service not allowed by policy: bridge service is not"
+                    " present on this host" in out
+                ), out
                 code, out = await alba("create", "b1", str(image), "--mem=32")
                 assert code == 0, out
                 code, out = await alba("create", "b2", str(image), "--mem=32")
@@ -111,14 +123,14 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
         [str(BIN / "albatross-audit"), "verify", str(audit)], capture_stdout=True, check=False
     )
     assert result.returncode == 0, result.stdout
-    assert b"ok, 3 lines" in result.stdout
+    assert b"ok, 4 lines" in result.stdout
 
 
 async def test_replay_is_refused_whichever_worker_serves(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
     destroy = pki.leaf("a1", UnikernelDestroy())
     port = _free_port()
-    async with open_standin(tmp_path) as standin:
+    async with open_standin(tmp_path, bridges=()) as standin:
         args = [str(BIN / "albatross-tls-endpoint"), "--ip", "127.0.0.1", "--port", str(port),
                 "--workers", "2", "--tmpdir", str(standin.tmpdir),
                 "--state-dir", str(tmp_path / "sec"),

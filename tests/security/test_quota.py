@@ -171,17 +171,58 @@ def test_force_create_does_not_count_the_unikernel_it_replaces() -> None:
 # -- point 2: the host's own limits ----------------------------------------------------
 
 
-def test_top_level_delegation_must_fit_the_root_policy() -> None:
-    big = root().delegate("alice", policy(memory=100_000))
-    request = authorize(big.leaf_chain("a1", create()))
-    check_delegations(request.policies, None)  # albatross never consults the root
-    with pytest.raises(QuotaError) as caught:
-        check_delegations(request.policies, HOST)
-    assert (str(caught.value.hop), caught.value.field) == ("alice:", "memory")
-    assert caught.value.message == (
-        "policy above allows 4096 MB memory, which is fewer than 100000 MB: the policy of "
-        "delegation alice: (certificate CN alice) is not within the policy of host (root policy)"
+def test_a_top_level_delegation_larger_than_the_host_is_allowed() -> None:
+    # albatross never compares a top-level delegation with the root policy
+    # (vmm_resources.ml check_policies_above stops at the root): more memory, a CPU id
+    # and a bridge the host lacks are fine on paper; only what a request uses is checked.
+    big = root().delegate(
+        "alice", policy(memory=100_000, cpuids=frozenset({0, 9}), bridges=frozenset({"br9"}))
     )
+    request = authorize(big.leaf_chain("a1", create(memory=64)))
+    check_delegations(request.policies)
+    demand = demand_of(request.name, request.command)
+    assert demand is not None
+    check_usage(request.policies, HOST, Usage(), demand)
+    with pytest.raises(QuotaError) as caught:  # more than the host has: its numbers
+        check_usage(request.policies, HOST, host_usage((":other", 4050)), demand)
+    assert (caught.value.hop, caught.value.field) == (ROOT, "memory")
+    assert (caught.value.limit, caught.value.used, caught.value.requested) == (4096, 4050, 64)
+
+
+def test_a_cpu_id_or_bridge_the_host_lacks_is_refused_saying_so() -> None:
+    alice = root().delegate(
+        "alice", policy(unikernels=1, cpuids=frozenset({0, 8, 9}), bridges=frozenset({"a", "b"}))
+    )
+    policies = authorize(alice.leaf_chain("a1", create())).policies
+    bare = policy(cpuids=frozenset({0, 1}), bridges=frozenset())  # a host without bridges
+    check_usage(policies, bare, Usage(), Demand(1, 32, frozenset({0})))  # no network: fine
+    with pytest.raises(QuotaError) as caught:
+        check_usage(policies, bare, Usage(), Demand(1, 32, bridges=frozenset({"a"})))
+    assert caught.value.message == (
+        "bridges a not allowed by policy: bridge a is not present on this host (the host's"
+        " bridges: none; albatrossd finds the bridges when it starts)"
+    )
+    assert (caught.value.hop, caught.value.field) == (ROOT, "bridges")
+    assert (caught.value.limit, caught.value.requested) == ([], ["a"])
+    with pytest.raises(QuotaError) as caught:
+        check_usage(policies, bare, Usage(), Demand(1, 32, bridges=frozenset({"a", "b"})))
+    assert "bridges a, b are not present on this host" in caught.value.message
+    with pytest.raises(QuotaError) as caught:
+        check_usage(policies, bare, Usage(), Demand(1, 32, frozenset({0, 9})))
+    assert caught.value.message == (
+        "CPUids 9 are not allowed by policy: CPU id 9 is not present on this host (the host's"
+        " CPU ids: 0, 1)"
+    )
+    assert (caught.value.hop, caught.value.field) == (ROOT, "cpuids")
+    assert (caught.value.limit, caught.value.requested) == ([0, 1], [0, 9])
+    with pytest.raises(QuotaError, match="CPU ids 8, 9 are not present on this host"):
+        check_usage(policies, bare, Usage(), Demand(1, 32, frozenset({8, 9})))
+    # what can never work is named before a quota that is merely full now
+    with pytest.raises(QuotaError, match="not present on this host"):
+        check_usage(policies, bare, host_usage(("alice:a0", 32)), Demand(1, 32, frozenset({9})))
+    with pytest.raises(QuotaError, match="maximum amount of unikernels"):
+        check_usage(policies, bare, host_usage(("alice:a0", 32)), Demand(1, 32, frozenset({0})))
+    check_usage(policies, None, Usage(), Demand(1, 32, frozenset({9})))  # host unknown
 
 
 def test_sub_delegation_larger_than_its_issuer_is_named() -> None:
@@ -191,7 +232,7 @@ def test_sub_delegation_larger_than_its_issuer_is_named() -> None:
         (Name.parse("alice:"), policy(unikernels=2)),
     ]
     with pytest.raises(QuotaError) as caught:
-        check_delegations(policies, HOST)
+        check_delegations(policies)
     assert (str(caught.value.hop), caught.value.field) == ("alice:bob:", "unikernels")
     assert (caught.value.limit, caught.value.requested) == (2, 5)
     assert caught.value.message.endswith(
@@ -204,7 +245,6 @@ def test_top_level_delegations_together_never_exceed_the_host() -> None:
     alice = ca.delegate("alice", policy(memory=3000, cpuids=HOST.cpuids))
     ca.delegate("bob", policy(memory=3000, cpuids=HOST.cpuids))
     request = authorize(alice.leaf_chain("a1", create(memory=1500)))
-    check_delegations(request.policies, HOST)  # each fits the host on its own
     usage = host_usage(("bob:b1", 3000))
     demand = demand_of(request.name, request.command)
     assert demand is not None
@@ -219,16 +259,21 @@ def test_top_level_delegations_together_never_exceed_the_host() -> None:
 
 
 def test_cpuids_and_bridges_outside_an_ancestor_are_refused() -> None:
+    host = policy(cpuids=frozenset(range(8)), bridges=frozenset({"service", "other"}))
     alice = root().delegate("alice", policy(bridges=frozenset({"service"})))
     config = UnikernelConfig(image=b"", bridges=frozenset({NetIf("service", "other")}))
     request = authorize(alice.leaf_chain("a1", UnikernelCreate(config)))
     demand = demand_of(request.name, request.command)
     assert demand is not None and demand.bridges == {"other"}
+    naive_albatross_check(request.policies, Usage(), Demand(1, 32))
     with pytest.raises(QuotaError) as caught:
-        check_usage(request.policies, HOST, Usage(), demand)
-    assert caught.value.field == "bridges"
+        check_usage(request.policies, host, Usage(), demand)
+    assert (str(caught.value.hop), caught.value.field) == ("alice:", "bridges")
+    assert caught.value.message.startswith(
+        "bridges other not allowed by policy in the whole subtree of delegation alice:"
+    )
     with pytest.raises(QuotaError, match=r"^CPUids 7 are not allowed by policy in the whole"):
-        check_usage(request.policies, HOST, Usage(), Demand(1, 32, frozenset({7})))
+        check_usage(request.policies, host, Usage(), Demand(1, 32, frozenset({7})))
 
 
 # -- reading the daemon's replies -----------------------------------------------------

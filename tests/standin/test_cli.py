@@ -16,13 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from standin.cli import main
-from standin.testing import standin_process
+from standin.testing import StandinProcess, standin_process
 from tlsendpoint.wire import (
     FrameDecoder,
     Header,
     Message,
     Name,
     Payload,
+    Policy,
     PolicyInfo,
     PolicyList,
     UnikernelInfo,
@@ -140,11 +141,45 @@ def test_starts_answers_and_stops_cleanly(short_dir: Path, signum: int) -> None:
     assert b"Traceback" not in err
 
 
-def test_no_bridges(short_dir: Path) -> None:
-    with standin_process(short_dir / "run", short_dir / "state", "--no-bridges") as proc:
-        reply = ask(proc.socket("vmmd"), PolicyInfo())
+def root_policy(proc: StandinProcess) -> Policy:
+    reply = ask(proc.socket("vmmd"), PolicyInfo())
     assert isinstance(reply, PolicyList)
-    assert reply.policies[0][1].bridges == frozenset()
+    return dict(reply.policies)[Name()]
+
+
+def test_by_default_a_bare_host_as_albatrossd_discovers_it(short_dir: Path) -> None:
+    # albatrossd's root policy (vmm_unix.ml root_policy, vmm_stubs.c): the online CPUs, the
+    # physical memory, the size of the file system of the block directory, the bridges found
+    with standin_process(short_dir / "run", short_dir / "state") as proc:
+        found = root_policy(proc)
+    disk = os.statvfs(short_dir)
+    assert found == Policy(
+        (1 << 62) - 1,
+        frozenset(range(os.sysconf("SC_NPROCESSORS_ONLN"))),
+        os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20),
+        disk.f_blocks * disk.f_frsize // (1 << 20),
+        frozenset(),
+    )
+
+
+def test_options_set_the_host(short_dir: Path) -> None:
+    chosen = ["--bridge", "service", "--bridge", "br0", "--cpus", "3", "--memory", "100",
+              "--block-space", "0"]  # fmt: skip
+    with standin_process(short_dir / "run", short_dir / "state", *chosen) as proc:
+        found = root_policy(proc)
+    assert found == Policy(
+        (1 << 62) - 1, frozenset({0, 1, 2}), 100, 0, frozenset({"service", "br0"})
+    )
+    with standin_process(short_dir / "run", short_dir / "state", "--no-bridges") as proc:
+        assert root_policy(proc).bridges == frozenset()
+
+
+def test_no_bridges_and_a_bridge_contradict() -> None:
+    result = CliRunner().invoke(
+        main, ["--tmpdir", "/tmp/x", "--state-dir", "/tmp/y", "--no-bridges", "--bridge", "br0"]
+    )
+    assert result.exit_code == 2
+    assert "--no-bridges cannot be combined with --bridge" in result.output
 
 
 def test_standin_process_helper(short_dir: Path) -> None:

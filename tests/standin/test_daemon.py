@@ -275,7 +275,7 @@ async def test_network_unikernel_gets_a_tap_and_albatross_mac(
 ) -> None:
     image = make_image(tmp_path, "netticker", "--net", "service0")
     config = UnikernelConfig(image, bridges=frozenset({NetIf("service0", "service")}))
-    async with open_standin(tmp_path) as standin:
+    async with open_standin(tmp_path, bridges=("service",)) as standin:
         assert await request(standin.socket("vmmd"), ":n", UnikernelCreate(config)) == CREATED
         info = await request(standin.socket("vmmd"), ":n", UnikernelInfo())
         assert isinstance(info, UnikernelInfoList)
@@ -291,6 +291,29 @@ async def test_network_unikernel_gets_a_tap_and_albatross_mac(
         # no policy at `nopolicy:` - unlimited, so the host check speaks
         assert await request(vmmd, "nopolicy:m", UnikernelCreate(other)) == Failure(
             "interface nosuch does not exist"
+        )
+
+
+async def test_a_bare_host_accepts_a_policy_naming_a_bridge_it_lacks(
+    tmp_path: Path, ticker: bytes, autojump_clock: trio.testing.MockClock
+) -> None:
+    # albatrossd on a host without bridges (the stand-in's default): the root policy is never
+    # consulted for a delegate's policy or create (vmm_resources.ml); a network fails later,
+    # when the daemon looks for the bridge (vmm_unix.ml bridges_exist)
+    image = make_image(tmp_path, "netticker", "--net", "service0")
+    net = UnikernelConfig(image, bridges=frozenset({NetIf("service0", "service")}))
+    alice = Policy(2, frozenset({0}), 64, None, frozenset({"service"}))
+    async with open_standin(tmp_path) as standin:
+        vmmd = standin.socket("vmmd")
+        root = await request(vmmd, ":", PolicyInfo())
+        assert isinstance(root, PolicyList) and dict(root.policies)[Name()].bridges == set()
+        assert await request(vmmd, "alice:", PolicyAdd(alice)) == StringReply("added policy")
+        assert await request(vmmd, "alice:a", UnikernelCreate(UnikernelConfig(ticker))) == CREATED
+        assert await request(vmmd, "alice:n", UnikernelCreate(net)) == Failure(
+            "interface service does not exist"
+        )
+        assert await request(vmmd, ":n", UnikernelCreate(net)) == Failure(
+            "bridges service not allowed by policy"
         )
 
 

@@ -121,13 +121,13 @@ def explain_chain(
         stage = "rollback"
         if rollback is not None:
             rollback.check(chain)
-        stage = "delegation"
-        check_delegations(request.policies, root_policy)
-        if root_policy is None:
-            notes.append("host limits not checked (no root policy given)")
-        stage = "quota"
         demand = demand_of(request.name, request.command)
-        if demand is not None:
+        if demand is not None:  # the endpoint's quota guard: only requests that add resources
+            stage = "delegation"
+            check_delegations(request.policies)
+            if root_policy is None:
+                notes.append("host limits not checked (no root policy given)")
+            stage = "quota"
             if usage is None:
                 notes.append("usage unknown: assumed nothing else runs on the host")
             check_usage(request.policies, root_policy, usage or Usage(), demand)

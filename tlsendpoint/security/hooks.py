@@ -220,7 +220,7 @@ class QuotaGate:
             snapshot = self.book.snapshot()
             try:
                 root, usage = await host_usage(query)
-                check_delegations(request.policies, root)
+                check_delegations(request.policies)
                 held = self.book.reserve(
                     snapshot, request.policies, root, usage, request.name, demand
                 )

@@ -5,12 +5,27 @@
 # with 1 each and run 2.  We check, before a create, restart-with-arguments or
 # block add, *every* ancestor on the chain and the host itself:
 #
-# * static: each delegation's policy within its issuer's (albatross is_smaller),
-#   the top-level one within the root policy the daemon reports;
+# * static: each delegation's policy within its issuer's (albatross is_smaller);
+# * the host has what is asked for: a CPU id or bridge missing from the root
+#   policy the daemon reports is refused (it cannot work), with a text saying so;
 # * dynamic: for every ancestor path P (deepest first, then the root), the usage
 #   of P's whole subtree + the reservations of requests still in flight + the
 #   new request must fit P's policy.  Siblings may be over-committed on paper
 #   (albatross allows that), but usage can never exceed any ancestor nor the host.
+#
+# The host rule is about requests only.  albatross 2.7.2 never compares a
+# delegation with the root policy: Vmm_resources.insert_policy checks the
+# policies above a path up to, not including, the root (check_policies_above),
+# albatrossd re-inserts stored policies root first (Vmm_trie.all is pre-order),
+# and a create meets only the policy at its own path (check_unikernel).  A
+# delegate's create asking for a missing bridge fails later, in Vmm_unix.prepare
+# ("interface service does not exist"); a missing CPU id is not checked at all
+# (taskset fails in the new process).  The root policy's bridges are those
+# albatrossd found when it started (Vmm_unix.root_policy).  So a policy naming
+# bridge service is usable on a host without bridges for every create without
+# a network; we refuse only a request for what the host lacks, in albatross's
+# words for a request outside the root policy first (check_policy, what the
+# operator gets at the root path: "bridges service not allowed by policy").
 #
 # Usage is attributed by albatross's trie key (``Name.is_below``), the same
 # rule the daemon uses, so a unikernel named with a path-only name (leaf CN
@@ -235,13 +250,15 @@ def _first_excess(sub: Policy, parent: Policy) -> tuple[str, object, object]:
     return "block", parent.block, sub.block
 
 
-def check_delegations(policies: Sequence[tuple[Name, Policy]], root: Policy | None) -> None:
-    """Each delegation within its issuer's, the top-level one within the host's root policy.
+def check_delegations(policies: Sequence[tuple[Name, Policy]]) -> None:
+    """Each delegation's policy within its issuer's (albatross ``Policy.is_smaller``).
 
-    *policies* is :attr:`Request.policies` (deepest first).  Raises :class:`QuotaError`.
+    *policies* is :attr:`Request.policies` (deepest first).  The top-level one is
+    not compared with the root policy (albatross does not either, see the module
+    comment): what the host lacks is refused per request by :func:`check_usage`.
+    Raises :class:`QuotaError`.
     """
-    ordered = [*policies, *([(ROOT, root)] if root is not None else [])]
-    for (path, policy), (parent_path, parent) in itertools.pairwise(ordered):
+    for (path, policy), (parent_path, parent) in itertools.pairwise(policies):
         try:
             policy.check_within(parent)
         except PolicyError as exc:
@@ -323,6 +340,33 @@ def _excess(path: Name, policy: Policy, used: Totals, demand: Demand) -> QuotaEr
     return None
 
 
+def _not_on_host(root: Policy, demand: Demand) -> QuotaError | None:
+    """A CPU id or bridge the host lacks (not in its root policy), as a refusal.
+
+    Such a request can never work, whatever runs; so it is refused first, in
+    albatross's words for a request outside the root policy, then plainly.
+    """
+    cpus, bridges = sorted(demand.cpuids - root.cpuids), sorted(demand.bridges - root.bridges)
+    if cpus:
+        listed, have = _listing(cpus), _listing(sorted(root.cpuids)) or "none"
+        ids = "CPU id " + listed + " is" if len(cpus) == 1 else "CPU ids " + listed + " are"
+        return QuotaError(
+            f"CPUids {listed} are not allowed by policy: {ids} not present on this host"
+            f" (the host's CPU ids: {have})",
+            hop=ROOT, field="cpuids", limit=sorted(root.cpuids), requested=sorted(demand.cpuids),
+        )  # fmt: skip
+    if bridges:
+        listed, have = _listing(bridges), _listing(sorted(root.bridges)) or "none"
+        names = "bridge " + listed + " is" if len(bridges) == 1 else "bridges " + listed + " are"
+        return QuotaError(
+            f"bridges {listed} not allowed by policy: {names} not present on this host"
+            f" (the host's bridges: {have}; albatrossd finds the bridges when it starts)",
+            hop=ROOT, field="bridges", limit=sorted(root.bridges),
+            requested=sorted(demand.bridges),
+        )  # fmt: skip
+    return None
+
+
 def check_usage(
     policies: Sequence[tuple[Name, Policy]],
     root: Policy | None,
@@ -330,13 +374,19 @@ def check_usage(
     demand: Demand,
     pending: Iterable[tuple[Name, Demand]] = (),
 ) -> None:
-    """Every ancestor's subtree usage + in-flight *pending* + *demand* within its policy.
+    """The host has what *demand* asks for; every ancestor's usage stays within its policy.
 
-    *pending* are (target name, demand) of requests granted but not yet visible in
-    *usage*; each counts (in full) for the ancestors of its target.  Checks deepest
-    first, then the host (when *root* is known), so the refusal names the closest
-    hop that is full.  Raises :class:`QuotaError`.
+    First a CPU id or bridge missing from *root* (the host lacks it: nothing can
+    make that request work).  Then, per ancestor, its subtree's usage + in-flight
+    *pending* + *demand*: *pending* are (target name, demand) of requests granted
+    but not yet visible in *usage*; each counts (in full) for the ancestors of its
+    target.  Checks deepest first, then the host (when *root* is known), so the
+    refusal names the closest hop that is full.  Raises :class:`QuotaError`.
     """
+    if root is not None:
+        missing = _not_on_host(root, demand)
+        if missing is not None:
+            raise missing
     in_flight = list(pending)
     hops = [*policies, *([(ROOT, root)] if root is not None else [])]
     for path, policy in hops:
