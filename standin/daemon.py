@@ -21,9 +21,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from standin.resources import Unikernel, block_name
 from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
 from standin.stats import StatsBook, Watched
 from standin.vmmd import Vmmd, should_restart
+from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.wire import (
     ConsoleData,
@@ -55,12 +54,6 @@ from tlsendpoint.wire import (
 __all__ = ["Daemon", "StandinError", "Subscriber", "Waiter", "default_mac"]
 
 log = logging.getLogger("standin")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Waiter:
@@ -110,7 +103,7 @@ class Daemon:
     """The daemon; ``await serve()`` runs it until cancelled."""
 
     def __init__(
-        self, config: StandinConfig, runner: Runner | None = None, clock: Clock = utc_now
+        self, config: StandinConfig, runner: Runner | None = None, clock: Clock = system_clock
     ) -> None:
         self.config = config
         self.runner: Runner = runner if runner is not None else SimulatedRunner()

@@ -29,8 +29,9 @@ from typing import Any
 import trio
 
 from standin.config import StandinConfig
-from standin.daemon import Clock, Daemon, utc_now
+from standin.daemon import Daemon
 from standin.runner import Runner
+from tlsendpoint.clock import Clock, system_clock
 
 __all__ = ["Standin", "StandinProcess", "open_standin", "standin_process"]
 
@@ -108,7 +109,7 @@ async def open_standin(
     block_space: int = 10000,
     stats_interval: float = 10.0,
     runner: Runner | None = None,
-    clock: Clock = utc_now,
+    clock: Clock = system_clock,
 ) -> AsyncIterator[Standin]:
     """Run a stand-in daemon for the duration of the block.
 

@@ -518,7 +518,7 @@ async def test_starts_from_an_old_albatross_state_and_writes_the_current_layout(
     old = sf.unikernels_only(layout, ("Old", value))
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "state").write_bytes(old)
-    async with open_standin(tmp_path) as standin:
+    async with open_standin(tmp_path, bridges=("service",)) as standin:  # the host's bridge
         assert await names_running(standin) == [":old"]
         info = await request(standin.socket("vmmd"), ":old", UnikernelInfo())
         assert isinstance(info, UnikernelInfoList)
