@@ -36,6 +36,7 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelInfoRecord,
 )
+from tlsendpoint.wire.grammar import BLOCK_INFO, NET_INFO
 from tlsendpoint.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, Timeval
 from tlsendpoint.wire.state import StoredUnikernel
 
@@ -102,15 +103,17 @@ def _fields(f: Formatter, pieces: Iterable[str]) -> None:
 
 
 def _pp_info(f: Formatter, info: UnikernelInfoRecord, verbose: bool = False) -> None:
+    # Block devices and bridges are DER SETs: albatross decodes them into lists in wire
+    # order (sorted by encoding, so shorter entries first) and prints that order.
     typ = "solo5" if info.typ is Typ.SOLO5 else "BHyve"
     started = rfc3339(info.started) if info.started is not None else "unknown"
     blocks = ", ".join(
         f"{b.name} -> {b.device} (sector-size: {b.sector_size} bytes, size {b.size} MB)"
-        for b in sorted(info.blocks, key=lambda b: b.name)
+        for b in sorted(info.blocks, key=BLOCK_INFO.encode)
     )
     bridges = ", ".join(
         f"{n.name} -> {n.bridge} (mac {_mac(n.mac)})"
-        for n in sorted(info.bridges, key=lambda n: n.name)
+        for n in sorted(info.bridges, key=NET_INFO.encode)
     )
     digest = (
         f"digest {info.digest.hex()}"

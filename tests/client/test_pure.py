@@ -25,20 +25,29 @@ from client.commands import (
 from client.destination import parse_host_port
 from client.fmt import Formatter
 from client.manifest import Device, devices_match, read_manifest
-from client.output import escaped, rfc3339
+from client.output import escaped, format_message, rfc3339
 from client.session import Mode, data_chunks, endpoint
 from tests.vectors import CASES
 from tlsendpoint.errors import ParseError, UsageError
 from tlsendpoint.wire import (
     BlockDevice,
     BlockDump,
+    BlockInfoRecord,
     ConsoleListInactive,
     ConsoleSubscribe,
+    Header,
+    Message,
+    Name,
     NetIf,
+    NetInfoRecord,
     PolicyInfo,
+    Quit,
     StatsSubscribe,
+    Typ,
     UnikernelDestroy,
     UnikernelInfo,
+    UnikernelInfoList,
+    UnikernelInfoRecord,
 )
 
 TICKER = (CASES / "005-create-ticker-args" / "fake_ticker.hvt").read_bytes()
@@ -212,3 +221,31 @@ def test_manifest_mutations_give_only_parse_errors(position: int, value: int) ->
     mutated[position] = value
     with contextlib.suppress(ParseError):
         read_manifest(bytes(mutated))
+
+
+def test_info_prints_block_devices_and_bridges_in_wire_order() -> None:
+    """DER sorts a SET by encoding, shorter entries first; albatross prints that order."""
+    started = dt.datetime(2026, 11, 27, 18, 7, 36, tzinfo=dt.UTC)
+    record = UnikernelInfoRecord(
+        typ=Typ.SOLO5,
+        fail_behaviour=Quit(),
+        cpuids=frozenset({0}),
+        memory=16,
+        digest=bytes(32),
+        blocks=frozenset(
+            {BlockInfoRecord("aa", "disk1", 512, 1), BlockInfoRecord("b", "d", 512, 1)}
+        ),
+        bridges=frozenset(
+            {NetInfoRecord("net0", "service", bytes(6)), NetInfoRecord("n", "b", bytes(6))}
+        ),
+        started=started,
+    )
+    text = format_message(
+        Message(Header(Name.parse(":x")), UnikernelInfoList(((Name.parse(":x"), record),)))
+    )
+    flat = " ".join(text.split())
+    assert (
+        "block devices b -> d (sector-size: 512 bytes, size 1 MB), "
+        "aa -> disk1 (sector-size: 512 bytes, size 1 MB)"
+    ) in flat
+    assert "bridge n -> b (mac 00:00:00:00:00:00), net0 -> service (mac 00:00:00:00:00:00)" in flat
