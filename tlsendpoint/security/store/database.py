@@ -118,8 +118,9 @@ def classify(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreBusy(f"the {what} {path} stayed locked by another process: {detail}")
     if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
-        hint = _file_system_hint(path.parent)
-        return StoreError(f"cannot open the {what} {path}: {detail}{hint}")
+        hint = _file_system_hint(path.parent)  # a read-only or full file system: unwritable
+        error = StoreUnwritable if hint else StoreError
+        return error(f"cannot open the {what} {path}: {detail}{hint}")
     return StoreError(f"the {what} {path} cannot be used: {detail}")
 
 
