@@ -23,7 +23,7 @@ from tlsendpoint.security.hooks import Security
 from tlsendpoint.security.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
-from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreDamaged
+from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreBusy, StoreDamaged
 from tlsendpoint.wire import UnikernelDestroy
 
 SECONDS = int(NOW.timestamp())
@@ -139,6 +139,20 @@ def test_check_state_finds_a_record_changed_behind_its_back(tmp_path: Path) -> N
     result = CliRunner().invoke(cli.main, ["check-state", "--state-dir", str(state)])
     assert result.exit_code == 1
     assert f"replay record '{key}': does not match its checksum" in result.stderr
+
+
+def test_check_state_finds_a_count_that_disagrees_with_the_records(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    filled(state)
+    other = sqlite3.connect(state / STORE_FILE)
+    other.execute("UPDATE replay_counts SET live = 5 WHERE owner = 'alice'")
+    other.commit()
+    other.close()
+    result = CliRunner().invoke(cli.main, ["check-state", "--state-dir", str(state)])
+    assert result.exit_code == 1
+    assert "replay count of 'alice': kept 5, the records say 1" in result.stderr
+    with pytest.raises(SecuritySetupError, match="replay count of 'alice'"):
+        start(tmp_path, state)
 
 
 # -- the previous format -------------------------------------------------------------
@@ -257,6 +271,21 @@ def test_damage_found_while_running_refuses_until_restart(tmp_path: Path) -> Non
     store.close()
     with pytest.raises(StoreDamaged, match="does not match its checksum"):
         SecurityStore(state / STORE_FILE).open()  # and the restart stops
+
+
+def test_a_store_locked_by_another_process_is_waited_for_a_bounded_time(tmp_path: Path) -> None:
+    store = SecurityStore(tmp_path / STORE_FILE, busy_timeout=0.2)
+    store.open()
+    other = sqlite3.connect(tmp_path / STORE_FILE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writes and does not finish
+    record = leaf_record(root().delegate("a", policy()).leaf_chain("x", create())[0], "a")
+    with pytest.raises(StoreBusy, match="stayed locked by another process: database is locked"):
+        store.record_leaf(record, SECONDS)
+    other.execute("ROLLBACK")
+    other.close()
+    store.record_leaf(record, SECONDS)  # nothing was recorded: the leaf is still unused
+    assert store.damage is None
+    store.close()
 
 
 def test_replay_refusal_is_not_damage(tmp_path: Path) -> None:

@@ -110,7 +110,8 @@ def classify(exc: sqlite3.Error, path: Path, what: str) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
     detail = f"{exc} ({name})"
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CONSTRAINT):
+        # a constraint fails only when the stored values contradict each other
         return StoreDamaged(f"the {what} {path} is damaged: {detail}")
     if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR):
         hint = _file_system_hint(path.parent)

@@ -59,8 +59,13 @@ SCHEMA = Schema(
             owner TEXT NOT NULL CHECK (length(owner) > 0),
             checksum BLOB NOT NULL CHECK (length(checksum) = 8)
         ) WITHOUT ROWID""",
-        "CREATE INDEX replay_by_owner ON replay (owner)",
         "CREATE INDEX replay_by_expiry ON replay (not_after)",
+        # live replay records per owner, and in all (owner ""), kept with every change:
+        # the bounds are checked without counting (an invariant the checks verify)
+        """CREATE TABLE replay_counts (
+            owner TEXT PRIMARY KEY NOT NULL,
+            live INTEGER NOT NULL CHECK (typeof(live) = 'integer' AND live >= 0)
+        ) WITHOUT ROWID""",
         """CREATE TABLE rollback (
             path TEXT PRIMARY KEY NOT NULL,
             not_before INTEGER NOT NULL CHECK (typeof(not_before) = 'integer'),
@@ -80,17 +85,22 @@ _OWNER = re.compile(r"[\x21-\x7e]{1,200}")
 _PATH = re.compile(r"([^:\s]*:)+")
 
 
-def _checksum(kind: bytes, *fields: object) -> bytes:
-    text = "\x1f".join(str(field) for field in fields).encode()
-    return hashlib.blake2b(text, digest_size=8, person=kind).digest()
+_REPLAY_HASH = hashlib.blake2b(digest_size=8, person=b"replay")
+_ROLLBACK_HASH = hashlib.blake2b(digest_size=8, person=b"rollback")
 
 
 def replay_checksum(key: str, not_after: int, owner: str) -> bytes:
-    return _checksum(b"replay", key, not_after, owner)
+    """8 octets of BLAKE2b over a replay row's fields (damage detection, not a MAC)."""
+    digest = _REPLAY_HASH.copy()
+    digest.update(f"{key}\x1f{not_after}\x1f{owner}".encode())
+    return digest.digest()
 
 
 def rollback_checksum(path: str, seen: Seen) -> bytes:
-    return _checksum(b"rollback", path, seen.not_before, f"{seen.serial:x}", seen.hold_until)
+    """8 octets of BLAKE2b over an anti-rollback row's fields."""
+    digest = _ROLLBACK_HASH.copy()
+    digest.update(f"{path}\x1f{seen.not_before}\x1f{seen.serial:x}\x1f{seen.hold_until}".encode())
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +166,7 @@ class SecurityStore:
                 problem = _replay_row_problem(key, not_after, owner, checksum)
                 if problem:
                     found.append(problem)
+            found.extend(_count_problems(connection))
             for path, not_before, serial, hold, checksum in connection.execute(
                 "SELECT path, not_before, serial, hold_until, checksum FROM rollback"
             ):
@@ -205,17 +216,10 @@ class SecurityStore:
         with self._transaction(write=True) as connection:
             if _used(connection, record.key):
                 raise replay.already_used(record)
-            connection.execute("DELETE FROM replay WHERE not_after <= ?", (now,))
-            (owner_live,) = connection.execute(
-                "SELECT count(*) FROM replay WHERE owner = ?", (record.owner,)
-            ).fetchone()
-            (all_live,) = connection.execute("SELECT count(*) FROM replay").fetchone()
+            _purge_expired(connection, now)
+            owner_live, all_live = _live(connection, record.owner), _live(connection, _ALL)
             replay.check_room(record, owner_live, all_live, self.replay_bounds)
-            connection.execute(
-                "INSERT INTO replay (key, not_after, owner, checksum) VALUES (?, ?, ?, ?)",
-                (record.key, record.not_after, record.owner,
-                 replay_checksum(record.key, record.not_after, record.owner)),
-            )  # fmt: skip
+            _insert_leaf(connection, record.key, record.not_after, record.owner)
         self.faults.point("after-record")
 
     # -- anti-rollback ----------------------------------------------------------------------
@@ -268,11 +272,8 @@ class SecurityStore:
         """Add records from the old state files in one transaction (idempotent)."""
         with self._transaction(write=True) as connection:
             for key, not_after, owner in leaves:
-                connection.execute(
-                    "INSERT OR IGNORE INTO replay (key, not_after, owner, checksum)"
-                    " VALUES (?, ?, ?, ?)",
-                    (key, not_after, owner, replay_checksum(key, not_after, owner)),
-                )
+                if not _used(connection, key):
+                    _insert_leaf(connection, key, not_after, owner)
             have = _seen(connection, list(paths))
             for path, record in paths.items():
                 old = have.get(path)
@@ -287,6 +288,64 @@ class SecurityStore:
                     (path, record.not_before, f"{record.serial:x}", record.hold_until,
                      rollback_checksum(path, record)),
                 )  # fmt: skip
+
+
+_ALL = ""  # replay_counts: the row of all owners (an owner is never empty: "-" for the root)
+
+
+def _live(connection: sqlite3.Connection, owner: str) -> int:
+    row = connection.execute("SELECT live FROM replay_counts WHERE owner = ?", (owner,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _add_live(connection: sqlite3.Connection, owner: str, change: int) -> None:
+    if change > 0:
+        connection.execute(
+            "INSERT INTO replay_counts (owner, live) VALUES (?, ?)"
+            " ON CONFLICT (owner) DO UPDATE SET live = live + excluded.live",
+            (owner, change),
+        )
+        return
+    connection.execute(
+        "UPDATE replay_counts SET live = live + ? WHERE owner = ?", (change, owner)
+    )  # below zero: the CHECK constraint fails (a damaged count), the transaction goes
+    connection.execute("DELETE FROM replay_counts WHERE owner = ? AND live = 0", (owner,))
+
+
+def _insert_leaf(connection: sqlite3.Connection, key: str, not_after: int, owner: str) -> None:
+    connection.execute(
+        "INSERT INTO replay (key, not_after, owner, checksum) VALUES (?, ?, ?, ?)",
+        (key, not_after, owner, replay_checksum(key, not_after, owner)),
+    )
+    _add_live(connection, owner, 1)
+    _add_live(connection, _ALL, 1)
+
+
+def _purge_expired(connection: sqlite3.Connection, now: int) -> None:
+    """Records whose leaf expired go (an expired leaf is refused by TLS anyway)."""
+    expired = connection.execute(
+        "SELECT owner, count(*) FROM replay WHERE not_after <= ? GROUP BY owner", (now,)
+    ).fetchall()
+    if not expired:
+        return
+    for owner, count in expired:
+        _add_live(connection, owner, -count)
+    _add_live(connection, _ALL, -sum(count for _, count in expired))
+    connection.execute("DELETE FROM replay WHERE not_after <= ?", (now,))
+
+
+def _count_problems(connection: sqlite3.Connection) -> list[str]:
+    """The kept counts must be what the records say."""
+    actual = dict(connection.execute("SELECT owner, count(*) FROM replay GROUP BY owner"))
+    if actual:
+        actual[_ALL] = sum(actual.values())
+    kept = dict(connection.execute("SELECT owner, live FROM replay_counts"))
+    return [
+        f"replay count of {owner or 'all owners'!r}: kept {kept.get(owner, 0)}, "
+        f"the records say {actual.get(owner, 0)}"
+        for owner in sorted(set(actual) | set(kept))
+        if kept.get(owner) != actual.get(owner)
+    ]
 
 
 def _damaged(what: str) -> StoreDamaged:
@@ -330,6 +389,14 @@ def _make_room(connection: sqlite3.Connection, limit: int, now: int) -> bool:
 
 
 def _replay_row_problem(key: object, not_after: object, owner: object, checksum: object) -> str:
+    """Why a replay row is not one we wrote ("" if it is): the checksum first (fast)."""
+    if (
+        isinstance(key, str)
+        and isinstance(not_after, int)
+        and isinstance(owner, str)
+        and checksum == replay_checksum(key, not_after, owner)
+    ):
+        return ""
     where = f"replay record {key!r}"
     if not (isinstance(key, str) and _KEY.fullmatch(key)):
         return f"{where}: the key is not issuer-hash:serial"
@@ -337,14 +404,13 @@ def _replay_row_problem(key: object, not_after: object, owner: object, checksum:
         return f"{where}: the expiry {not_after!r} is not a time"
     if not (isinstance(owner, str) and _OWNER.fullmatch(owner)):
         return f"{where}: the owner {owner!r} is not a delegation name"
-    if checksum != replay_checksum(key, not_after, owner):
-        return f"{where}: does not match its checksum"
-    return ""
+    return f"{where}: does not match its checksum"
 
 
 def _rollback_row_problem(
     path: object, not_before: object, serial: object, hold: object, checksum: object
 ) -> str:
+    """Why an anti-rollback row is not one we wrote ("" if it is)."""
     where = f"anti-rollback record {path!r}"
     if not (isinstance(path, str) and _PATH.fullmatch(path)):
         return f"{where}: the path is not a delegation path"
