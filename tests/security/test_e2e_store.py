@@ -47,6 +47,18 @@ async def test_a_replayed_restart_leaf_is_refused(tmp_path: Path) -> None:
         assert "already executed a state-changing command" in again
 
 
+async def test_a_replayed_create_is_refused_before_its_upload(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig:
+        alice = rig.delegate(rig.root, "alice", small(unikernels=2))
+        empty = dataclasses.replace(rig.create().config, image=b"")  # the image is uploaded
+        identity = rig.identity(alice, "u", dataclasses.replace(rig.create(), config=empty))
+        assert (await rig.harness.run(identity, upload=[rig.image]))[-1].payload == CREATED
+        again = await rig.harness.connect(identity)  # and this time no upload at all
+        with trio.fail_after(30):  # refused at once, not after the upload timeout
+            text = failure((await again.read_all())[-1].payload)
+        assert "already executed a state-changing command" in text
+
+
 async def test_damage_found_while_serving_refuses_what_depends_on_the_store(
     tmp_path: Path,
 ) -> None:
