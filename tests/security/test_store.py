@@ -97,6 +97,16 @@ def test_a_damaged_store_stops_the_start_with_what_to_do(tmp_path: Path, damage:
     assert "what to do: stop every endpoint process" in result.stderr
 
 
+def test_a_new_store_is_private_to_the_endpoints_user(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "state"
+    security = start(tmp_path, state)
+    assert security.store.leaf_used("0" * 32 + ":1") is False  # opens the side files too
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
+    assert modes == {f"security.db{x}": "0o600" for x in ("", "-wal", "-shm")}
+    security.close()
+
+
 def test_someone_elses_database_is_not_ours(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()

@@ -167,9 +167,10 @@ class Database:
         directory = self.path.parent
         temporary = directory / f".{self.path.name}.new-{os.getpid()}"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             temporary.unlink(missing_ok=True)
-            connection = sqlite3.connect(temporary, isolation_level=None)
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            connection = sqlite3.connect(temporary, isolation_level=None)  # side files: 0600 too
             try:
                 connection.execute("PRAGMA journal_mode=WAL")  # kept in the file
                 connection.execute("BEGIN IMMEDIATE")
