@@ -17,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
+from tlsendpoint.cli import cli as endpoint_cli
 from tlsendpoint.security import cli
 from tlsendpoint.security.hooks import Security
 from tlsendpoint.security.replay import ReplayRefusal, leaf_record
@@ -105,6 +107,19 @@ def test_a_new_store_is_private_to_the_endpoints_user(tmp_path: Path) -> None:
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
     assert modes == {f"security.db{x}": "0o600" for x in ("", "-wal", "-shm")}
     security.close()
+
+
+def test_the_endpoint_command_exits_125_on_a_damaged_store(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    filled(state)
+    (state / STORE_FILE).write_bytes(b"not a database at all" * 300)
+    pki = Pki(tmp_path)
+    result = CliRunner().invoke(endpoint_cli, [
+        "--tmpdir", str(tmp_path), "--port", "0", "--ip", "127.0.0.1", "--state-dir", str(state),
+        str(pki.ca_file), str(pki.cert_file), str(pki.key_file),
+    ])  # fmt: skip
+    assert result.exit_code == 125, result.output
+    assert f"{state / STORE_FILE} is damaged: file is not a database" in result.stderr
 
 
 def test_someone_elses_database_is_not_ours(tmp_path: Path) -> None:
