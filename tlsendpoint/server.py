@@ -165,7 +165,7 @@ class Endpoint:
                 raise Refusal(f"certificate not acceptable: {exc}") from exc
             if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
                 record.chain = describe_chain(chain)
-            request = authorize(chain) if gate is None else gate.authorize(chain)
+            request = authorize(chain) if gate is None else await gate.authorize(chain)
             del chain  # a held subscription must not keep the parsed certificates alive
         except Refusal as refusal:
             record.outcome = f"refused: {refusal.message}"

@@ -14,12 +14,19 @@ bounded; failures albatross answers with silence (an aborted upload) get a
 reason; while a stream runs we also watch the client, so a client that goes
 away ends the daemon connection at once instead of at the next daemon write
 (§2.8, mollymawk #193).  Failure texts start with albatross's own words.
+
+The caller may pass *admit*, a context entered once the request is ready for its
+daemon - after the client's upload, before connecting - and left after the daemon's
+reply (or the stream's end).  The security gate checks quotas and records the leaf
+there, so nothing it holds (the host-wide quota lock) waits on a client's upload.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -45,9 +52,23 @@ from tlsendpoint.wire import (
     UnikernelCreate,
 )
 
-__all__ = ["ClientGone", "RequestFailed", "SequenceCounter", "SessionStats", "serve_request"]
+__all__ = [
+    "Admit",
+    "ClientGone",
+    "RequestFailed",
+    "SequenceCounter",
+    "SessionStats",
+    "serve_request",
+]
 
 T = TypeVar("T")
+
+#: Entered when the request is ready for its daemon (upload done), left after its reply.
+Admit = Callable[[], AbstractAsyncContextManager[object]]
+
+
+def _admit_all() -> AbstractAsyncContextManager[object]:
+    return contextlib.nullcontext()
 
 
 class RequestFailed(AlbatrossError):
@@ -264,12 +285,26 @@ async def serve_request(
     limits: Limits,
     counter: SequenceCounter,
     stats: SessionStats,
+    admit: Admit = _admit_all,
 ) -> Payload:
-    """Carry *request* to its daemon; return the final payload for the client."""
+    """Carry *request* to its daemon (inside *admit*); return the final payload for the client."""
     command: Command = request.command
     if uploads_image(command):
         assert isinstance(command, UnikernelCreate)
         command = await _receive_image(client, command, limits, stats)
+    async with admit():
+        return await _forward(client, request, command, socket_dir, limits, counter, stats)
+
+
+async def _forward(
+    client: FramedStream,
+    request: Request,
+    command: Command,
+    socket_dir: Path,
+    limits: Limits,
+    counter: SequenceCounter,
+    stats: SessionStats,
+) -> Payload:
     target = route(command)
     daemon = await _connect(socket_dir / target.socket.filename, target.socket, limits)
     try:

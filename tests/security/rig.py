@@ -108,13 +108,17 @@ async def open_rig(
     audit_log: Path | None = None,
     memory: int = 4096,
     bridges: tuple[str, ...] = (),
+    shared: bool = False,
 ) -> AsyncIterator[Rig]:
-    """The endpoint in front of a stand-in host with CPUs 0 and 1, *memory* and *bridges*."""
+    """The endpoint in front of a stand-in host with CPUs 0 and 1, *memory* and *bridges*.
+
+    *shared*: as with several endpoint processes (the host-wide quota lock is used).
+    """
     if "hvt" not in _IMAGE:
         _IMAGE["hvt"] = make_image(tmp_path, "hello")
     pki = Pki(tmp_path)
     root = Ca(pki.root, pki.root_key)
-    options = SecurityOptions(tmp_path / "sec", pki.root, crl_dir, audit_log)
+    options = SecurityOptions(tmp_path / "sec", pki.root, crl_dir, audit_log, shared=shared)
     security = Security(options)
     ctx = load_server_context(pki.ca_file, pki.cert_file, pki.key_file)
     async with open_standin(tmp_path, memory=memory, bridges=bridges) as standin:

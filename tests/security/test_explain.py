@@ -20,7 +20,8 @@ from tlsendpoint.security import cli
 from tlsendpoint.security.explain import explain_bundle, explain_chain
 from tlsendpoint.security.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.security.rollback import delegations
+from tlsendpoint.security.store import SecurityStore
 from tlsendpoint.wire import BlockAdd, UnikernelInfo
 
 DAY = dt.timedelta(days=1)
@@ -107,9 +108,10 @@ def test_delegation_revocation_and_rollback_stages(tmp_path: Path) -> None:
     assert revoked.stage == "revocation" and "CN=alice" in (revoked.reason or "")
     old = ca.delegate("carol", policy(), now=NOW - DAY)
     new = ca.delegate("carol", policy(), now=NOW)
-    guard = RollbackGuard(tmp_path / "rollback.json")
-    guard.check_and_record(new.leaf_chain("c", create()), NOW)
-    rolled = explain_chain(old.leaf_chain("c", create()), NOW, rollback=guard)
+    store = SecurityStore(tmp_path / "security.db")
+    store.open()
+    store.record_delegations(delegations(new.leaf_chain("c", create())), int(NOW.timestamp()))
+    rolled = explain_chain(old.leaf_chain("c", create()), NOW, rollback=store.all_seen())
     assert rolled.stage == "rollback" and "older than the newest" in (rolled.reason or "")
 
 

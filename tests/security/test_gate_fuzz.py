@@ -19,6 +19,7 @@ from tests.security.rig import now
 from tlsendpoint.authorize import Refusal
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.revocation import CRL_EXTENSION_OID
+from tlsendpoint.session import Admit
 from tlsendpoint.wire import (
     BlockAdd,
     BlockRemove,
@@ -78,12 +79,12 @@ def run_gate(security: Security, issuer: Ca, leaf_cn: str, value: bytes, crl: by
         return
     gate = security.gate("fuzz", refused_query, now())
     try:
-        request = gate.authorize([cert, *issuer.chain])
+        request = trio.run(gate.authorize, [cert, *issuer.chain])
     except Refusal as refusal:
         assert refusal.message and gate.decision == "deny"
         return
 
-    async def run() -> Payload:
+    async def run(*, admit: Admit) -> Payload:
         return Failure("the daemon said no")
 
     payload = trio.run(gate.serve, request, run)

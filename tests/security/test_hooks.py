@@ -182,12 +182,8 @@ def test_facade_runs_every_check_and_audits(tmp_path: Path) -> None:
     assert (line["name"], line["decision"]) == ("alice:a1", "deny")
     (crl_dir / "bad.crl").write_bytes(b"junk")
     security.refresh()  # logged, previous (empty) CRL set stays
-    assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == [
-        "replay.journal",
-        "replay.journal.lock",  # flock files: several endpoint processes may share the state
-        "rollback.json",
-        "rollback.json.lock",
-    ]
+    security.close()
+    assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == ["security.db"]  # the store
 
 
 async def test_query_deadline_and_missing_daemon_refuse(

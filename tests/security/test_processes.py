@@ -1,8 +1,8 @@
 """Several endpoint processes on one host (--workers, inetd, socket activation) share the rules.
 
-The workers are forked after the security state is opened, so each starts with
-the same in-memory state and then goes its own way; these tests fork the same
-way and show that what one process recorded binds the other.
+The workers are forked after the security state is opened; each opens its own
+connection to the store on first use.  These tests fork the same way and show
+that what one process recorded binds the other.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from tlsendpoint.authorize import authorize
 from tlsendpoint.security.audit import AuditLog, AuditRecord, verify
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.quota import QuotaError
-from tlsendpoint.security.replay import ReplayGuard, ReplayRefusal
-from tlsendpoint.security.rollback import RollbackGuard, RollbackRefusal
+from tlsendpoint.security.replay import ReplayRefusal, leaf_record
+from tlsendpoint.security.rollback import RollbackRefusal, delegations
+from tlsendpoint.security.store import SecurityStore
 from tlsendpoint.wire import BlockAdd, UnikernelDestroy
 
 _FORK = multiprocessing.get_context("fork")
+SECONDS = int(NOW.timestamp())
 
 
 def in_child(action: Callable[[], None]) -> None:
@@ -36,43 +38,63 @@ def in_child(action: Callable[[], None]) -> None:
     assert child.exitcode == 0
 
 
+def opened(tmp_path: Path) -> SecurityStore:
+    store = SecurityStore(tmp_path / "security.db")
+    store.open()
+    return store
+
+
 def test_a_leaf_used_in_one_worker_is_refused_in_another(tmp_path: Path) -> None:
     alice = root().delegate("alice", policy())
     chain = alice.leaf_chain("a1", UnikernelDestroy(), seconds=3600)
-    guard = ReplayGuard(tmp_path / "replay.journal")  # opened before the fork, as the endpoint
-    in_child(lambda: guard.check_and_record(chain[0], UnikernelDestroy(), "alice", NOW))
+    record = leaf_record(chain[0], "alice")
+    store = opened(tmp_path)  # opened before the fork, as the endpoint does
+    assert not store.leaf_used(record.key)  # and with a connection open: the child needs its own
+    in_child(lambda: store.record_leaf(record, SECONDS))
     with pytest.raises(ReplayRefusal, match="already executed"):
-        guard.check_and_record(chain[0], UnikernelDestroy(), "alice", NOW)
+        store.record_leaf(record, SECONDS)
 
 
-def test_replay_record_survives_another_process_compacting(tmp_path: Path) -> None:
+def test_of_processes_racing_with_one_leaf_exactly_one_records_it(tmp_path: Path) -> None:
     alice = root().delegate("alice", policy())
-    used = alice.leaf_chain("a1", UnikernelDestroy(), seconds=3600)[0]
-    first = ReplayGuard(tmp_path / "replay.journal")
-    second = ReplayGuard(tmp_path / "replay.journal")
-    first.check_and_record(used, UnikernelDestroy(), "alice", NOW)
-    first._compact()  # replaces the journal (a new file)
-    with pytest.raises(ReplayRefusal):
-        second.check_and_record(used, UnikernelDestroy(), "alice", NOW)
-    fresh = alice.leaf_chain("a2", UnikernelDestroy(), seconds=3600)[0]
-    second.check_and_record(fresh, UnikernelDestroy(), "alice", NOW)
-    with pytest.raises(ReplayRefusal):  # and the other way round, on the new file
-        first.check_and_record(fresh, UnikernelDestroy(), "alice", NOW)
+    record = leaf_record(alice.leaf_chain("a1", UnikernelDestroy())[0], "alice")
+    store = opened(tmp_path)
+    store.ready()
+    start = _FORK.Event()
+    outcomes = _FORK.Queue()
+
+    def race() -> None:
+        start.wait(30)
+        try:
+            store.record_leaf(record, SECONDS)
+            outcomes.put("recorded")
+        except ReplayRefusal:
+            outcomes.put("refused")
+
+    children = [_FORK.Process(target=race) for _ in range(4)]
+    for child in children:
+        child.start()
+    start.set()
+    results = sorted(outcomes.get(timeout=30) for _ in children)
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    assert results == ["recorded", "refused", "refused", "refused"]
 
 
 def test_a_newer_delegation_seen_by_one_worker_binds_another(tmp_path: Path) -> None:
     ca = root()
     old = ca.delegate("alice", policy(unikernels=10), now=NOW.replace(month=10))
     new = ca.delegate("alice", policy(unikernels=1), now=NOW)
-    guard = RollbackGuard(tmp_path / "rollback.json")
-    assert guard.check_and_record(old.leaf_chain("a1", create()), NOW)
+    store = opened(tmp_path)
+    assert store.record_delegations(delegations(old.leaf_chain("a1", create())), SECONDS)
 
     def record_new() -> None:
-        assert guard.check_and_record(new.leaf_chain("a1", create()), NOW)
+        assert store.record_delegations(delegations(new.leaf_chain("a1", create())), SECONDS)
 
     in_child(record_new)
     with pytest.raises(RollbackRefusal, match="older than the newest one seen"):
-        guard.check_and_record(old.leaf_chain("a1", create()), NOW)
+        store.record_delegations(delegations(old.leaf_chain("a1", create())), SECONDS)
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests.security.pki import NOW, Ca, create, policy, root
 from tlsendpoint.authorize import authorize
-from tlsendpoint.errors import UsageError
-from tlsendpoint.security.rollback import RollbackGuard, RollbackRefusal, delegations
+from tlsendpoint.security.rollback import RollbackRefusal, check, delegations
+from tlsendpoint.security.store import SecurityStore
+from tlsendpoint.security.store.legacy import OldFileDamaged, read_rollback
 from tlsendpoint.wire import Name
 
 DAY = dt.timedelta(days=1)
+
+
+class Guard:
+    """The anti-rollback table as the endpoint uses it: the rules over the store."""
+
+    def __init__(self, directory: Path, max_entries: int = 100_000) -> None:
+        self.store = SecurityStore(directory / "security.db", rollback_max=max_entries)
+        self.store.open()
+
+    def check_and_record(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> bool:
+        return self.store.record_delegations(delegations(chain), int(now.timestamp()))
+
+    def check(self, chain: Sequence[x509.Certificate]) -> None:
+        check(delegations(chain), self.store.all_seen())
+
+    def __len__(self) -> int:
+        return self.store.counts().rollback
 
 
 def reissued(ca: Ca) -> tuple[Ca, Ca]:
@@ -28,7 +47,7 @@ def test_older_intermediate_cannot_restore_a_larger_policy(tmp_path: Path) -> No
     old, new = reissued(root())
     old_chain = old.leaf_chain("a1", create())
     assert authorize(old_chain).policies[0][1].unikernels == 10  # albatross would re-insert 10
-    guard = RollbackGuard(tmp_path / "rollback.json")
+    guard = Guard(tmp_path)
     assert guard.check_and_record(new.leaf_chain("a1", create()), NOW)
     with pytest.raises(RollbackRefusal) as caught:
         guard.check_and_record(old_chain, NOW)
@@ -41,17 +60,19 @@ def test_older_intermediate_cannot_restore_a_larger_policy(tmp_path: Path) -> No
 
 def test_the_memory_survives_a_restart(tmp_path: Path) -> None:
     old, new = reissued(root())
-    RollbackGuard(tmp_path / "rollback.json").check_and_record(new.leaf_chain("a", create()), NOW)
-    restarted = RollbackGuard(tmp_path / "rollback.json")
+    first = Guard(tmp_path)
+    first.check_and_record(new.leaf_chain("a", create()), NOW)
+    first.store.close()
+    restarted = Guard(tmp_path)
     with pytest.raises(RollbackRefusal):
         restarted.check(old.leaf_chain("a1", create()))
-    # no temp files left (the lock file lets several endpoint processes share the state)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rollback.json", "rollback.json.lock"]
+    restarted.store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["security.db"]  # no temporary files
 
 
 def test_same_and_newer_delegations_are_accepted(tmp_path: Path) -> None:
     old, new = reissued(root())
-    guard = RollbackGuard(tmp_path / "rollback.json")
+    guard = Guard(tmp_path)
     guard.check_and_record(old.leaf_chain("a1", create()), NOW)
     guard.check_and_record(old.leaf_chain("a2", create()), NOW)  # same certificate again
     guard.check_and_record(new.leaf_chain("a3", create()), NOW)  # the re-issue takes over
@@ -63,7 +84,7 @@ def test_same_start_is_ordered_by_serial(tmp_path: Path) -> None:
     ca = root()
     low = ca.delegate("alice", policy(unikernels=10), serial=100, not_before=NOW)
     high = ca.delegate("alice", policy(unikernels=1), serial=200, not_before=NOW)
-    guard = RollbackGuard(tmp_path / "rollback.json")
+    guard = Guard(tmp_path)
     guard.check_and_record(high.leaf_chain("a", create()), NOW)
     with pytest.raises(RollbackRefusal, match="serial 64,"):
         guard.check(low.leaf_chain("a", create()))
@@ -77,7 +98,7 @@ def test_deeper_delegations_are_guarded_too(tmp_path: Path) -> None:
         "alice:",
         "alice:bob:",
     ]
-    guard = RollbackGuard(tmp_path / "rollback.json")
+    guard = Guard(tmp_path)
     guard.check_and_record(new_bob.leaf_chain("b", create()), NOW)
     with pytest.raises(RollbackRefusal, match="delegation alice:bob: "):
         guard.check_and_record(old_bob.leaf_chain("b", create()), NOW)
@@ -87,15 +108,15 @@ def test_deeper_delegations_are_guarded_too(tmp_path: Path) -> None:
     )
 
 
-def test_damaged_state_stops_with_advice(tmp_path: Path) -> None:
+def test_damaged_old_state_stops_with_advice(tmp_path: Path) -> None:
     (tmp_path / "rollback.json").write_text("{not json")
-    with pytest.raises(UsageError, match="is damaged: restore it from a backup, or delete it"):
-        RollbackGuard(tmp_path / "rollback.json")
+    with pytest.raises(OldFileDamaged, match="is damaged: restore it from a backup, or move it"):
+        read_rollback(tmp_path / "rollback.json")
 
 
 def test_table_is_bounded_without_evicting_live_records(tmp_path: Path) -> None:
     ca = root()
-    guard = RollbackGuard(tmp_path / "rollback.json", max_entries=2)
+    guard = Guard(tmp_path, max_entries=2)
     old, new = reissued(ca)
     short = ca.delegate("bob", policy(), days=1)
     guard.check_and_record(new.leaf_chain("a", create()), NOW)
@@ -105,8 +126,7 @@ def test_table_is_bounded_without_evicting_live_records(tmp_path: Path) -> None:
     assert len(guard) == 2
     # two days later bob's only certificate expired: its record may go, alice's may not
     assert guard.check_and_record(carol.leaf_chain("c", create()), NOW + 2 * DAY)
-    state = json.loads((tmp_path / "rollback.json").read_text())
-    assert sorted(state["paths"]) == ["alice:", "carol:"]
+    assert sorted(guard.store.all_seen()) == ["alice:", "carol:"]
     with pytest.raises(RollbackRefusal):
         guard.check(old.leaf_chain("a", create()))
 
@@ -115,7 +135,7 @@ def test_refused_old_certificate_extends_the_record(tmp_path: Path) -> None:
     ca = root()
     old = ca.delegate("alice", policy(unikernels=10), now=NOW - DAY, days=365)
     new = ca.delegate("alice", policy(unikernels=1), now=NOW, days=1)
-    guard = RollbackGuard(tmp_path / "rollback.json", max_entries=1)
+    guard = Guard(tmp_path, max_entries=1)
     guard.check_and_record(new.leaf_chain("a", create()), NOW)
     with pytest.raises(RollbackRefusal):
         guard.check_and_record(old.leaf_chain("a", create()), NOW)

@@ -1,12 +1,13 @@
 """Security features the endpoint adds on top of albatross (issue 6).
 
 Each module is self-contained with a small hook API; the endpoint calls them
-in the order documented in ``notes/readme-security.md``:
+through one object per connection, in the order documented in :mod:`.gate`:
 
 * :mod:`.quota` - quotas that cannot be multiplied by sub-delegation (pure);
 * :mod:`.audit` - hash-chained JSON-lines audit log and its verifier;
 * :mod:`.rollback` - per-path newest delegation, older ones refused;
 * :mod:`.replay` - a state-changing leaf runs once;
+* :mod:`.store` - the crash-safe state of both (SQLite) and the host-wide quota lock;
 * :mod:`.revocation` - CRLs from a directory or handed in by a delegate;
 * :mod:`.explain` - "would the endpoint allow this, and if not why" offline.
 """

@@ -17,9 +17,17 @@ from tlsendpoint.clock import command_clock
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
-from tlsendpoint.security.hooks import ROLLBACK_FILE, daemon_query, host_usage
+from tlsendpoint.security.hooks import daemon_query, host_usage
 from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.security.rollback import Seen
+from tlsendpoint.security.setup import DEFAULT_STATE_DIR
+from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreError
+from tlsendpoint.security.store.legacy import (
+    OLD_REPLAY_FILE,
+    OLD_ROLLBACK_FILE,
+    read_journal,
+    read_rollback,
+)
 from tlsendpoint.wire import (
     BlockAdd,
     BlockInfo,
@@ -34,11 +42,14 @@ from tlsendpoint.wire import (
     UnikernelRestart,
 )
 
-__all__ = ["explain_command", "main", "verify_command"]
+__all__ = ["check_state_command", "explain_command", "main", "verify_command"]
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 #: Deadline for each of explain's three vmmd queries.
 VMMD_TIMEOUT = 10.0
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @click.group(help="Tools for the endpoint's security records.")
@@ -62,6 +73,70 @@ def verify_command(file: Path, head: str | None) -> None:
         click.echo(f"{file}: {exc.message}", err=True)
         raise SystemExit(exc.exit_code) from None
     click.echo(f"{file}: ok, {result.lines} lines, head {result.head}")
+
+
+@main.command("check-state")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    envvar="ALBATROSS_TLS_STATE_DIR",
+    help="The endpoint's --state-dir.  Also $ALBATROSS_TLS_STATE_DIR.",
+)
+def check_state_command(state_dir: Path) -> None:
+    """Check the endpoint's security state: SQLite's integrity check and every record.
+
+    Exit 0 if intact, 1 if not (each problem on stderr, then what to do).  Run it as
+    the endpoint's user; it changes nothing.
+    """
+    path = state_dir / STORE_FILE
+    problems: list[str] = []
+    store = SecurityStore(path)
+    try:
+        store.database.open_existing()
+        problems = store.problems()
+        counts = None if problems else store.counts()
+    except StoreError as exc:
+        problems, counts = [exc.message], None
+    finally:
+        store.close()
+    for name, reader in ((OLD_REPLAY_FILE, read_journal), (OLD_ROLLBACK_FILE, read_rollback)):
+        old = state_dir / name
+        if old.exists():
+            try:
+                reader(old)
+                click.echo(f"{old}: not migrated yet (the endpoint does it at its next start)")
+            except StoreError as exc:
+                problems.append(exc.message)
+    if problems or counts is None:
+        for problem in problems:
+            click.echo(f"{path}: {problem}", err=True)
+        click.echo(
+            "what to do: stop every endpoint process, keep a copy of the state directory, then "
+            "restore the file from a backup or move it aside (README: Security model, "
+            "damaged state)",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(f"{path}: ok, {counts.replay} replay records, {counts.rollback} delegation paths")
+
+
+def _rollback_table(file: Path) -> dict[str, Seen]:
+    """The anti-rollback table of a store file, or of an old rollback.json."""
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {file}: {exc.strerror}") from None
+    if head != _SQLITE_MAGIC:
+        return read_rollback(file)
+    store = SecurityStore(file)
+    try:
+        store.database.open_existing()
+        return store.all_seen()
+    finally:
+        store.close()
 
 
 def now() -> dt.datetime:
@@ -125,11 +200,15 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="The endpoint's CRL directory (needs --ca).",
 )
-@click.option("--rollback-state", type=_file, help="The endpoint's anti-rollback state file.")
+@click.option(
+    "--rollback-state",
+    type=_file,
+    help="The endpoint's state file (security.db, or an old rollback.json).",
+)
 @click.option(
     "--state-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The endpoint's --state-dir (reads its rollback.json; same as --rollback-state).",
+    help="The endpoint's --state-dir (reads its anti-rollback table; as --rollback-state).",
 )
 @click.option(
     "--vmmd",
@@ -163,9 +242,9 @@ def explain_command(
             raise click.UsageError("--crl-dir needs --ca")
         crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
         if rollback_state is None and state_dir is not None:
-            candidate = state_dir / ROLLBACK_FILE
-            rollback_state = candidate if candidate.exists() else None
-        guard = RollbackGuard(rollback_state) if rollback_state else None
+            candidates = [state_dir / STORE_FILE, state_dir / OLD_ROLLBACK_FILE]
+            rollback_state = next((c for c in candidates if c.exists()), None)
+        guard = _rollback_table(rollback_state) if rollback_state else None
         root_policy, usage = None, None
         if vmmd is not None:
             query = daemon_query(vmmd, lambda: 0, timeout=VMMD_TIMEOUT)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -32,7 +32,8 @@ from tlsendpoint.security.quota import (
     demand_of,
 )
 from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.security.rollback import Seen, delegations
+from tlsendpoint.security.rollback import check as check_rollback
 from tlsendpoint.wire import Command, Policy
 
 __all__ = ["Verdict", "explain_bundle", "explain_chain", "explain_signer"]
@@ -98,7 +99,7 @@ def explain_chain(
     root_policy: Policy | None = None,
     usage: Usage | None = None,
     crls: CrlStore | None = None,
-    rollback: RollbackGuard | None = None,
+    rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """Would the endpoint allow the request of *chain* (leaf first) at *now*?"""
     problem = _tls_problem(chain, anchor, now)
@@ -120,7 +121,7 @@ def explain_chain(
             notes.append("revocation not checked (no CRL directory given)")
         stage = "rollback"
         if rollback is not None:
-            rollback.check(chain)
+            check_rollback(delegations(chain), rollback)
         demand = demand_of(request.name, request.command)
         if demand is not None:  # the endpoint's quota guard: only requests that add resources
             stage = "delegation"
@@ -152,7 +153,7 @@ def explain_signer(
     root_policy: Policy | None = None,
     usage: Usage | None = None,
     crls: CrlStore | None = None,
-    rollback: RollbackGuard | None = None,
+    rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """As :func:`explain_chain` for a leaf with *cn* and *command* signed by *key*.
 
@@ -178,7 +179,7 @@ def explain_bundle(
     root_policy: Policy | None = None,
     usage: Usage | None = None,
     crls: CrlStore | None = None,
-    rollback: RollbackGuard | None = None,
+    rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """:func:`explain_signer` for a delegation bundle."""
     return explain_signer(

@@ -3,20 +3,32 @@
 # The endpoint calls three methods, each from one place (tlsendpoint/server.py):
 #
 #   gate = security.gate(peer, query, now)     # after accept
-#   request = gate.authorize(chain)            # replaces authorize(chain)
-#   payload = await gate.serve(request, run)   # wraps serve_request
+#   request = await gate.authorize(chain)      # replaces authorize(chain)
+#   payload = await gate.serve(request, run)   # run: serve_request, given admit=...
 #   gate.close(outcome, ok, duration)          # once, whatever happened: the audit line
 #
-# authorize() runs, in hooks.py's order: CRL directory refresh, authorize, the
-# name rule, revocation and anti-rollback, then takes a CRL the leaf hands in.
-# Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with
-# that text, header ``:``), so the endpoint's existing refusal path serves it.
+# authorize() runs: CRL directory refresh, authorize, the name rule, revocation and
+# anti-rollback (a store call, in a worker thread), then takes a CRL the leaf hands in.
+# Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with that text,
+# header ``:``), so the endpoint's existing refusal path serves it.
+#
 # serve() refuses a stats subscription that would reach the parent's unikernel
-# (naming.check_stats_path, one daemon query), holds the quota reservation from
-# the check until the daemon's reply
-# (concurrent creates cannot slip past), records the leaf for replay protection
-# last (a request refused for another reason keeps its leaf), runs the command
-# and filters listings; its refusals come back as a Failure payload.
+# (naming.check_stats_path, one daemon query) and a state-changing leaf that already ran
+# (a read, so a replayed create is refused before its upload), then runs the command.
+# The command enters the gate again through *admit*, once it is ready for its daemon
+# (after the client's upload, before connecting), in this order:
+#
+#   1. the quota guard: the host-wide lock (several processes), the usage query, the
+#      check and the reservation, held until the daemon's reply;
+#   2. the replay record, committed to disk - record before act: if it cannot be
+#      written (full disk, read-only, damaged store) the command is refused with the
+#      reason and nothing reaches the daemon;
+#   3. the command goes to the daemon (decision "allow" from here on).
+#
+# A request refused for another reason before step 2 keeps its leaf (a quota refusal:
+# the delegate may free resources and present the same leaf again).  From step 2 on the
+# leaf is used, even if the daemon is unreachable or refuses: the endpoint cannot know
+# whether a command it sent ran, and a crash there must not let the leaf run twice.
 #
 # Only the leaf of a state-changing command is kept after authorize(): the
 # endpoint drops the parsed chain so a long subscription does not hold it.
@@ -24,7 +36,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from typing import Protocol
 
 from cryptography import x509
 
@@ -34,9 +48,11 @@ from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditRecord, chain_summary, command_summary
 from tlsendpoint.security.hooks import Query, Security
 from tlsendpoint.security.replay import is_state_changing
+from tlsendpoint.security.store import StoreError
+from tlsendpoint.session import Admit
 from tlsendpoint.wire import Failure, Payload
 
-__all__ = ["ALLOW", "DENY", "ERROR", "Gate"]
+__all__ = ["ALLOW", "DENY", "ERROR", "Gate", "Run"]
 
 # Under the "albatross" logger the endpoint configures (stderr, syslog, journal or none).
 log = logging.getLogger("albatross.security")
@@ -47,6 +63,12 @@ ALLOW = "allow"
 DENY = "deny"
 #: ... or no decision was reached (handshake failed, connection broken, internal error).
 ERROR = "error"
+
+
+class Run(Protocol):
+    """The command's way to its daemon (``serve_request``), entering *admit* when ready."""
+
+    def __call__(self, *, admit: Admit) -> Awaitable[Payload]: ...
 
 
 class Gate:
@@ -67,7 +89,7 @@ class Gate:
         self.decision, self.reason = DENY, reason
         return reason
 
-    def authorize(self, chain: Sequence[x509.Certificate]) -> Request:
+    async def authorize(self, chain: Sequence[x509.Certificate]) -> Request:
         """:func:`authorize` plus the chain rules; raises :class:`Refusal` with the reply text."""
         security = self.security
         if security.audit_log is not None:
@@ -77,7 +99,8 @@ class Gate:
             request = authorize(chain)
             self.request = request
             security.check_name(request)
-            security.check_chain(chain, self.now)
+            security.check_revocation(chain)
+            await security.check_rollback(chain, self.now)
             if security.submitted_crl(chain) is not None:
                 stored = security.accept_crl(chain)
                 log.info("%s: installed the CRL handed in as %s", self.peer, stored.name)
@@ -94,20 +117,17 @@ class Gate:
             self._leaf = chain[0]
         return request
 
-    async def serve(self, request: Request, run: Callable[[], Awaitable[Payload]]) -> Payload:
-        """Quota reservation and replay record around *run*; listings filtered.
+    async def serve(self, request: Request, run: Run) -> Payload:
+        """Checks around *run* (see the module comment); listings filtered.
 
         A refusal is returned as a Failure payload (the reply carries the request's
         header, as any failure of the command would).
         """
         try:
             await self.security.check_stats_path(request, self.query)
-            async with self.security.quota.guard(request, self.query):
-                if self._leaf is not None:
-                    leaf, self._leaf = self._leaf, None
-                    self.security.check_replay([leaf], request, self.now)
-                self.decision = ALLOW
-                payload = await run()
+            if self._leaf is not None:
+                await self.security.refuse_used_leaf(self._leaf, request)
+            payload = await run(admit=lambda: self._admit(request))
         except SecurityRefusal as refusal:
             return Failure(self._deny(refusal.message))
         except AlbatrossError as exc:
@@ -116,6 +136,24 @@ class Gate:
             log.error("%s: security state: %s", self.peer, exc.message)
             return Failure(self._deny(f"the endpoint cannot check this request: {exc.message}"))
         return self.security.filter_reply(request, payload)
+
+    @asynccontextmanager
+    async def _admit(self, request: Request) -> AsyncIterator[None]:
+        """Quota guard, then the durable replay record, around the daemon's part."""
+        async with self.security.quota.guard(request, self.query):
+            if self._leaf is not None:
+                leaf, self._leaf = self._leaf, None
+                try:
+                    await self.security.record_leaf(leaf, request, self.now)
+                except StoreError as exc:
+                    log.error("%s: cannot record the leaf: %s", self.peer, exc.message)
+                    raise SecurityRefusal(
+                        "the endpoint cannot record this leaf before running its command, "
+                        f"so nothing was sent to the daemon: {exc.message}"
+                    ) from None
+            self.decision = ALLOW
+            yield
+            self.security.store.faults.point("after-reply")
 
     def close(self, outcome: str, duration: float) -> str | None:
         """Append the audit line (if enabled); returns the log's new head hash."""

@@ -1,34 +1,24 @@
-# The endpoint's hook API for issue 6: one object, called in a fixed order.
+# The endpoint's security features of issue 6, behind one object per endpoint process.
 #
-# The endpoint itself calls these through :class:`tlsendpoint.security.gate.Gate`
-# (Security.gate(peer, query, now)), one object per connection.
-# Per connection, after the TLS handshake (times are the handshake's "now"):
+# The order in which a connection goes through them is the gate's (gate.py): one Gate
+# per connection (Security.gate(peer, query, now)).  Here: the per-process state - the
+# store of replay and anti-rollback records (store/, opened and checked at start, old
+# state files migrated), the CRL directory, the audit log, the quota reservations and,
+# with several processes, the host-wide quota lock - plus the daemon queries the quota
+# check needs and the SIGHUP loop.
 #
-#   security.refresh()                          # CRL directory changed? reload (cheap)
-#   request = authorize(chain)                  # existing; Refusal -> Failure
-#   security.check_name(request)                # "." leaf on a single object -> Failure
-#   security.check_chain(chain, now)            # revoked? older delegation?  -> Failure
-#   if security.submitted_crl(chain): security.accept_crl(chain)   # a delegate's CRL
-#   async with security.quota.guard(request, query) as held:       # QuotaError -> Failure
-#       security.check_replay(chain, request, now)                 # ReplayRefusal -> Failure
-#       ... insert policies, send the command (existing) ...
-#       reply = security.filter_reply(request, reply)   # listings: drop the parent's object
-#   finally: security.audit(...)                # allow / deny / error, with the reason
+# Every refusal is a SecurityRefusal (a PolicyError) whose message is the text to send
+# as Failure.  Every call that touches the store runs in a worker thread (the async
+# methods); the synchronous twins are for start-up, offline tools and tests.
 #
-# Every refusal is a SecurityRefusal (a PolicyError) whose message is the text
-# to send as Failure.  The quota guard holds a reservation from the check until
-# the daemon's reply, so concurrent creates cannot slip past; the replay record
-# is written last, so a request refused for another reason does not use up its
-# leaf.  ``query`` is :func:`daemon_query` (one command per short vmmd
-# connection, under the daemon deadline); start :func:`reload_on_sighup` in the
-# server's nursery.  The file writes here are small and synchronous (the replay
-# record fsyncs, about 1.5 ms); wrap check_replay in trio.to_thread if needed.
+# The quota guard holds a reservation from the check until the daemon's reply, so
+# concurrent creates cannot slip past; with several processes it also holds the
+# host-wide quota lock for that time - and only that time: the gate enters it after the
+# client's upload (session.serve_request's admit), so a slow uploader stalls nobody.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -58,10 +48,20 @@ from tlsendpoint.security.quota import (
     root_policy_from,
     usage_from_replies,
 )
-from tlsendpoint.security.replay import ReplayGuard
+from tlsendpoint.security.replay import already_used, is_state_changing, leaf_record
 from tlsendpoint.security.reservations import Reservation, Reservations
 from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
-from tlsendpoint.security.rollback import RollbackGuard
+from tlsendpoint.security.rollback import delegations
+from tlsendpoint.security.store import (
+    NO_FAULTS,
+    STORE_FILE,
+    Faults,
+    HostLock,
+    LockTimeout,
+    SecurityStore,
+    StoreError,
+)
+from tlsendpoint.security.store.legacy import migrate
 from tlsendpoint.unixstream import open_unix
 from tlsendpoint.wire import (
     DEFAULT_MAX_FRAME,
@@ -105,11 +105,7 @@ Query = Callable[[Name, Command], Awaitable[Payload]]
 #: ``Limits.daemon_timeout``.
 QUERY_TIMEOUT = 120.0
 
-ROLLBACK_FILE = "rollback.json"
-REPLAY_FILE = "replay.journal"
 QUOTA_LOCK = "quota.lock"
-#: How often a request waiting for another process's quota lock looks again (seconds).
-LOCK_POLL = 0.01
 
 
 def daemon_query(
@@ -168,43 +164,33 @@ class QuotaGate:
     """Ancestor and host quotas with reservations (:mod:`.quota`), fed by daemon queries.
 
     Reservations live in this process.  When several endpoint processes serve one
-    host (*lock_file* given: --workers, inetd, socket activation), a resource-adding
-    request also holds an exclusive flock of *lock_file* from the usage query until
-    the daemon's reply, so such requests run one at a time across the processes.
+    host (*lock* given: --workers, inetd, socket activation), a resource-adding
+    request also holds the host-wide *lock* from the usage query until the daemon's
+    reply, so such requests run one at a time across the processes; waiting for it
+    ends after *lock_timeout* seconds with a refusal that says so.
     """
 
-    def __init__(self, lock_file: Path | None = None, lock_timeout: float = QUERY_TIMEOUT) -> None:
+    def __init__(self, lock: HostLock | None = None, lock_timeout: float = QUERY_TIMEOUT) -> None:
         self.book = Reservations()
-        self.lock_file = lock_file
+        self.lock = lock
         self.lock_timeout = lock_timeout
 
     @asynccontextmanager
     async def _across_processes(self) -> AsyncIterator[None]:
-        if self.lock_file is None:
+        if self.lock is None:
             yield
             return
+        held = False
         try:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise SecurityRefusal(
-                f"cannot check quotas: {self.lock_file}: {exc.strerror}"
-            ) from None
-        try:
-            with trio.move_on_after(self.lock_timeout) as waiting:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        await trio.sleep(LOCK_POLL)
-            if waiting.cancelled_caught:
-                raise SecurityRefusal(
-                    "cannot check quotas: another endpoint process held the quota lock for "
-                    f"{self.lock_timeout:g} s; try again"
-                )
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+            async with self.lock.hold(self.lock_timeout):
+                held = True
+                yield
+        except StoreError as exc:  # LockTimeout, or the lock file cannot be opened
+            if held:
+                raise
+            if isinstance(exc, LockTimeout):
+                log.warning("quota check: %s", exc.message)
+            raise SecurityRefusal(f"cannot check quotas: {exc.message}") from None
 
     @asynccontextmanager
     async def guard(self, request: Request, query: Query) -> AsyncIterator[Reservation | None]:
@@ -236,27 +222,40 @@ class QuotaGate:
 class SecurityOptions:
     """Where the security state lives (endpoint options, documented in the README)."""
 
-    state_dir: Path  # rollback.json and replay.journal
+    state_dir: Path  # security.db (the store) and, with several processes, quota.lock
     anchor: x509.Certificate  # the endpoint's CA (top of every chain; signs root CRLs)
     crl_dir: Path | None = None
     audit_log: Path | None = None
     audit_fsync: bool = False
     shared: bool = False  # several endpoint processes serve this host (quota lock file)
+    faults: Faults = NO_FAULTS  # crash tests only (store/faults.py)
 
 
 class Security:
-    """Everything of issue 6 the endpoint calls; see the module comment for the order."""
+    """Everything of issue 6 the endpoint calls; the order is the gate's (:mod:`.gate`).
+
+    Construction is the start-up: it opens and checks the store (migrating old state
+    files once) and raises StoreError (or another AlbatrossError) if anything is wrong.
+    """
 
     def __init__(self, options: SecurityOptions) -> None:
         self.options = options
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        self.rollback = RollbackGuard(options.state_dir / ROLLBACK_FILE)
-        self.replay = ReplayGuard(options.state_dir / REPLAY_FILE)
+        self.store = SecurityStore(options.state_dir / STORE_FILE, faults=options.faults)
+        self.store.open()
+        migrated = migrate(self.store)
+        if migrated is not None:
+            log.info("%s", migrated)
+        self.store.ready()  # writes work; no connection left open for forked workers
         self.crls = CrlStore(options.crl_dir, options.anchor) if options.crl_dir else None
         self.audit_log = (
             AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
         )
-        self.quota = QuotaGate(options.state_dir / QUOTA_LOCK if options.shared else None)
+        lock = HostLock(
+            options.state_dir / QUOTA_LOCK,
+            "the quota lock (another request of this host holds it from its usage query "
+            "until vmmd's reply)",
+        )
+        self.quota = QuotaGate(lock if options.shared else None)
 
     def gate(self, peer: str, query: Query, now: dt.datetime) -> Gate:
         """The per-connection object the endpoint calls (:mod:`.gate`), judging at *now*."""
@@ -265,8 +264,8 @@ class Security:
         return Gate(self, peer, query, now)
 
     def close(self) -> None:
-        """Close the replay journal and the audit log (at shutdown)."""
-        self.replay.close()
+        """Close the store's connection and the audit log (at shutdown)."""
+        self.store.close()
         if self.audit_log is not None:
             self.audit_log.close()
 
@@ -297,11 +296,23 @@ class Security:
         """A listing at a delegate's path without the parent's same-named object."""
         return filter_listing(request.name, reply)
 
-    def check_chain(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
-        """Revocation, then anti-rollback (which records newer delegations)."""
+    def check_revocation(self, chain: Sequence[x509.Certificate]) -> None:
+        """Refuse a chain with a revoked certificate (CRL directory and handed-in CRLs)."""
         if self.crls is not None:
             self.crls.check(chain)
-        if not self.rollback.check_and_record(chain, now):
+
+    async def check_rollback(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
+        """Anti-rollback: refuse an older delegation, record newer ones (worker thread)."""
+        found = delegations(chain)
+        if found and not await self.store.call(
+            self.store.record_delegations, found, int(now.timestamp())
+        ):
+            log.warning("anti-rollback table full: a new delegation path was not recorded")
+
+    def check_chain(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
+        """Revocation, then anti-rollback, blocking (tools and tests; the gate awaits)."""
+        self.check_revocation(chain)
+        if not self.store.record_delegations(delegations(chain), int(now.timestamp())):
             log.warning("anti-rollback table full: a new delegation path was not recorded")
 
     def submitted_crl(self, chain: Sequence[x509.Certificate]) -> bytes | None:
@@ -314,11 +325,24 @@ class Security:
             raise SecurityRefusal("this endpoint does not accept CRLs (no CRL directory)")
         return self.crls.accept_submitted(chain, data)
 
+    async def refuse_used_leaf(self, leaf: x509.Certificate, request: Request) -> None:
+        """Refuse now a leaf that already ran (a read; the record itself comes later)."""
+        record = leaf_record(leaf, _owner(request))
+        if await self.store.call(self.store.leaf_used, record.key):
+            raise already_used(record)
+
+    async def record_leaf(self, leaf: x509.Certificate, request: Request, now: dt.datetime) -> None:
+        """Record the state-changing leaf durably (worker thread); ReplayRefusal if it ran."""
+        record = leaf_record(leaf, _owner(request))
+        await self.store.call(self.store.record_leaf, record, int(now.timestamp()))
+
     def check_replay(
         self, chain: Sequence[x509.Certificate], request: Request, now: dt.datetime
     ) -> None:
-        owner = request.name.path[0] if request.name.path else ""
-        self.replay.check_and_record(chain[0], request.command, owner, now)
+        """:meth:`record_leaf`, blocking (tools and tests); read-only commands pass."""
+        if not is_state_changing(request.command):
+            return
+        self.store.record_leaf(leaf_record(chain[0], _owner(request)), int(now.timestamp()))
 
     def audit(
         self,
@@ -345,6 +369,11 @@ class Security:
             duration,
         )
         return self.audit_log.append(record)
+
+
+def _owner(request: Request) -> str:
+    """The top-level delegation a request is under ("" for the root): replay shares."""
+    return request.name.path[0] if request.name.path else ""
 
 
 async def reload_on_sighup(security: Security) -> None:

@@ -4,10 +4,13 @@
 # quota, name, anti-rollback and replay rules, with its state under
 # DEFAULT_STATE_DIR; revocation needs --crl-dir and the audit log --audit-log.
 # --no-security gives albatross's behaviour (for comparisons and benchmarks).
-# A state that cannot be opened stops the start (exit 125, like albatross's
-# other start-up errors) rather than running without it.
+# A state that cannot be opened, written or trusted stops the start (exit 125, like
+# albatross's other start-up errors) with what the operator can do, rather than running
+# without it: the endpoint records every state-changing leaf before running it.
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,22 @@ import click
 
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.store import (
+    FAULTS_ENV,
+    STORE_FILE,
+    Faults,
+    StoreBusy,
+    StoreDamaged,
+    StoreError,
+    StoreUnwritable,
+)
+from tlsendpoint.security.store.legacy import OldFileDamaged
 
 __all__ = ["DEFAULT_STATE_DIR", "SecuritySetupError", "open_security", "security_options"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/albatross-tls")
+
+log = logging.getLogger("albatross.security")
 
 
 class SecuritySetupError(AlbatrossError):
@@ -36,8 +51,8 @@ def security_options(func: Any) -> Any:
             default=DEFAULT_STATE_DIR,
             show_default=True,
             envvar="ALBATROSS_TLS_STATE_DIR",
-            help="Security state: anti-rollback (rollback.json) and replay (replay.journal); "
-            "created if missing.  Also $ALBATROSS_TLS_STATE_DIR.",
+            help="Security state: replay records and anti-rollback table (security.db, "
+            "SQLite); created if missing.  Also $ALBATROSS_TLS_STATE_DIR.",
         ),
         click.option(
             "--crl-dir",
@@ -92,9 +107,21 @@ def open_security(
         anchor = x509.load_pem_x509_certificates(ca_file.read_bytes())[0]
     except (OSError, ValueError) as exc:
         raise SecuritySetupError(f"cannot read the CA certificate {ca_file}: {exc}") from None
-    options = SecurityOptions(state_dir, anchor, crl_dir, audit_log, audit_fsync, shared)
+    try:
+        faults = Faults.from_environ(os.environ)
+    except ValueError as exc:
+        raise SecuritySetupError(str(exc)) from None
+    if faults.kill_at:
+        log.warning("%s is set: this process kills itself at %s (tests only)",
+                    FAULTS_ENV, ", ".join(sorted(faults.kill_at)))  # fmt: skip
+    options = SecurityOptions(state_dir, anchor, crl_dir, audit_log, audit_fsync, shared, faults)
     try:
         return Security(options)
+    except StoreError as exc:
+        raise SecuritySetupError(
+            f"cannot open the security state in {state_dir} (option --state-dir): "
+            f"{exc.message}{_advice(exc, state_dir)}"
+        ) from None
     except OSError as exc:
         raise SecuritySetupError(
             f"cannot open the security state in {state_dir}: {exc.strerror or exc} "
@@ -102,3 +129,25 @@ def open_security(
         ) from None
     except AlbatrossError as exc:
         raise SecuritySetupError(exc.message) from None
+
+
+def _advice(exc: StoreError, state_dir: Path) -> str:
+    """What the operator does about a store that stops the start (README, security model)."""
+    store = state_dir / STORE_FILE
+    if isinstance(exc, StoreDamaged) and not isinstance(exc, OldFileDamaged):  # they say it
+        return (
+            f".  Stop every endpoint process and keep a copy (cp -a {state_dir} "
+            f"{state_dir}.damaged); `albatross-audit check-state --state-dir {state_dir}` "
+            f"lists the damage.  Then restore {store} from a backup, or move it aside "
+            f"(mv {store} {store}.damaged) to start with an empty state: leaves used before "
+            "could then run again until they expire, and older delegations be accepted once"
+        )
+    if isinstance(exc, StoreUnwritable):
+        return (
+            ".  The endpoint records every state-changing leaf before running it and does "
+            f"not start without that: free space or make {state_dir} writable for the "
+            "endpoint's user"
+        )
+    if isinstance(exc, StoreBusy):
+        return ".  Another process holds the state locked: try again"
+    return ""
