@@ -111,7 +111,7 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
         [str(BIN / "albatross-audit"), "verify", str(audit)], capture_stdout=True, check=False
     )
     assert result.returncode == 0, result.stdout
-    assert b"ok, 3 lines" in result.stdout
+    assert b"ok, 5 lines" in result.stdout  # info and b1: allow + outcome; b2: deny
 
 
 async def test_replay_is_refused_whichever_worker_serves(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 #   gate = security.gate(peer, query, now)     # after accept
 #   request = gate.authorize(chain)            # replaces authorize(chain)
 #   payload = await gate.serve(request, run)   # wraps serve_request
-#   gate.close(outcome, ok, duration)          # once, whatever happened: the audit line
+#   await gate.close(outcome, duration)        # once, whatever happened: the audit record
 #
 # authorize() runs, in hooks.py's order: CRL directory refresh, authorize, the
 # name rule, revocation and anti-rollback, then takes a CRL the leaf hands in.
@@ -15,8 +15,12 @@
 # (naming.check_stats_path, one daemon query), holds the quota reservation from
 # the check until the daemon's reply
 # (concurrent creates cannot slip past), records the leaf for replay protection
-# last (a request refused for another reason keeps its leaf), runs the command
-# and filters listings; its refusals come back as a Failure payload.
+# last (a request refused for another reason keeps its leaf), records the
+# allow decision in the audit log - before the command runs, refusing it when
+# the record cannot be written (issue 11: the audit log fails closed) - runs
+# the command and filters listings; its refusals come back as a Failure payload.
+# close() writes the allow's outcome, or the deny/error decision.  Audit writes
+# run in a worker thread under a deadline (audit.append_async).
 #
 # Only the leaf of a state-changing command is kept after authorize(): the
 # endpoint drops the parsed chain so a long subscription does not hold it.
@@ -26,12 +30,20 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import trio
 from cryptography import x509
 
 from tlsendpoint.authorize import Refusal, Request, authorize
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import AuditRecord, chain_summary, command_summary
+from tlsendpoint.security.audit import (
+    AuditError,
+    AuditRecord,
+    OutcomeRecord,
+    append_async,
+    chain_summary,
+    command_summary,
+)
 from tlsendpoint.security.hooks import Query, Security
 from tlsendpoint.security.replay import is_state_changing
 from tlsendpoint.wire import Failure, Payload
@@ -62,6 +74,11 @@ class Gate:
         self.decision = ERROR
         self.reason: str | None = None
         self._leaf: x509.Certificate | None = None  # kept only for the replay record
+        self._allowed: int | None = None  # seq of the audit log's allow record
+        try:
+            self._started = trio.current_time()
+        except RuntimeError:  # built outside trio (a test): durations count from 0
+            self._started = 0.0
 
     def _deny(self, reason: str) -> str:
         self.decision, self.reason = DENY, reason
@@ -106,6 +123,7 @@ class Gate:
                 if self._leaf is not None:
                     leaf, self._leaf = self._leaf, None
                     self.security.check_replay([leaf], request, self.now)
+                await self._record_allow(request)
                 self.decision = ALLOW
                 payload = await run()
         except SecurityRefusal as refusal:
@@ -117,24 +135,55 @@ class Gate:
             return Failure(self._deny(f"the endpoint cannot check this request: {exc.message}"))
         return self.security.filter_reply(request, payload)
 
-    def close(self, outcome: str, duration: float) -> str | None:
-        """Append the audit line (if enabled); returns the log's new head hash."""
+    async def _record_allow(self, request: Request) -> None:
+        """The allow decision, written (and synced) before the command may run."""
         log_file = self.security.audit_log
         if log_file is None:
-            return None
-        request = self.request
+            return
         record = AuditRecord(
             self.now,
             self.peer,
             self.chain,
-            None if request is None else str(request.name),
-            None if request is None else command_summary(request.command),
-            self.decision,
-            self.reason if self.decision == DENY and self.reason else outcome,
-            duration,
+            str(request.name),
+            command_summary(request.command),
+            ALLOW,
+            "",
+            trio.current_time() - self._started,
         )
         try:
-            return log_file.append(record)
+            self._allowed = (await append_async(log_file, record)).seq
+        except AuditError as exc:
+            log.error("%s: audit log: %s; the command was refused", self.peer, exc.message)
+            raise SecurityRefusal(
+                f"the endpoint cannot record this request in its audit log, so it did not run "
+                f"it: {exc.message}"
+            ) from exc
+
+    async def close(self, outcome: str, duration: float) -> str | None:
+        """The audit record of the connection's end (if enabled); returns the log's new head.
+
+        After an allow: its outcome; otherwise the deny or error decision.
+        """
+        log_file = self.security.audit_log
+        if log_file is None:
+            return None
+        request = self.request
+        record: AuditRecord | OutcomeRecord
+        if self._allowed is not None:
+            record = OutcomeRecord(self.now, self.peer, self._allowed, outcome, duration)
+        else:
+            record = AuditRecord(
+                self.now,
+                self.peer,
+                self.chain,
+                None if request is None else str(request.name),
+                None if request is None else command_summary(request.command),
+                self.decision,
+                self.reason if self.decision == DENY and self.reason else outcome,
+                duration,
+            )
+        try:
+            return (await append_async(log_file, record)).head
         except AlbatrossError as exc:
-            log.error("audit log: %s", exc.message)
+            log.error("%s: audit log: %s", self.peer, exc.message)
             return None

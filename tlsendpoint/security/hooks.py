@@ -13,7 +13,8 @@
 #       security.check_replay(chain, request, now)                 # ReplayRefusal -> Failure
 #       ... insert policies, send the command (existing) ...
 #       reply = security.filter_reply(request, reply)   # listings: drop the parent's object
-#   finally: security.audit(...)                # allow / deny / error, with the reason
+#       (the gate writes the audit log's allow record here, before the command)
+#   finally: security.audit(...)                # outcome, or deny / error with the reason
 #
 # Every refusal is a SecurityRefusal (a PolicyError) whose message is the text
 # to send as Failure.  The quota guard holds a reservation from the check until
@@ -44,7 +45,7 @@ from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
+from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
 from tlsendpoint.security.naming import (
     check_object_name,
     check_stats_path,
@@ -253,8 +254,10 @@ class Security:
         self.rollback = RollbackGuard(options.state_dir / ROLLBACK_FILE)
         self.replay = ReplayGuard(options.state_dir / REPLAY_FILE)
         self.crls = CrlStore(options.crl_dir, options.anchor) if options.crl_dir else None
-        self.audit_log = (
-            AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
+        self.audit_log = (  # a torn end is recovered here (logged); a damaged one stops
+            open_audit_log(options.audit_log, fsync=options.audit_fsync)
+            if options.audit_log
+            else None
         )
         self.quota = QuotaGate(options.state_dir / QUOTA_LOCK if options.shared else None)
 
@@ -344,7 +347,7 @@ class Security:
             reason,
             duration,
         )
-        return self.audit_log.append(record)
+        return self.audit_log.append(record).head
 
 
 async def reload_on_sighup(security: Security) -> None:
