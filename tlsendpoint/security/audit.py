@@ -156,6 +156,9 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd = self._open()
         self._pid = os.getpid()
+        # (size, next seq, head) after our own last write: the same size under the lock
+        # means nobody appended since, so the end need not be read again
+        self._known: tuple[int, int, str] | None = None
 
     def _open(self) -> int:
         try:
@@ -224,6 +227,8 @@ class AuditLog:
     def _position(self, now: dt.datetime) -> tuple[int, str, int]:
         """(next seq, head, file size) for the next append; recovers a torn end first."""
         size = os.fstat(self._fd).st_size
+        if self._known is not None and self._known[0] == size:
+            return self._known[1], self._known[2], size
         last = self._last_record(size)
         if last is not None:
             return *last, size
@@ -294,10 +299,12 @@ class AuditLog:
     def append(self, record: Record) -> Appended:
         """Write *record* completely (synced with fsync) or raise :class:`AuditError`."""
         with self._locked():
-            seq, prev, size = self._position(record.time)
+            self._known, (seq, prev, size) = None, self._position(record.time)
             line = encode({**record.fields(), "v": VERSION, "seq": seq, "prev": prev})
             self._write(line + b"\n", size)
-            return Appended(seq, digest(line))
+            head = digest(line)
+            self._known = (size + len(line) + 1, seq + 1, head)
+            return Appended(seq, head)
 
     def check(self, now: dt.datetime) -> None:
         """At start: recover a torn end (logged); :class:`AuditDamaged` for a damaged one."""
