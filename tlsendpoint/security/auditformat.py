@@ -449,10 +449,11 @@ class Scanner:
             raise AuditError(f"line {self.line}: incomplete, yet more follows", self.line)
         self.line += 1
         n = self.line
-        line = raw[:-1] if raw.endswith(b"\n") else raw
+        complete = raw.endswith(b"\n")
+        line = raw[:-1] if complete else raw
         if len(line) > MAX_LINE:
             raise AuditError(f"line {n}: longer than {MAX_LINE} bytes: not an audit record", n)
-        if line is raw:
+        if not complete:
             self.tail = raw
         elif not self._take(line, n):
             if not self.pending:
