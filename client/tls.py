@@ -75,17 +75,25 @@ def check_server_cert(cert: x509.Certificate, server_name: str | None) -> None:
     try:
         ip = ipaddress.ip_address(server_name)
     except ValueError:
-        names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
         wanted = server_name.lower().rstrip(".")
-        ok = wanted in names or any(
-            n.startswith("*.") and wanted.partition(".")[2] == n[2:] for n in names
-        )
+        ok = any(_dns_matches(n, wanted) for n in san.get_values_for_type(x509.DNSName))
     else:
         ok = ip in san.get_values_for_type(x509.IPAddress)
     if not ok:
         raise RemoteAuthenticationFailed(
             f"remote authentication failure: the server certificate is not for {server_name}"
         )
+
+
+def _dns_matches(pattern: str, wanted: str) -> bool:
+    """RFC 6125 §6.4.3: ``*`` only as the whole left-most label, standing for exactly one
+    non-empty label (``*.example`` covers ``a.example``, not ``a.b.example``, ``example``
+    or ``.example``); case and a final dot do not matter."""
+    pattern = pattern.lower().rstrip(".")
+    if not pattern.startswith("*."):
+        return bool(wanted) and pattern == wanted
+    label, dot, rest = wanted.partition(".")
+    return bool(label and dot and rest) and rest == pattern[2:]
 
 
 def check_server_issuer(cert: x509.Certificate, anchors: list[x509.Certificate]) -> None:

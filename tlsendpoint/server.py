@@ -231,8 +231,9 @@ class Endpoint:
                 ):
                     await tls.aclose()
                 await trio.aclose_forcefully(transport)
-            if gate is not None:  # the audit line (security), before the log line
-                head = gate.close(record.outcome, trio.current_time() - started)
+            if gate is not None:  # the audit record (security), before the log line
+                with trio.CancelScope(shield=True):  # bounded by the audit write's deadline
+                    head = await gate.close(record.outcome, trio.current_time() - started)
                 if head is not None:
                     record.details.append(f"audit={head}")
             level = logging.INFO if record.ok else logging.WARNING

@@ -393,12 +393,50 @@ CHAIN_RULES: dict[str, tuple[Callable[[Cert], list[x509.Certificate]], str]] = {
         ),
         "CN=sub: a CA's extendedKeyUsage must include serverAuth",
     ),
+    # the same CA rules one level further up: a sound sub-CA under a flawed one
+    "upper ca without ku": (
+        lambda root: _two_under(
+            custom_cert(root, "top", command=PolicyAdd(POLICY), ca=True, key_usage=None)
+        ),
+        "CN=top: a CA certificate needs a keyUsage extension",
+    ),
+    "upper ca ku without certsign": (
+        lambda root: _two_under(
+            custom_cert(
+                root,
+                "top",
+                command=PolicyAdd(POLICY),
+                ca=True,
+                key_usage=_ku(digital_signature=True, crl_sign=True),
+            )
+        ),
+        "CN=top: keyUsage lacks keyCertSign",
+    ),
+    "upper ca eku clientauth": (
+        lambda root: _two_under(
+            custom_cert(
+                root,
+                "top",
+                command=PolicyAdd(POLICY),
+                ca=True,
+                eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            )
+        ),
+        "CN=top: a CA's extendedKeyUsage must include serverAuth",
+    ),
 }
 
 
 def _under(ca: Cert) -> list[x509.Certificate]:
     leaf, _ = custom_cert(ca, "x", command=UnikernelInfo())
     return [leaf, ca[0]]
+
+
+def _two_under(top: Cert) -> list[x509.Certificate]:
+    """leaf < sub (a sound CA) < *top*: the flaw sits one level above the leaf's issuer."""
+    sub = custom_cert(top, "sub", command=PolicyAdd(POLICY), ca=True)
+    leaf, _ = custom_cert(sub, "x", command=UnikernelInfo())
+    return [leaf, sub[0], top[0]]
 
 
 @pytest.mark.parametrize("case", sorted(CHAIN_RULES))
@@ -409,6 +447,8 @@ def test_chain_rules(case: str) -> None:
         authorize(chain)
     assert info.value.message.startswith("certificate not acceptable: ")
     assert text in info.value.message
+    # only the flawed certificate is named: the sound ones around it pass
+    assert info.value.message.count("CN=") == 1, info.value.message
 
 
 def test_critical_any_policy_is_fine() -> None:
@@ -470,6 +510,29 @@ def test_policies_in_the_chain_must_nest(pki: Pki) -> None:
     assert authorize(
         pki.leaf("x", UnikernelInfo(), via=[pki.sub_ca("c", small, parent=alice), alice]).chain
     )
+
+
+def test_nesting_is_checked_at_every_level(pki: Pki) -> None:
+    # alice 5 > bob 2 > carol 3: carol fits under alice but not under bob, her direct issuer
+    def unikernels(count: int) -> Policy:
+        return Policy(count, frozenset({0}), 64, None, frozenset())
+
+    alice = pki.sub_ca("alice", unikernels(5))
+    bob = pki.sub_ca("bob", unikernels(2), parent=alice)
+    carol = pki.sub_ca("carol", unikernels(3), parent=bob)
+    reason = refusal(pki, pki.leaf("c1", UnikernelInfo(), via=[carol, bob, alice]).chain)
+    assert reason == (
+        "policy above allows 2 unikernels, which is fewer than 3: the policy of"
+        " alice:bob:carol: in the certificate chain is not within the policy of alice:bob:"
+    )
+    # the same depth with carol inside bob is accepted, policies deepest first
+    fits = pki.sub_ca("carol", unikernels(2), parent=bob)
+    request = authorize(pki.leaf("c1", UnikernelInfo(), via=[fits, bob, alice]).chain)
+    assert [str(name) for name, _ in request.policies] == [
+        "alice:bob:carol:",
+        "alice:bob:",
+        "alice:",
+    ]
 
 
 def test_negative_console_count_is_refused(pki: Pki) -> None:

@@ -204,30 +204,35 @@ async def test_the_audit_log_of_a_run_verifies_and_detects_edits(tmp_path: Path)
         assert await allowed(rig, alice)
         name = failure(await rig.send(alice, ".", UnikernelDestroy()))
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(r["name"], r["decision"]) for r in lines] == [
-        ("alice:bob:b1", "allow"),
-        ("alice:carol:c1", "deny"),
-        ("alice:", "allow"),
-        ("alice:", "deny"),
+    # an allow is recorded before the command runs, its outcome after; deny at the end
+    assert [(r["event"], r.get("name"), r.get("decision")) for r in lines] == [
+        ("decision", "alice:bob:b1", "allow"),
+        ("outcome", None, None),
+        ("decision", "alice:carol:c1", "deny"),
+        ("decision", "alice:", "allow"),
+        ("outcome", None, None),
+        ("decision", "alice:", "deny"),
     ]
-    assert [lines[1]["reason"], lines[3]["reason"]] == [quota, name]
+    assert [lines[1]["decision_seq"], lines[4]["decision_seq"]] == [1, 4]
+    assert lines[1]["outcome"] == "success: created unikernel"
+    assert [lines[2]["reason"], lines[5]["reason"]] == [quota, name]
     assert lines[0]["command"].startswith("unikernel create memory=32MB cpuids=0 image=")
-    assert [c["subject"] for c in lines[1]["chain"]] == ["CN=c1", "CN=carol", "CN=alice"]
-    assert all(len(c["sha256"]) == 64 for c in lines[1]["chain"])
+    assert [c["subject"] for c in lines[2]["chain"]] == ["CN=c1", "CN=carol", "CN=alice"]
+    assert all(len(c["sha256"]) == 64 for c in lines[2]["chain"])
     code, out = verify(log)
-    assert code == 0 and "ok, 4 lines" in out, out
+    assert (code, out.count("\n")) == (0, 1) and "ok, 6 lines" in out, out  # no notes
     head = out.split("head ")[1].strip()
     assert verify(log, "--head", head)[0] == 0
     original = log.read_bytes()
     edited = original.replace(b'"decision":"deny"', b'"decision":"allow"', 1)
     log.write_bytes(edited)
     code, out = verify(log)
-    assert code == 1 and "line 3: does not chain to line 2: line 2 was edited" in out, out
+    assert code == 1 and "line 4: does not chain to line 3: line 3 was edited" in out, out
     raw = original.splitlines(keepends=True)
     log.write_bytes(b"".join(raw[:1] + raw[2:]))  # line 2 removed
     code, out = verify(log)
     assert code == 1 and "line 2: sequence number 3, expected 2" in out, out
-    log.write_bytes(b"".join(raw[:3]))  # the last line cut off: only the head shows it
+    log.write_bytes(b"".join(raw[:5]))  # the last line cut off: only the head shows it
     assert verify(log)[0] == 0
     code, out = verify(log, "--head", head)
     assert code == 1 and "lines were removed from the end" in out, out

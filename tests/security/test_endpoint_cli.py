@@ -123,7 +123,7 @@ async def test_the_endpoint_process_enforces_and_audits(tmp_path: Path) -> None:
         [str(BIN / "albatross-audit"), "verify", str(audit)], capture_stdout=True, check=False
     )
     assert result.returncode == 0, result.stdout
-    assert b"ok, 4 lines" in result.stdout
+    assert b"ok, 6 lines" in result.stdout  # info, b1: allow + outcome; n1, b2: deny
 
 
 async def test_replay_is_refused_whichever_worker_serves(tmp_path: Path) -> None:

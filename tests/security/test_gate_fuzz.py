@@ -89,7 +89,7 @@ def run_gate(security: Security, issuer: Ca, leaf_cn: str, value: bytes, crl: by
 
     payload = trio.run(gate.serve, request, run)
     assert isinstance(payload, Failure), payload
-    assert gate.close("done", 0.001) is None
+    assert trio.run(gate.close, "done", 0.001) is None
 
 
 def _property(tmp_path: Path, max_examples: int) -> None:

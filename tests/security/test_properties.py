@@ -85,7 +85,7 @@ def check_tamper(tmp_path: Path, count: int, kind: str, i: int, j: int, bit: int
     log = AuditLog(path)
     head = ""
     for n in range(count):
-        head = log.append(record(n, reason=f"r{n}"))
+        head = log.append(record(n, reason=f"r{n}")).head
     log.close()
     lines = path.read_bytes().splitlines(keepends=True)
     changed = tampered(lines, kind, i, j, bit)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 from cryptography.hazmat.primitives import serialization
 
 from ca import profiles
+from client.errors import RemoteAuthenticationFailed
+from client.tls import check_server_cert
 from standin.testing import open_standin
-from tests.endpoint.pki import Pki, write_chain
+from tests.endpoint.pki import Pki, custom_cert, write_chain
 from tests.security.rig import now, small
 from tlsendpoint.activation import tcp_listen_socket
 from tlsendpoint.limits import Limits
@@ -89,3 +92,31 @@ async def test_a_delegate_minted_server_certificate_is_refused(tmp_path: Path) -
             "the server certificate is issued by CN=alice, not directly by the --server-ca "
             "certificate" in out
         ), out
+
+
+# -- the name check itself (pure): a wildcard covers exactly one label ---------------------
+
+_WILDCARD_CASES = [
+    ("a.example", True),
+    ("A.Example.", True),  # DNS names compare without case and without the final dot
+    ("a.b.example", False),  # "*" stands for one label, never for several
+    ("example", False),  # ... and never for none
+    (".example", False),  # an empty label is not a host name
+    ("a.example.org", False),
+    ("192.0.2.1", False),  # an IP address never matches a DNS name
+]
+
+
+@pytest.mark.parametrize(("server_name", "accepted"), _WILDCARD_CASES)
+def test_a_wildcard_san_covers_exactly_one_label(server_name: str, accepted: bool) -> None:
+    root = custom_cert(None, "ca", ca=True)
+    key = profiles.generate_key()
+    cert = profiles.server_cert(*root, key.public_key(), "server", now(), dns_names=["*.example"])
+    if accepted:
+        check_server_cert(cert, server_name)
+        return
+    with pytest.raises(RemoteAuthenticationFailed) as caught:
+        check_server_cert(cert, server_name)
+    assert caught.value.message == (
+        f"remote authentication failure: the server certificate is not for {server_name}"
+    )

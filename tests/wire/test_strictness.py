@@ -188,6 +188,19 @@ def test_policy_lists_must_be_sorted() -> None:
     bad = bytes.fromhex(ok.hex().replace("3006020100020101", "3006020101020100"))
     with pytest.raises(ParseError, match="cpuids: not in ascending order"):
         decode_extension(bad)
+    # cpuids [0, 0]: a duplicate is refused like the wrong order (a set would hide it)
+    twice = bytes.fromhex(ok.hex().replace("3006020100020101", "3006020100020100"))
+    with pytest.raises(ParseError, match="cpuids: not in ascending order or duplicated"):
+        decode_extension(twice)
+    # the same for the bridges: ["service", "service"]
+    service = "0c0773657276696365"
+    doubled = bytes.fromhex(
+        ok.hex()
+        .replace("30090c0773657276696365", "3012" + service + service)
+        .replace("3025020105a420a11e301c", "302e020105a429a1273025")
+    )
+    with pytest.raises(ParseError, match="bridges: not in ascending order or duplicated"):
+        decode_extension(doubled)
 
 
 def test_empty_optional_set_is_refused() -> None:

@@ -4,7 +4,8 @@ Each module is self-contained with a small hook API; the endpoint calls them
 through one object per connection, in the order documented in :mod:`.gate`:
 
 * :mod:`.quota` - quotas that cannot be multiplied by sub-delegation (pure);
-* :mod:`.audit` - hash-chained JSON-lines audit log and its verifier;
+* :mod:`.audit` - hash-chained JSON-lines audit log that fails closed, and its verifier
+  (:mod:`.auditformat`: the record format and the reader);
 * :mod:`.rollback` - per-path newest delegation, older ones refused;
 * :mod:`.replay` - a state-changing leaf runs once;
 * :mod:`.store` - the crash-safe state of both (SQLite) and the host-wide quota lock;

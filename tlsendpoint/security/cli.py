@@ -47,6 +47,8 @@ __all__ = ["check_state_command", "explain_command", "main", "verify_command"]
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 #: Deadline for each of explain's three vmmd queries.
 VMMD_TIMEOUT = 10.0
+#: Allowed commands without outcome that verify lists one by one.
+MAX_NOTES = 20
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -66,13 +68,27 @@ def main() -> None:
     help="The head hash you recorded earlier; detects lines cut from the end.",
 )
 def verify_command(file: Path, head: str | None) -> None:
-    """Check that FILE's hash chain is intact; name the first bad line."""
+    """Check that FILE's hash chain is intact; name the first bad line.
+
+    Exit 0 when it is: incomplete lines a crash left (recovered or not) and allowed
+    commands without an outcome are listed on stdout ("crash:", "note:").  Exit 1
+    for tampering (an edited, removed, inserted or reordered line), named on stderr.
+    """
     try:
         result = verify(file, head)
     except AuditError as exc:
         click.echo(f"{file}: {exc.message}", err=True)
         raise SystemExit(exc.exit_code) from None
     click.echo(f"{file}: ok, {result.lines} lines, head {result.head}")
+    for crash in result.crashes:
+        click.echo(f"{file}: crash: {crash.text()}")
+    opened = result.open_decisions
+    for decision in opened[:MAX_NOTES]:
+        click.echo(f"{file}: note: {decision.text()}")
+    if len(opened) > MAX_NOTES:
+        click.echo(
+            f"{file}: note: and {len(opened) - MAX_NOTES} more allowed commands without outcome"
+        )
 
 
 @main.command("check-state")

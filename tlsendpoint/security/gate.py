@@ -5,7 +5,7 @@
 #   gate = security.gate(peer, query, now)     # after accept
 #   request = await gate.authorize(chain)      # replaces authorize(chain)
 #   payload = await gate.serve(request, run)   # run: serve_request, given admit=...
-#   gate.close(outcome, ok, duration)          # once, whatever happened: the audit line
+#   await gate.close(outcome, duration)        # once, whatever happened: the audit record
 #
 # authorize() runs: CRL directory refresh, authorize, the name rule, revocation and
 # anti-rollback (a store call, in a worker thread), then takes a CRL the leaf hands in.
@@ -23,7 +23,13 @@
 #   2. the replay record, committed to disk - record before act: if it cannot be
 #      written (full disk, read-only, damaged store) the command is refused with the
 #      reason and nothing reaches the daemon;
-#   3. the command goes to the daemon (decision "allow" from here on).
+#   3. the allow decision, written (and with --audit-fsync synced) to the audit log -
+#      the audit log fails closed: if it cannot be written the command is refused with
+#      the reason and nothing reaches the daemon;
+#   4. the command goes to the daemon (decision "allow" from here on).
+#
+# close() writes the allow's outcome, or the deny/error decision.  Audit writes run in a
+# worker thread under a deadline (audit.append_async).
 #
 # A request refused for another reason before step 2 keeps its leaf (a quota refusal:
 # the delegate may free resources and present the same leaf again).  From step 2 on the
@@ -40,12 +46,20 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import trio
 from cryptography import x509
 
 from tlsendpoint.authorize import Refusal, Request, authorize
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import AuditRecord, chain_summary, command_summary
+from tlsendpoint.security.audit import (
+    AuditError,
+    AuditRecord,
+    OutcomeRecord,
+    append_async,
+    chain_summary,
+    command_summary,
+)
 from tlsendpoint.security.hooks import Query, Security
 from tlsendpoint.security.replay import is_state_changing
 from tlsendpoint.security.store import StoreError
@@ -84,6 +98,11 @@ class Gate:
         self.decision = ERROR
         self.reason: str | None = None
         self._leaf: x509.Certificate | None = None  # kept only for the replay record
+        self._allowed: int | None = None  # seq of the audit log's allow record
+        try:
+            self._started = trio.current_time()
+        except RuntimeError:  # built outside trio (a test): durations count from 0
+            self._started = 0.0
 
     def _deny(self, reason: str) -> str:
         self.decision, self.reason = DENY, reason
@@ -151,28 +170,60 @@ class Gate:
                         "the endpoint cannot record this leaf before running its command, "
                         f"so nothing was sent to the daemon: {exc.message}"
                     ) from None
+            await self._record_allow(request)
             self.decision = ALLOW
             yield
             self.security.store.faults.point("after-reply")
 
-    def close(self, outcome: str, duration: float) -> str | None:
-        """Append the audit line (if enabled); returns the log's new head hash."""
+    async def _record_allow(self, request: Request) -> None:
+        """The allow decision, written (and synced) before the command may run."""
         log_file = self.security.audit_log
         if log_file is None:
-            return None
-        request = self.request
+            return
         record = AuditRecord(
             self.now,
             self.peer,
             self.chain,
-            None if request is None else str(request.name),
-            None if request is None else command_summary(request.command),
-            self.decision,
-            self.reason if self.decision == DENY and self.reason else outcome,
-            duration,
+            str(request.name),
+            command_summary(request.command),
+            ALLOW,
+            "",
+            trio.current_time() - self._started,
         )
         try:
-            return log_file.append(record)
+            self._allowed = (await append_async(log_file, record)).seq
+        except AuditError as exc:
+            log.error("%s: audit log: %s; the command was refused", self.peer, exc.message)
+            raise SecurityRefusal(
+                f"the endpoint cannot record this request in its audit log, so it did not run "
+                f"it: {exc.message}"
+            ) from exc
+
+    async def close(self, outcome: str, duration: float) -> str | None:
+        """The audit record of the connection's end (if enabled); returns the log's new head.
+
+        After an allow: its outcome; otherwise the deny or error decision.
+        """
+        log_file = self.security.audit_log
+        if log_file is None:
+            return None
+        request = self.request
+        record: AuditRecord | OutcomeRecord
+        if self._allowed is not None:
+            record = OutcomeRecord(self.now, self.peer, self._allowed, outcome, duration)
+        else:
+            record = AuditRecord(
+                self.now,
+                self.peer,
+                self.chain,
+                None if request is None else str(request.name),
+                None if request is None else command_summary(request.command),
+                self.decision,
+                self.reason if self.decision == DENY and self.reason else outcome,
+                duration,
+            )
+        try:
+            return (await append_async(log_file, record)).head
         except AlbatrossError as exc:
-            log.error("audit log: %s", exc.message)
+            log.error("%s: audit log: %s", self.peer, exc.message)
             return None

@@ -9,7 +9,9 @@
 #
 # Every refusal is a SecurityRefusal (a PolicyError) whose message is the text to send
 # as Failure.  Every call that touches the store runs in a worker thread (the async
-# methods); the synchronous twins are for start-up, offline tools and tests.
+# methods); the synchronous twins are for start-up, offline tools and tests.  The
+# audit log's allow record is written by the gate before the command is forwarded,
+# the outcome (or the deny / error decision) when the connection ends.
 #
 # The quota guard holds a reservation from the check until the daemon's reply, so
 # concurrent creates cannot slip past; with several processes it also holds the
@@ -34,7 +36,7 @@ from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import AuditLog, AuditRecord, command_summary
+from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
 from tlsendpoint.security.naming import (
     check_object_name,
     check_stats_path,
@@ -247,8 +249,10 @@ class Security:
             log.info("%s", migrated)
         self.store.ready()  # writes work; no connection left open for forked workers
         self.crls = CrlStore(options.crl_dir, options.anchor) if options.crl_dir else None
-        self.audit_log = (
-            AuditLog(options.audit_log, fsync=options.audit_fsync) if options.audit_log else None
+        self.audit_log = (  # a torn end is recovered here (logged); a damaged one stops
+            open_audit_log(options.audit_log, fsync=options.audit_fsync)
+            if options.audit_log
+            else None
         )
         lock = HostLock(
             options.state_dir / QUOTA_LOCK,
@@ -368,7 +372,7 @@ class Security:
             reason,
             duration,
         )
-        return self.audit_log.append(record)
+        return self.audit_log.append(record).head
 
 
 def _owner(request: Request) -> str:

@@ -58,17 +58,22 @@ def security_options(func: Any) -> Any:
             "--crl-dir",
             type=click.Path(exists=True, file_okay=False, path_type=Path),
             default=None,
-            help="Directory of CRLs (*.crl, *.pem, *.der) to honour; re-read when it changes "
-            "and on SIGHUP; delegates' handed-in CRLs are stored here.  [default: none]",
+            help="Directory of CRLs (*.crl, *.pem, *.der) to honour; any other entry not "
+            "starting with '.' stops the start.  Re-read when it changes and on SIGHUP; "
+            "delegates' handed-in CRLs are stored here.  [default: none]",
         ),
         click.option(
             "--audit-log",
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
-            help="Append a hash-chained JSON line per connection (albatross-audit verify).  "
-            "[default: none]",
+            help="Hash-chained JSON audit log (albatross-audit verify): a command is recorded "
+            "before it runs, or refused when that fails.  [default: none]",
         ),
-        click.option("--audit-fsync", is_flag=True, help="fsync the audit log after every line."),
+        click.option(
+            "--audit-fsync",
+            is_flag=True,
+            help="fsync every audit record (an allow before its command is forwarded).",
+        ),
         click.option(
             "--no-security",
             is_flag=True,
