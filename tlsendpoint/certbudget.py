@@ -78,23 +78,26 @@ class FirstRecordScanner:
         self._header = bytearray()
         self._skip = 0  # octets of the current record's body still to pass over
 
-    def feed(self, data: bytes | bytearray | memoryview) -> int | None:
-        view = memoryview(data)
-        position = 0
-        while position < len(view):
+    def feed(self, data: bytes | bytearray) -> int | None:
+        position, size = 0, len(data)
+        while position < size:
             if self._skip:
-                step = min(self._skip, len(view) - position)
+                step = min(self._skip, size - position)
                 self._skip -= step
                 position += step
                 continue
-            take = min(_HEADER - len(self._header), len(view) - position)
-            self._header += view[position : position + take]
-            position += take
-            if len(self._header) < _HEADER:
-                return None
-            kind, length = self._header[0], int.from_bytes(self._header[3:5], "big")
-            self._header.clear()
-            if kind == APPLICATION_DATA:
+            if not self._header and size - position >= _HEADER:  # the usual case: a whole header
+                header = data[position : position + _HEADER]
+                position += _HEADER
+            else:
+                take = min(_HEADER - len(self._header), size - position)
+                self._header += data[position : position + take]
+                position += take
+                if len(self._header) < _HEADER:
+                    return None
+                header, self._header = bytes(self._header), bytearray()
+            length = int.from_bytes(header[3:5], "big")
+            if header[0] == APPLICATION_DATA:
                 return length
             self._skip = length
         return None

@@ -284,7 +284,7 @@ class Endpoint:
         now = self.clock()
         if self.clock is not system_clock:
             set_verify_time(self.ssl_context, now)
-        tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget)
+        tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget, linger=True)
         gate = (
             None if self.security is None else self.security.gate(record.peer, self.vmmd_query, now)
         )

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import operator
+import socket
 import ssl
 from collections.abc import Callable
 from typing import TypeVar
@@ -85,7 +86,11 @@ class _Tls:
 
 
 class TLSStream(trio.abc.Stream):
-    """TLS over *transport*; the server side by default, the client side for tests."""
+    """TLS over *transport*; the server side by default, the client side for tests.
+
+    *budget*: the certificate budget a server-side handshake takes a share of;
+    *linger*: :meth:`aclose` waits for the peer to close (see :meth:`_linger`).
+    """
 
     def __init__(
         self,
@@ -95,8 +100,10 @@ class TLSStream(trio.abc.Stream):
         server_side: bool = True,
         server_hostname: str | None = None,
         budget: CertificateBudget | None = None,
+        linger: bool = False,
     ) -> None:
         self.transport = transport
+        self._lingers = linger
         self._socket = transport.socket if isinstance(transport, UnixStream) else None
         self._tls: _Tls | None = _Tls(context, server_side, server_hostname)
         self._state = _State.HANDSHAKE
@@ -111,6 +118,7 @@ class TLSStream(trio.abc.Stream):
         self._busy_send = False
         self._flushing = False
         self._flushed: trio.Event | None = None
+        self._alert_sent = False
 
     # -- state --------------------------------------------------------------------
 
@@ -253,6 +261,7 @@ class TLSStream(trio.abc.Stream):
                 failure = str(exc)
             if failure is not None:
                 self._state = _State.BROKEN
+                self._alert_sent = bool(self._live().outgoing.pending)
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     waited |= await self._flush()  # the alert OpenSSL wrote for the peer
                 raise trio.BrokenResourceError(failure)
@@ -382,22 +391,50 @@ class TLSStream(trio.abc.Stream):
         if isinstance(self.transport, UnixStream):
             self.transport.close()
 
+    async def _linger(self) -> None:
+        """On a socket: end our direction, then drop what the peer still sends until it closes.
+
+        A peer may still be sending when we close: refused in the middle of its
+        flight (a chain over the limit) or of an upload, or simply not done reading
+        our last reply.  Closing a socket with unread data, or receiving data after
+        the close, makes the kernel answer with a reset, which destroys our alert or
+        last reply if the peer has not read it yet (the lingering close of RFC 9112
+        §9.6).  So: FIN, then read and discard until the peer closes - bounded by
+        the caller's deadline, holding nothing (the SSL object is gone by then).
+        Other transports (in-memory pairs) have no resets: nothing to do.  Only with
+        ``linger=True`` (the endpoint, which bounds it): otherwise :meth:`aclose`
+        would wait for the peer, which a stream's user does not expect.
+        """
+        sock = self._socket
+        if sock is None or not self._lingers:
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            sock.shutdown(socket.SHUT_WR)
+            while (await self._receive_bytes())[0]:
+                pass
+
     async def aclose(self) -> None:
         """Send close_notify if the connection is healthy, then close the transport.
 
-        The caller bounds it; cancelled, it still closes everything.
+        Then, or after a refused handshake, linger (:meth:`_linger`).  The caller
+        bounds it; cancelled, it still closes everything.
         """
         if self._state is _State.CLOSED:
             await trio.lowlevel.checkpoint()
             return
         healthy = self._state is _State.OPEN and not self._flushing
         try:
-            if healthy:
+            if self._alert_sent:
+                self._release()  # the SSL object and the budget share are not needed for it
+                await self._linger()
+            elif healthy:
                 await trio.lowlevel.checkpoint_if_cancelled()  # aclose_forcefully: no close_notify
                 with contextlib.suppress(ssl.SSLError):  # SSLWantReadError: we do not wait
                     self._live().ssl_object.unwrap()  # for the peer's close_notify
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await self._flush()
+                self._release()
+                await self._linger()
         finally:
             self._release()
             await self.transport.aclose()

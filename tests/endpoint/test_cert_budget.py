@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.endpoint.fakedaemon import Conn, reply_table
-from tests.endpoint.harness import open_harness, with_fake_daemon
+from tests.endpoint.harness import Harness, open_harness, with_fake_daemon
 from tests.endpoint.pki import Identity, Pki
 from tests.endpoint.test_tlsstream import no_cycle_collector
 from tlsendpoint.certbudget import (
@@ -305,6 +305,29 @@ async def test_a_chain_over_the_limit_is_refused_by_openssl(
 # -- nothing outlives its connection ------------------------------------------------
 
 
+async def _play(
+    h: Harness, scenario: str, identity: Identity, client_side: trio.abc.Stream
+) -> None:
+    """The client's part of each scenario of the test below."""
+    if scenario == "silent peer":
+        return
+    if scenario == "left before Finished":
+        await send_all_but_finished(client_side, h.pki.client(big_create(h.pki, 200_000)))
+        await trio.testing.wait_all_tasks_blocked()
+        return
+    tls = trio.SSLStream(client_side, h.pki.client(identity))
+    with contextlib.suppress(trio.BrokenResourceError):
+        await tls.do_handshake()
+        if scenario == "vanished":
+            await tls.receive_some()
+        elif scenario == "upload cut":
+            await tls.send_all(frame(b"x" * 100_000)[:50_000])
+            await trio.testing.wait_all_tasks_blocked()
+        else:
+            while await tls.receive_some():
+                pass
+
+
 SCENARIOS = [
     "served",
     "refused",
@@ -351,32 +374,14 @@ async def test_a_finished_connection_leaves_nothing_behind(
             (h.endpoint.socket_dir / "console.sock").unlink()
         with no_cycle_collector():
             server_side, client_side = trio.testing.memory_stream_pair()
-            h.nursery.start_soon(h.endpoint.handle, server_side, scenario)
-            await trio.testing.wait_all_tasks_blocked()
-            (stream,) = live(recorded)
-            tls_refs.append(weakref.ref(stream.ssl_object))
-            del stream
-            if scenario == "left before Finished":
-                await send_all_but_finished(client_side, h.pki.client(big_create(h.pki, 200_000)))
+            async with trio.open_nursery() as connection:  # ends when the endpoint is done
+                connection.start_soon(h.endpoint.handle, server_side, scenario)
                 await trio.testing.wait_all_tasks_blocked()
+                (stream,) = live(recorded)
+                tls_refs.append(weakref.ref(stream.ssl_object))
+                del stream
+                await _play(h, scenario, identity, client_side)
                 await trio.aclose_forcefully(client_side)
-            elif scenario != "silent peer":
-                tls = trio.SSLStream(client_side, h.pki.client(identity))
-                with contextlib.suppress(trio.BrokenResourceError):
-                    await tls.do_handshake()
-                    if scenario == "vanished":
-                        await tls.receive_some()
-                        await trio.aclose_forcefully(client_side)
-                    elif scenario == "upload cut":
-                        await tls.send_all(frame(b"x" * 100_000)[:50_000])
-                        await trio.testing.wait_all_tasks_blocked()
-                        await trio.aclose_forcefully(client_side)
-                    else:
-                        while await tls.receive_some():
-                            pass
-            while h.endpoint.active:
-                await trio.sleep(1)
-            await trio.testing.wait_all_tasks_blocked()
             assert [ref() for ref in tls_refs] == [None]
             if scenario != "bug":  # pytest's log capture holds the traceback of the bug
                 assert live(recorded) == []

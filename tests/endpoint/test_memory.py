@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-
 # In a fresh interpreter: free an 8 MiB block, then take 4 MiB and count mmapped blocks.
 # glibc's dynamic threshold rises to 8 MiB at the free, so the 4 MiB come from the heap
 # (and stay with the process once freed); with the threshold fixed they are mmapped.
@@ -49,4 +48,3 @@ def test_a_big_block_is_mapped_even_after_a_bigger_one_was_freed(mode: str, mapp
         [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
     ).stdout
     assert int(out) == mapped
-
