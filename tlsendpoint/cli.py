@@ -106,7 +106,10 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
-    trio.run(_serve_listener, endpoint, sock)
+    try:
+        trio.run(_serve_listener, endpoint, sock)
+    finally:
+        logging.shutdown()  # a worker ends with os._exit: no atexit writes the log's backlog
     return 0
 
 
