@@ -9,6 +9,8 @@ process's own CPU time per command: user+sys of this process while the load
 ran), then under cProfile, printing the functions with the most own time per
 command in microseconds and the time inside the OpenSSL handshake call
 (``SSLObject.do_handshake``), which is the floor the rest is compared with.
+``--floor`` also measures the same TLS context serving nothing but handshake, one reply
+frame and close_notify, through our stream and through ``trio.SSLStream``.
 The profiler counts this thread's CPU time (not wall time: the load
 generator and the stand-in share the cores) and inflates the Python parts
 (roughly 2x); the unprofiled figure is the one to quote.
@@ -48,6 +50,8 @@ from tlsendpoint.connlog import configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
+from tlsendpoint.tlsstream import TLSStream
+from tlsendpoint.unixstream import UnixStream
 from tlsendpoint.wire import (
     Header,
     Message,
@@ -77,32 +81,44 @@ def _pki(work: Path, key_type: str) -> list[str]:
 
 
 class Floor:
-    """The floor: TLS handshake, one fixed reply frame, close_notify - nothing else."""
+    """The floor: TLS handshake, one fixed reply frame, close_notify - nothing else.
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    ``lean``: through the endpoint's own stream on the raw socket (what the endpoint
+    does); otherwise through ``trio.SSLStream`` on ``trio.SocketStream`` (what it did).
+    """
+
+    def __init__(self, endpoint: Endpoint, lean: bool) -> None:
         self.context = endpoint.ssl_context
+        self.lean = lean
         reply = Message(Header(Name((), None), 0), UnikernelInfoList(()))
         self.reply = frame(encode_message(reply))
 
     async def handle(self, transport: trio.SocketStream) -> None:
-        tls = trio.SSLStream(transport, self.context, server_side=True)
+        tls: trio.abc.Stream
+        if self.lean:
+            raw = transport.socket
+            sock = socket.socket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+            tls = TLSStream(UnixStream(sock), self.context)
+        else:
+            tls = trio.SSLStream(transport, self.context, server_side=True)
         try:
             await tls.do_handshake()
             await tls.send_all(self.reply)
             await tls.aclose()
         except trio.BrokenResourceError:
-            await trio.aclose_forcefully(transport)
+            await trio.aclose_forcefully(tls)
 
 
 async def _serve_while(
-    endpoint: Endpoint, sock: socket.socket, command: list[str], floor: bool
+    endpoint: Endpoint, sock: socket.socket, command: list[str], floor: str | None
 ) -> str:
     """Serve on *sock* while the load generator *command* runs; return its stdout."""
     shutdown = trio.Event()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
-        if floor:
-            nursery.start_soon(trio.serve_listeners, Floor(endpoint).handle, [listener])
+        if floor is not None:
+            handler = Floor(endpoint, lean=floor == "lean").handle
+            nursery.start_soon(trio.serve_listeners, handler, [listener])
         else:
             await nursery.start(endpoint.serve, [listener], shutdown)
         result = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
@@ -116,7 +132,7 @@ def _run(
     port: int,
     args: list[str],
     profiler: cProfile.Profile | None,
-    floor: bool = False,
+    floor: str | None = None,
 ) -> tuple[dict[str, object], tuple[float, float]]:
     sock = socket.create_server(("127.0.0.1", port), backlog=1024)
     before = os.times()
@@ -223,12 +239,13 @@ def main() -> None:
                 f"{(user + system) * 1000 / commands:.3f} ms per command (user "
                 f"{user * 1000 / commands:.3f}, sys {system * 1000 / commands:.3f})"
             )
-            if a.floor:
+            for kind in ("lean", "trio") if a.floor else ():
                 port = free_port()
-                result, (user, system) = _run(endpoint, port, args(port), None, floor=True)
+                result, (user, system) = _run(endpoint, port, args(port), None, floor=kind)
                 commands = max(1, int(str(result["commands"])) + int(str(result["errors"])))
+                stream = "our TLSStream" if kind == "lean" else "trio.SSLStream"
                 print(
-                    f"Floor (handshake, one reply frame, close_notify; trio.SSLStream): "
+                    f"Floor (handshake, one reply frame, close_notify; {stream}): "
                     f"{commands} connections, {(user + system) * 1000 / commands:.3f} ms CPU per "
                     f"connection (user {user * 1000 / commands:.3f}, sys "
                     f"{system * 1000 / commands:.3f})"

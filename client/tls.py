@@ -41,12 +41,26 @@ __all__ = ["TLSClientStream", "check_server_cert", "check_server_issuer", "class
 _CHUNK = 65536
 
 
+#: Alerts by which a server refuses our certificate (RFC 8446 §6.2), as OpenSSL names them.
+#: albatross-client counts bad_certificate and certificate_expired; the endpoint sends the
+#: others too (OpenSSL's choice per verification error).  decrypt_error: a signature in our
+#: chain or our CertificateVerify did not verify (a CA of the same name but another key).
+_REFUSED_OUR_CERTIFICATE = (
+    "alert bad certificate",
+    "alert certificate expired",
+    "alert certificate revoked",
+    "alert certificate unknown",
+    "alert unsupported certificate",
+    "alert unknown ca",
+    "alert decrypt error",
+    "certificate required",
+)
+
+
 def classify(exc: Exception, stage: str = "failed to establish TLS connection") -> ClientError:
     """Map an OpenSSL error to albatross-client's exit status (``classify_tls_error``)."""
     text = str(exc)
-    if "alert bad certificate" in text or "alert certificate expired" in text:
-        return LocalAuthenticationFailed(f"local authentication failure {text}")
-    if "certificate required" in text or "alert unknown ca" in text:
+    if any(alert in text for alert in _REFUSED_OUR_CERTIFICATE):
         return LocalAuthenticationFailed(f"local authentication failure {text}")
     if "certificate verify failed" in text:
         return RemoteAuthenticationFailed(f"remote authentication failure {text}")

@@ -107,6 +107,8 @@ def chain_problems(chain: Sequence[x509.Certificate]) -> list[str]:
     for position, cert in enumerate(chain):
         try:
             found = _common(cert) + (_leaf(cert) if position == 0 else _issuer(cert))
+        except x509.DuplicateExtension as exc:  # not a ValueError; RFC 5280 §4.2: at most once
+            found = [f"the extension {exc.oid.dotted_string} appears more than once"]
         except ValueError as exc:  # a malformed extension cryptography cannot parse
             found = [f"malformed extension: {exc}"]
         out.extend(f"{subject_text(cert)}: {problem}" for problem in found)

@@ -27,6 +27,7 @@ from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_sock
 from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.limits import Limits
+from tlsendpoint.memory import fix_mmap_threshold
 from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
@@ -58,6 +59,11 @@ _LIMIT_HELP = {
     "max_frame": "Largest frame accepted from a client or daemon, in octets.",
     "max_image": "Largest image a client may upload after the handshake, in octets.",
     "max_cert_list": "Largest client certificate chain accepted, in octets.",
+    "cert_budget": (
+        "Octets of client certificate chains that handshakes may hold at once: a chain"
+        " longer than one TLS record takes --max-cert-list octets of it until its"
+        " connection closes; when none are left, handshakes wait (--handshake-timeout)."
+    ),
     "max_connections": "Connections served at once; more wait in the listen backlog.",
     "grace_period": "Seconds running connections get to finish after SIGTERM.",
 }
@@ -100,7 +106,10 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
-    trio.run(_serve_listener, endpoint, sock)
+    try:
+        trio.run(_serve_listener, endpoint, sock)
+    finally:
+        logging.shutdown()  # a worker ends with os._exit: no atexit writes the log's backlog
     return 0
 
 
@@ -226,6 +235,11 @@ def cli(
         raise click.UsageError("Options --inetd and --systemd-socket-activation are not compatible")
     if inetd and workers > 1:
         raise click.UsageError("Option --workers needs a listening socket, not --inetd")
+    if limit_values["cert_budget"] < limit_values["max_cert_list"]:
+        raise click.UsageError(
+            f"--cert-budget ({limit_values['cert_budget']}) must be at least --max-cert-list"
+            f" ({limit_values['max_cert_list']}): a chain of the largest size must fit in it"
+        )
     level = _level(verbose, quiet, verbosity)
     target = log_target or ("syslog" if syslog else "stderr")
     if level is None:
@@ -241,6 +255,8 @@ def cli(
             click.echo(f"ERROR: couldn't install {target} logging: {exc.strerror}", err=True)
         sys.exit(2)
     limits = Limits(**limit_values)
+    if not inetd:  # a long-running process: what a big handshake took goes back after it
+        fix_mmap_threshold()
     try:
         context = load_server_context(ca, cert, key, limits.max_cert_list)
         security = open_security(

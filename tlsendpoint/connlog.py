@@ -6,15 +6,25 @@ exactly one line that answers "who did what".  Certificates are named by
 subject and SHA-256 fingerprint (enough to find them in a CA database);
 values are quoted so a CN cannot forge extra fields or lines.
 
-:func:`configure_logging` sends the lines to stderr, syslog or the journal.
+:func:`configure_logging` sends the lines to stderr, syslog or the journal -
+from a thread of their own (:class:`BackgroundHandler`): writing to a pipe
+whose reader stalls, or to a syslog socket whose daemon is busy, blocks, and
+the event loop must never wait for that.  At most :data:`LOG_BACKLOG` records
+wait; beyond, records are dropped, and a line written before the next record
+that got through says how many.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import logging.handlers
+import os
+import queue
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +36,8 @@ from tlsendpoint.chainrules import subject_text
 
 __all__ = [
     "LOGGER",
+    "LOG_BACKLOG",
+    "BackgroundHandler",
     "ConnectionRecord",
     "JournalHandler",
     "configure_logging",
@@ -102,6 +114,95 @@ class JournalHandler(logging.Handler):
         super().close()
 
 
+#: Records waiting for the log's sink at most; beyond, they are dropped and counted.
+LOG_BACKLOG = 10_000
+#: How long closing the handler (at exit) waits for the waiting records to be written.
+LOG_DRAIN_TIMEOUT = 2.0
+
+
+class BackgroundHandler(logging.Handler):
+    """Formats a record in the caller's thread and has *sink* write it from a thread.
+
+    The thread is started in the process that first logs, so a worker forked
+    after :func:`configure_logging` gets its own (threads do not survive
+    ``fork``).  :meth:`close` - ``logging.shutdown`` at exit - writes what waits,
+    for at most :data:`LOG_DRAIN_TIMEOUT` seconds.
+    """
+
+    def __init__(self, sink: logging.Handler, backlog: int = LOG_BACKLOG) -> None:
+        super().__init__()
+        self.sink = sink
+        self.backlog = backlog
+        self.dropped = 0
+        self._count_lock = threading.Lock()
+        self._pid = -1
+        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue(backlog)
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        # a new queue in a forked child: the parent's may hold a lock its writer had
+        self._queue = queue.Queue(self.backlog)
+        self._count_lock = threading.Lock()
+        self.dropped = 0
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._write, name="albatross-log", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pid != os.getpid():
+            self._start()
+        try:
+            message = self.format(record)  # now: arguments may change after the call
+        except Exception:  # as logging.Handler does
+            self.handleError(record)
+            return
+        record = copy.copy(record)  # other handlers still see the original
+        record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        record.message = message
+        with self._count_lock:  # the writer reads the count on the record: no race with it
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self.dropped += 1
+                return
+            record.dropped_before, self.dropped = self.dropped, 0
+
+    def _write(self) -> None:
+        while True:
+            record = self._queue.get()
+            try:
+                if record is None:
+                    return
+                with self._count_lock:  # set by emit just after the record was queued
+                    dropped = getattr(record, "dropped_before", 0)
+                if dropped:
+                    note = logging.LogRecord(
+                        record.name, logging.WARNING, __file__, 0,
+                        f"{dropped} log records dropped: the log could not keep up", None, None,
+                    )  # fmt: skip
+                    self.sink.handle(note)
+                self.sink.handle(record)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = LOG_DRAIN_TIMEOUT) -> None:
+        """Wait (at most *timeout* seconds) until the waiting records are written."""
+        if self._pid != os.getpid():
+            return
+        waiting = self._queue
+        with waiting.all_tasks_done:
+            waiting.all_tasks_done.wait_for(lambda: not waiting.unfinished_tasks, timeout)
+
+    def close(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=LOG_DRAIN_TIMEOUT)
+            self._thread.join(LOG_DRAIN_TIMEOUT)
+            self._thread = None
+        self.sink.close()
+        super().close()
+
+
 def configure_logging(target: str, level: int, identifier: str = "albatross-tls-endpoint") -> None:
     """Route the endpoint's log to ``stderr``, ``syslog``, ``journal`` or ``none``."""
     root = logging.getLogger("albatross")
@@ -125,5 +226,6 @@ def configure_logging(target: str, level: int, identifier: str = "albatross-tls-
             raise FileNotFoundError(2, "no systemd journal socket", str(JOURNAL_SOCKET))
         handler = JournalHandler(identifier)
     else:
-        handler = logging.NullHandler()
-    root.addHandler(handler)
+        root.addHandler(logging.NullHandler())
+        return
+    root.addHandler(BackgroundHandler(handler))

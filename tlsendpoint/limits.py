@@ -33,6 +33,9 @@ class Limits:
     max_image: int = 64 * 1024 * 1024
     #: Largest client certificate chain (OpenSSL max_cert_list), in octets.
     max_cert_list: int = DEFAULT_MAX_CERT_LIST
+    #: Octets of client chains that handshakes may make OpenSSL hold at once, in shares of
+    #: ``max_cert_list`` (tlsendpoint.certbudget); 100 KiB per connection come on top.
+    cert_budget: int = 4 * DEFAULT_MAX_CERT_LIST
     #: Connections handled at once; further ones wait in the listen backlog.
     max_connections: int = 256
     #: On SIGTERM, how long running connections may continue before they are cancelled.

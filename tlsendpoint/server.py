@@ -4,14 +4,20 @@ Each connection runs in its own task in one nursery and catches everything it
 can raise, so one peer never affects another (albatross ``Lwt.async`` per
 connection).  The steps and their bounds:
 
-1. TLS handshake under ``handshake_timeout`` (a failed or slow one is logged and
-   closed; the client got OpenSSL's alert);
+1. TLS handshake (:class:`TLSStream`) under ``handshake_timeout``, its client
+   chain within the certificate budget (:mod:`tlsendpoint.certbudget`); a
+   failed one sends OpenSSL's alert, is logged and closed;
 2. :func:`authorize` on the verified chain; a :class:`Refusal` is answered with
    ``Failure <reason>`` (header: version 5, sequence 0, name ``:``) - albatross
    closes silently here;
 3. :func:`serve_request` to the daemon, then the final reply with header
    (certificate version, 0, derived name), then close_notify;
 4. one log line (:class:`ConnectionRecord`).
+
+After the handshake every request gets a reply: an exception nothing else
+handled (a bug, or a library raising what it should not) is answered with
+``Failure internal error: ...`` and logged with its traceback; only a client
+that went away gets none.
 
 Concurrency is bounded by a :class:`trio.CapacityLimiter`: the accept loop
 takes a slot *before* accepting, so excess connections wait in the kernel's
@@ -35,7 +41,8 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.authorize import Refusal, authorize
+from tlsendpoint.authorize import Refusal, Request, authorize
+from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.errors import AlbatrossError
@@ -51,7 +58,14 @@ from tlsendpoint.session import (
     SessionStats,
     serve_request,
 )
-from tlsendpoint.tlscontext import peer_chain, set_verify_time
+from tlsendpoint.tlscontext import (
+    peer_chain,
+    set_connection_max_cert_list,
+    set_max_cert_list,
+    set_verify_time,
+)
+from tlsendpoint.tlsstream import TLSStream
+from tlsendpoint.unixstream import UnixStream
 from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 
 __all__ = ["Endpoint", "describe_peer"]
@@ -68,7 +82,7 @@ _ACCEPT_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 
 def describe_peer(stream: trio.abc.Stream) -> str:
     """``host:port`` (or ``unix``/``?``) of a socket stream's peer."""
-    if isinstance(stream, trio.SocketStream):
+    if isinstance(stream, trio.SocketStream | UnixStream):
         try:
             address = stream.socket.getpeername()
         except OSError:
@@ -78,6 +92,24 @@ def describe_peer(stream: trio.abc.Stream) -> str:
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return "unix" if not address else str(address)
     return "stream"
+
+
+def _lean(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """A trio socket stream as a :class:`UnixStream` (TLSStream then calls the socket itself)."""
+    if not isinstance(stream, trio.SocketStream):
+        return stream
+    trio_socket = stream.socket
+    fd = trio_socket.detach()  # the descriptor moves; trio's object no longer owns it
+    return UnixStream(
+        socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto, fileno=fd)
+    )
+
+
+def _accepted(sock: socket.socket) -> UnixStream:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        # as trio.SocketStream does: a reply must not wait for the client's ACK (Nagle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return UnixStream(sock)
 
 
 def _address(listener: trio.abc.Listener[trio.abc.Stream]) -> object:
@@ -111,12 +143,29 @@ class Endpoint:
     def __post_init__(self) -> None:
         self.limiter = trio.CapacityLimiter(self.limits.max_connections)
         self.active = 0
+        self.cert_budget = self._certificate_budget()
         self.vmmd_query = daemon_query(  # the quota check's usage queries
             self.socket_dir / Socket.VMMD.filename,
             self.counter.next,
             self.limits.daemon_timeout,
             self.limits.max_frame,
         )
+
+    def _certificate_budget(self) -> CertificateBudget | None:
+        """Connections start at OpenSSL's default chain limit; big chains take a share.
+
+        Proven at start-up: one connection's limit is raised and read back (ctypes;
+        :func:`set_connection_max_cert_list`), or the endpoint does not start.
+        """
+        largest = self.limits.max_cert_list
+        if largest <= SMALL_CHAIN:
+            set_max_cert_list(self.ssl_context, largest)
+            return None
+        budget = CertificateBudget(self.limits.cert_budget, largest)
+        set_max_cert_list(self.ssl_context, SMALL_CHAIN)
+        probe = self.ssl_context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+        set_connection_max_cert_list(probe, largest)
+        return budget
 
     # -- one connection ----------------------------------------------------------
 
@@ -140,37 +189,41 @@ class Endpoint:
             record.outcome += f" (reply not taken within {self.limits.send_timeout:g} s)"
             record.ok = False
 
-    async def _serve_tls(
-        self,
-        tls: trio.SSLStream[trio.abc.Stream],
-        record: ConnectionRecord,
-        gate: Gate | None = None,
-    ) -> None:
-        with trio.move_on_after(self.limits.handshake_timeout) as handshake:
+    async def _handshake(self, tls: TLSStream, record: ConnectionRecord) -> bool:
+        """The TLS handshake under its deadline; False (and the reason logged) if it failed."""
+        with trio.move_on_after(self.limits.handshake_timeout):
             try:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
-                record.outcome = f"TLS handshake failed: {exc.__cause__ or exc}"
-                return
-        if handshake.cancelled_caught:
-            record.outcome = (
-                f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
-            )
-            return
-        client = FramedStream(tls, self.limits.max_frame, "client")
+                record.outcome = f"TLS handshake failed: {exc}"
+                return False
+            return True
+        record.outcome = f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
+        if tls.waiting_for_budget and self.cert_budget is not None:
+            budget = self.cert_budget.describe()
+            record.outcome += f" (waiting for a share of the certificate budget: {budget})"
+        return False
+
+    async def _authorize(
+        self, tls: TLSStream, record: ConnectionRecord, gate: Gate | None
+    ) -> Request:
         try:
-            try:
-                chain = peer_chain(tls._ssl_object)  # private trio attribute: the SSLObject
-            except ValueError as exc:  # OpenSSL accepted DER that cryptography refuses
-                raise Refusal(f"certificate not acceptable: {exc}") from exc
-            if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
-                record.chain = describe_chain(chain)
-            request = authorize(chain) if gate is None else await gate.authorize(chain)
-            del chain  # a held subscription must not keep the parsed certificates alive
-        except Refusal as refusal:
-            record.outcome = f"refused: {refusal.message}"
-            await self._reply(client, ROOT, VERSION, Failure(refusal.message), record)
-            return
+            chain = peer_chain(tls.ssl_object)
+        except ValueError as exc:  # OpenSSL accepted DER that cryptography refuses
+            raise Refusal(f"certificate not acceptable: {exc}") from exc
+        if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
+            record.chain = describe_chain(chain)
+        # the parsed chain is not kept: a held subscription must not hold the certificates
+        return authorize(chain) if gate is None else await gate.authorize(chain)
+
+    async def _serve_request(
+        self,
+        client: FramedStream,
+        request: Request,
+        record: ConnectionRecord,
+        gate: Gate | None,
+    ) -> Payload | None:
+        """The final payload for the client, or None if the client went away."""
         record.name = str(request.name)
         record.command = command_name(request.command)
         stats = SessionStats()
@@ -178,12 +231,12 @@ class Endpoint:
             run = partial(
                 serve_request, client, request, self.socket_dir, self.limits, self.counter, stats
             )
-            payload = await (run() if gate is None else gate.serve(request, run))
+            return await (run() if gate is None else gate.serve(request, run))
         except RequestFailed as failed:
-            payload = Failure(failed.message)
+            return Failure(failed.message)
         except ClientGone as gone:
             record.outcome = f"client gone: {gone.message}"
-            return
+            return None
         finally:
             record.details.extend(
                 f"{key}={value}"
@@ -194,8 +247,37 @@ class Endpoint:
                 )
                 if value
             )
-        record.ok, record.outcome = _payload_outcome(payload)
-        await self._reply(client, request.name, request.version, payload, record)
+
+    async def _serve_tls(
+        self, tls: TLSStream, record: ConnectionRecord, gate: Gate | None = None
+    ) -> None:
+        if not await self._handshake(tls, record):
+            return
+        client = FramedStream(tls, self.limits.max_frame, "client")
+        name, version = ROOT, VERSION  # the reply header until a request is known
+        failure: str | None = None
+        reply: Payload
+        try:
+            request = await self._authorize(tls, record, gate)
+            name, version = request.name, request.version
+            payload = await self._serve_request(client, request, record, gate)
+            if payload is None:
+                return
+            record.ok, record.outcome = _payload_outcome(payload)
+            reply = payload
+        except Refusal as refusal:
+            record.outcome = f"refused: {refusal.message}"
+            reply = Failure(refusal.message)
+        except TransportError as exc:  # the client's connection broke: nobody to answer
+            record.outcome = f"connection broken: {exc.message}"
+            return
+        except Exception as exc:  # a bug: the client still gets an answer, the log the details
+            LOGGER.exception("internal error while serving %s", record.peer)
+            failure = f"internal error: {type(exc).__name__}: {exc}"
+        if failure is not None:  # replied outside the except block: the traceback is let go
+            record.outcome = failure
+            reply = Failure(failure)
+        await self._reply(client, name, version, reply, record)
 
     async def handle(self, transport: trio.abc.Stream, peer: str | None = None) -> None:
         """Serve one accepted connection; never raises (except cancellation)."""
@@ -204,20 +286,21 @@ class Endpoint:
         now = self.clock()
         if self.clock is not system_clock:
             set_verify_time(self.ssl_context, now)
-        tls = trio.SSLStream(transport, self.ssl_context, server_side=True)
+        tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget, linger=True)
         gate = (
             None if self.security is None else self.security.gate(record.peer, self.vmmd_query, now)
         )
         self.active += 1
+        failure: str | None = None
         try:
             await self._serve_tls(tls, record, gate)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            record.outcome = f"connection broken: {exc}"
+            failure = f"connection broken: {exc}"
         except AlbatrossError as exc:
-            record.outcome = f"error: {exc.message}"
+            failure = f"error: {exc.message}"
         except Exception as exc:  # one bad connection must never stop the server
             LOGGER.exception("internal error while serving %s", record.peer)
-            record.outcome = f"internal error: {type(exc).__name__}: {exc}"
+            failure = f"internal error: {type(exc).__name__}: {exc}"
         except trio.Cancelled:
             record.ok = False
             record.outcome = "ended by shutdown (grace period over)"
@@ -229,8 +312,10 @@ class Endpoint:
                     trio.move_on_after(CLOSE_TIMEOUT),
                     contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
                 ):
-                    await tls.aclose()
-                await trio.aclose_forcefully(transport)
+                    await tls.aclose()  # closes the transport too, even when cancelled
+                tls.close()
+            if failure is not None:
+                record.ok, record.outcome = False, failure
             if gate is not None:  # the audit record (security), before the log line
                 with trio.CancelScope(shield=True):  # bounded by the audit write's deadline
                     head = await gate.close(record.outcome, trio.current_time() - started)
@@ -266,7 +351,7 @@ class Endpoint:
             except BaseException:
                 self.limiter.release_on_behalf_of(token)
                 raise
-            connections.start_soon(self._run_connection, transport, token)
+            connections.start_soon(self._run_connection, _lean(transport), token)
             if isinstance(listener, trio.SocketListener):
                 # borrowed (not dup'ed: no extra descriptor); O_NONBLOCK is trio's
                 backlog = socket.socket(fileno=listener.socket.fileno())
@@ -293,8 +378,7 @@ class Endpoint:
             except OSError:  # none waiting (EAGAIN); real errors come from the awaited accept
                 self.limiter.release_on_behalf_of(token)
                 return
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-            connections.start_soon(self._run_connection, stream, token)
+            connections.start_soon(self._run_connection, _accepted(sock), token)
 
     async def serve(
         self,

@@ -28,6 +28,13 @@ client sent that OpenSSL did not put on the path never reaches
 (ocaml-tls) includes the anchor only if the client sent it, so we drop it
 otherwise (it matters only for the chain length limit).
 
+A third: a connection's own limit.  OpenSSL copies the context's limit into
+each connection (``SSL_new``); :func:`set_connection_max_cert_list` raises one
+connection's (``SSL_ctrl`` on its ``SSL*``, the field after the owner
+reference in CPython's ``PySSLSocket``), proven like the context pointer: the
+``SSL*`` must belong to the context's ``SSL_CTX`` and be a server, and the
+value is read back.  :mod:`tlsendpoint.certbudget` explains why.
+
 The verification time: OpenSSL reads the system time itself.  A program
 that is handed another clock (a test replaying certificates captured on a
 known day) pins the time of a context with :func:`set_verify_time`
@@ -57,10 +64,12 @@ __all__ = [
     "DEFAULT_MAX_CERT_LIST",
     "TLSSetupError",
     "buffers_released",
+    "connection_max_cert_list",
     "load_server_context",
     "max_cert_list",
     "peer_chain",
     "release_buffers",
+    "set_connection_max_cert_list",
     "set_max_cert_list",
     "set_verify_time",
 ]
@@ -106,6 +115,12 @@ def _libssl() -> ctypes.CDLL:
     lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
     lib.SSL_CTX_get_options.restype = ctypes.c_uint64
     lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+    lib.SSL_ctrl.restype = ctypes.c_long
+    lib.SSL_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
+    lib.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+    lib.SSL_is_server.restype = ctypes.c_int
+    lib.SSL_is_server.argtypes = [ctypes.c_void_p]
     # libcrypto's, found through libssl's dependencies
     lib.SSL_CTX_get0_param.restype = ctypes.c_void_p
     lib.SSL_CTX_get0_param.argtypes = [ctypes.c_void_p]
@@ -146,6 +161,38 @@ def set_max_cert_list(ctx: ssl.SSLContext, limit: int) -> None:
     got = lib.SSL_CTX_ctrl(pointer, _SSL_CTRL_GET_MAX_CERT_LIST, 0, None)
     if got != limit:
         raise TLSSetupError(f"OpenSSL kept max_cert_list at {got} instead of {limit}")
+
+
+def _ssl_pointer(ssl_object: ssl.SSLObject, lib: ctypes.CDLL) -> int:
+    """The ``SSL*`` of a server-side *ssl_object*, after proving it is one of its context."""
+    inner = ssl_object._sslobj  # type: ignore[attr-defined]  # the C-level _ssl._SSLSocket
+    # PySSLSocket: PyObject_HEAD, PyObject *Socket, SSL *ssl (Modules/_ssl.c)
+    address = id(inner) + object.__basicsize__ + ctypes.sizeof(ctypes.c_void_p)
+    pointer = ctypes.c_void_p.from_address(address).value
+    ctx_pointer = _ssl_ctx_pointer(ssl_object.context, lib)
+    if not pointer or lib.SSL_get_SSL_CTX(pointer) != ctx_pointer:
+        raise TLSSetupError("the ssl.SSLObject holds no SSL of its context where expected")
+    if lib.SSL_is_server(pointer) != 1:
+        raise TLSSetupError("the SSL found in the ssl.SSLObject is not a server connection")
+    return int(pointer)
+
+
+def set_connection_max_cert_list(ssl_object: ssl.SSLObject, limit: int) -> None:
+    """Set the peer certificate chain limit of one server connection; verify it took effect."""
+    if not 0 < limit < 2**31:
+        raise TLSSetupError(f"max certificate chain size {limit} is out of range")
+    lib = _libssl()
+    pointer = _ssl_pointer(ssl_object, lib)
+    lib.SSL_ctrl(pointer, _SSL_CTRL_SET_MAX_CERT_LIST, limit, None)
+    got = lib.SSL_ctrl(pointer, _SSL_CTRL_GET_MAX_CERT_LIST, 0, None)
+    if got != limit:
+        raise TLSSetupError(f"OpenSSL kept the connection's max_cert_list at {got}, not {limit}")
+
+
+def connection_max_cert_list(ssl_object: ssl.SSLObject) -> int:
+    """The peer certificate chain limit OpenSSL applies for one server connection."""
+    lib = _libssl()
+    return int(lib.SSL_ctrl(_ssl_pointer(ssl_object, lib), _SSL_CTRL_GET_MAX_CERT_LIST, 0, None))
 
 
 def set_verify_time(ctx: ssl.SSLContext, when: dt.datetime) -> None:

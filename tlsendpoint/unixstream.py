@@ -1,4 +1,8 @@
-"""A connected unix socket as a trio stream, without trio's per-call overhead.
+"""A connected stream socket as a trio stream, without trio's per-call overhead.
+
+Named for its first use, the daemon sockets; the endpoint also serves its
+accepted TCP connections through it (:mod:`tlsendpoint.tlsstream` calls the
+socket directly when its transport is one of these).
 
 Every command talks to a daemon over a fresh unix socket: connect, one small
 write, one or a few reads, close.  ``trio.SocketStream`` spends more CPU on

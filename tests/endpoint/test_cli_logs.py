@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,12 @@ from tests.endpoint.fakedaemon import reply_table
 from tests.endpoint.harness import with_fake_daemon
 from tests.endpoint.pki import Pki, write_chain
 from tlsendpoint.cli import cli, main
-from tlsendpoint.connlog import ConnectionRecord, JournalHandler, configure_logging
+from tlsendpoint.connlog import (
+    BackgroundHandler,
+    ConnectionRecord,
+    JournalHandler,
+    configure_logging,
+)
 from tlsendpoint.wire import UnikernelInfo, UnikernelInfoList
 
 
@@ -126,6 +132,8 @@ def test_configure_logging_none_and_stderr(capsys: pytest.CaptureFixture[str]) -
     logging.getLogger("albatross.endpoint").warning("hidden")
     configure_logging("stderr", logging.INFO)
     logging.getLogger("albatross.endpoint").warning("shown")
+    for handler in logging.getLogger("albatross").handlers:
+        handler.flush()  # written from a thread
     captured = capsys.readouterr()
     configure_logging("none", logging.INFO)
     logging.getLogger("albatross").propagate = True
@@ -141,3 +149,63 @@ def test_missing_journal_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(cli, ["--log", "journal", "--tmpdir", str(tmp_path), *_files(pki)])
     assert result.exit_code == 2
     assert "ERROR: couldn't install journal logging: no systemd journal socket" in result.output
+
+
+class StuckSink(logging.Handler):
+    """A log destination that stops taking records until released (a stalled pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.unblock = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        assert self.unblock.wait(60)
+        self.messages.append(record.getMessage())
+
+
+def test_a_stalled_log_never_blocks_the_caller_and_says_what_it_dropped() -> None:
+    sink = StuckSink()
+    handler = BackgroundHandler(sink, backlog=3)
+    logger = logging.getLogger("albatross.test-background")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("line %d", 0)
+        assert sink.entered.wait(60)  # the writer thread is stuck in the sink with line 0
+        for n in range(1, 10):
+            logger.warning("line %d", n)  # returns although the sink does not take it
+        assert not sink.unblock.is_set() and handler.dropped == 6
+        sink.unblock.set()
+        handler.flush()
+        logger.warning("line %d", 10)
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert sink.messages == [
+        "line 0", "line 1", "line 2", "line 3",
+        "6 log records dropped: the log could not keep up", "line 10",
+    ]  # fmt: skip
+
+
+def test_the_background_handler_writes_tracebacks_and_everything_at_close() -> None:
+    sink = StuckSink()
+    sink.unblock.set()
+    handler = BackgroundHandler(sink)
+    logger = logging.getLogger("albatross.test-background-close")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        raise KeyError("why")
+    except KeyError:
+        logger.exception("internal error while serving %s", "peer")
+    for n in range(100):
+        logger.info("line %d", n)
+    logger.removeHandler(handler)
+    handler.close()  # as logging.shutdown at exit: what waits is written
+    assert sink.messages[0].startswith("internal error while serving peer\nTraceback")
+    assert "KeyError: 'why'" in sink.messages[0]
+    assert sink.messages[1:] == [f"line {n}" for n in range(100)]

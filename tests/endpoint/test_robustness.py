@@ -277,3 +277,35 @@ async def test_accept_errors_pause_and_recover(
     errors = [r for r in caplog.records if "accept failed" in r.getMessage()]
     assert len(errors) == 3  # one line per failure, not a flood
     assert accepted_at - start == pytest.approx(3 * ACCEPT_ERROR_PAUSE)
+
+
+async def test_a_refused_upload_still_reaches_the_client_while_it_sends(tmp_path: Path) -> None:
+    """The endpoint answers before the client has finished sending; closing then would make
+    the kernel answer the client's data with a reset that destroys the reply: it lingers."""
+    from tlsendpoint.wire import UnikernelConfig, UnikernelCreate, frame
+
+    limits = Limits(max_image=10_000)
+    async with tcp_endpoint(tmp_path, {}, limits) as (endpoint, daemon, port, pki):
+        client = await tls_client(port, pki, pki.leaf("up", UnikernelCreate(UnikernelConfig(b""))))
+        chunk = frame(b"a" * 60_000)
+        sent = 0
+
+        async def upload() -> None:
+            nonlocal sent
+            for _ in range(150):  # 9 MiB: far more than the socket buffers hold
+                await client.tls.send_all(chunk)
+                sent += len(chunk)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(upload)
+                replies = await client.read_all()
+        await trio.aclose_forcefully(client.tls)
+        await wait_until_idle(endpoint, daemon)
+    assert [m.payload for m in replies] == [
+        Failure(
+            "error retrieving unikernel image: the image exceeds the limit of 10000 octets"
+            " (endpoint option --max-image)"
+        )
+    ]
+    assert client.clean_close and sent == 150 * len(chunk)
