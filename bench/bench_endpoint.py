@@ -33,13 +33,13 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from ca import profiles
-from standin.images import make_image
-from tlsendpoint.wire import (
+from core.wire import (
     ConsoleSubscribe,
     UnikernelConfig,
     UnikernelCreate,
     UnikernelInfo,
 )
+from standin.images import make_image
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import trio
 
+from core.wire import Name
 from tlsendpoint.security.replay import LeafRecord
 from tlsendpoint.security.rollback import Delegation, Seen
 from tlsendpoint.security.store import STORE_FILE, SecurityStore
-from tlsendpoint.wire import Name
 
 NOW = 1_800_000_000
 LATER = NOW + 86_400

@@ -5,7 +5,7 @@ Prints a Markdown table of microseconds per encode+decode (best of 5 runs).
 
 pyasn1 is measured on the three messages for which a schema is short enough to
 write here (the certificate extension, a console data frame, the 100-entry
-info reply); the results are why ``tlsendpoint/wire/der.py`` is hand-written.
+info reply); the results are why ``core/wire/der.py`` is hand-written.
 It also shows pyasn1's DER decoder accepting what albatross refuses.
 """
 
@@ -20,7 +20,7 @@ from pyasn1.codec.der import decoder as pyasn1_decoder
 from pyasn1.codec.der import encoder as pyasn1_encoder
 from pyasn1.type import char, namedtype, tag, univ, useful
 
-from tlsendpoint.wire import (
+from core.wire import (
     ConsoleData,
     Header,
     Message,
@@ -36,7 +36,7 @@ from tlsendpoint.wire import (
     encode_extension,
     encode_message,
 )
-from tlsendpoint.wire.messages import Quit, Typ
+from core.wire.messages import Quit, Typ
 
 # -- our messages ---------------------------------------------------------
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_endpoint import BIN, free_port, write_leaf
 from bench.loadgen import Target, one_command, rss_kib
 from ca import profiles
-from tlsendpoint.wire import UnikernelConfig, UnikernelCreate, UnikernelInfo
+from core.wire import UnikernelConfig, UnikernelCreate, UnikernelInfo
 
 _SAMPLE = 0.05
 

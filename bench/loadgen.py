@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import END, Failure, FrameDecoder, decode_message
+from core.errors import ParseError
+from core.wire import END, Failure, FrameDecoder, decode_message
 
 CONNECT_TIMEOUT = 10.0
 

@@ -45,14 +45,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from bench.bench_endpoint import BIN, HERE, free_port, write_leaf
 from ca import profiles
-from tlsendpoint import server
-from tlsendpoint.connlog import configure_logging
-from tlsendpoint.limits import Limits
-from tlsendpoint.server import Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.tlsstream import TLSStream
-from tlsendpoint.unixstream import UnixStream
-from tlsendpoint.wire import (
+from core.wire import (
     Header,
     Message,
     Name,
@@ -61,6 +54,13 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tlsendpoint import server
+from tlsendpoint.connlog import configure_logging
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
+from tlsendpoint.tlsstream import TLSStream
+from tlsendpoint.unixstream import UnixStream
 
 
 def _pki(work: Path, key_type: str) -> list[str]:

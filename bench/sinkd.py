@@ -17,8 +17,7 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.framedio import FramedStream, TransportError
-from tlsendpoint.wire import (
+from core.wire import (
     BlockDeviceList,
     BlockInfo,
     Message,
@@ -29,6 +28,7 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+from tlsendpoint.framedio import FramedStream, TransportError
 
 MAX_FRAME = 1 << 26
 IO_TIMEOUT = 60.0

@@ -44,7 +44,7 @@ from ca.pem import (
 )
 from ca.pem import private_key_from as _private_key_from
 from ca.profiles import PrivateKey, cert_policy, common_name, key_matches
-from tlsendpoint.wire import check_label
+from core.wire import check_label
 
 __all__ = ["BUNDLE_VERSION", "SERVER_CA_LABEL", "Bundle", "encode_bundle", "parse_bundle"]
 

@@ -22,6 +22,7 @@ import click
 
 from ca.errors import CLI_FAILED
 from ca.inspect import describe_input, to_text
+from ca.invocation import command_clock
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
 from ca.provision import (
     DelegationSource,
@@ -33,9 +34,8 @@ from ca.provision import (
 )
 from ca.revoke import crl_command, crl_leaf_command, revoke_command
 from ca.store import MAX_FILE, read_bytes
-from tlsendpoint.clock import command_clock
-from tlsendpoint.errors import AlbatrossError, UsageError
-from tlsendpoint.wire import Policy
+from core.errors import AlbatrossError, UsageError
+from core.wire import Policy
 
 __all__ = [
     "LOG_PREFIX",

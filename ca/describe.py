@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDump,
@@ -42,7 +42,7 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelRestart,
 )
-from tlsendpoint.wire.messages import BlockDevice, FailBehaviour, NetIf, Restart
+from core.wire.messages import BlockDevice, FailBehaviour, NetIf, Restart
 
 __all__ = ["MARGIN", "command_text", "describe_command", "render"]
 

@@ -1,4 +1,4 @@
-"""Errors of the CA toolkit, in the project's one hierarchy (tlsendpoint.errors).
+"""Errors of the CA toolkit, in the project's one hierarchy (core.errors).
 
 albatross-client ends every provisioning failure (generate, sign, a bad CA key
 or CSR) with exit code 124 ("Cli_failed"), so the errors raised here carry 124.
@@ -9,7 +9,7 @@ code by the CLI, see :data:`CLI_FAILED`.
 
 from __future__ import annotations
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = ["CLI_FAILED", "StoreError"]
 

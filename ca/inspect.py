@@ -24,9 +24,9 @@ from ca.describe import command_text
 from ca.pem import PemObject, integer_octets, objects_from
 from ca.profiles import ALBATROSS_OID, albatross_command, common_name
 from ca.provision import subject_text
-from tlsendpoint.authorize import authorize
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.wire import Command, PolicyAdd
+from core.authorize import authorize
+from core.errors import AlbatrossError, ParseError
+from core.wire import Command, PolicyAdd
 
 __all__ = ["Json", "describe_input", "describe_object", "to_text"]
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = ["KEY_TYPES", "PrivateKey", "PublicKey", "generate_key", "key_matches"]
 

@@ -40,8 +40,8 @@ from ca.keys import (
     generate_key,
     key_matches,
 )
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import (
+from core.errors import ParseError, UsageError
+from core.wire import (
     EXTENSION_OID,
     Command,
     Policy,

@@ -55,7 +55,7 @@ from ca.store import (
     write_bundle,
     write_certificates,
 )
-from tlsendpoint.wire import Policy, check_label
+from core.wire import Policy, check_label
 
 __all__ = [
     "CA_CERT_FILE",

@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ca.errors import CLI_FAILED, StoreError
+from ca.invocation import command_clock
 from ca.profiles import PrivateKey, generate_key, leaf
 from ca.store import load_signer, read_bytes, write_certificates, write_new
-from tlsendpoint.clock import command_clock
-from tlsendpoint.errors import AlbatrossError, UsageError
+from core.errors import AlbatrossError, UsageError
+from core.wire import PolicyInfo
 from tlsendpoint.security.revocation import CRL_EXTENSION_OID
-from tlsendpoint.wire import PolicyInfo
 
 __all__ = [
     "CRL_DAYS",

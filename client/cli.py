@@ -25,8 +25,8 @@ from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
 from client.fmt import Formatter
 from client.output import format_log, json_line
+from core.errors import AlbatrossError
 from tlsendpoint import inspect_cli
-from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.security import cli as security_cli
 
 __all__ = ["alba", "main", "term_error"]

@@ -14,8 +14,8 @@ from client.destination import Local
 from client.errors import ClientError, CliFailed, RemoteCommandFailed
 from client.options import destination_options, resolve_destination, run_command
 from client.session import data_chunks, read_file
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import BlockAdd, BlockDump, BlockInfo, BlockRemove, BlockSet, Name
+from core.errors import AlbatrossError
+from core.wire import BlockAdd, BlockDump, BlockInfo, BlockRemove, BlockSet, Name
 
 __all__ = ["commands"]
 

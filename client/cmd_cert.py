@@ -12,7 +12,7 @@ from client.destination import Remote, parse_host_port
 from client.errors import CliFailed
 from client.options import make_settings, output_options
 from client.run import execute_certificate
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
 
 __all__ = ["certificate"]
 

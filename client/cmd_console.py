@@ -10,8 +10,8 @@ import click
 from client.cmd_unikernel import NAME, OPT_NAME
 from client.commands import parse_path
 from client.options import destination_options, run_command
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import (
+from core.errors import AlbatrossError
+from core.wire import (
     ConsoleListInactive,
     ConsoleSubscribe,
     Name,

@@ -1,6 +1,6 @@
 """``inspect-dump`` and ``extract-dump``: read albatross's state file on the host.
 
-Every layout albatross 2.7.2 reads is accepted (:mod:`tlsendpoint.wire.state`),
+Every layout albatross 2.7.2 reads is accepted (:mod:`core.wire.state`),
 so a host upgraded from an older albatross can be inspected before albatrossd
 rewrites its file; the output is ``albatross-client``'s (``inspect_dump`` and
 ``extract_dump`` in ``client/albatross_client.ml``).
@@ -21,10 +21,10 @@ from client.cmd_unikernel import NAME
 from client.errors import CliFailed
 from client.options import make_printer, output_options
 from client.output import format_config, json_line, rfc3339, to_json
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import Name, UnikernelConfig
-from tlsendpoint.wire.compress import decompress
-from tlsendpoint.wire.state import State, decode_state
+from core.errors import ParseError
+from core.wire import Name, UnikernelConfig
+from core.wire.compress import decompress
+from core.wire.state import State, decode_state
 
 __all__ = ["commands"]
 

@@ -10,8 +10,8 @@ from client.cmd_console import PATH_OPTION, PathType
 from client.commands import build_policy
 from client.errors import CliFailed
 from client.options import destination_options, make_printer, resolve_destination, run_command
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import Name, PolicyInfo, PolicyRemove
+from core.errors import AlbatrossError
+from core.wire import Name, PolicyInfo, PolicyRemove
 
 __all__ = ["commands"]
 

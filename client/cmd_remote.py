@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from client.destination import parse_host_port
 from client.errors import CliFailed
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
 
 __all__ = ["remote"]
 

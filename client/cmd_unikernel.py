@@ -20,8 +20,8 @@ from client.commands import (
 from client.destination import Local
 from client.errors import CliFailed
 from client.options import destination_options, resolve_destination, run_command
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import (
+from core.errors import AlbatrossError
+from core.wire import (
     BlockDevice,
     Name,
     NetIf,

@@ -18,8 +18,8 @@ from client.options import destination_options, make_settings, resolve_destinati
 from client.output import format_message
 from client.run import execute
 from client.session import Printer, Settings
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import (
+from core.errors import AlbatrossError
+from core.wire import (
     BlockDevice,
     Message,
     Name,
@@ -30,7 +30,7 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
-from tlsendpoint.wire.compress import compress
+from core.wire.compress import compress
 
 __all__ = ["update"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from client.manifest import check_devices
-from tlsendpoint.errors import UsageError
-from tlsendpoint.wire import (
+from core.errors import UsageError
+from core.wire import (
     BlockDevice,
     Command,
     Name,
@@ -31,8 +31,8 @@ from tlsendpoint.wire import (
     UnikernelRestart,
     check_label,
 )
-from tlsendpoint.wire.compress import compress
-from tlsendpoint.wire.messages import POLICY_COMMANDS
+from core.wire.compress import compress
+from core.wire.messages import POLICY_COMMANDS
 
 __all__ = [
     "UnikernelOptions",

@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = [
     "DEFAULT_PORT",

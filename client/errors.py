@@ -2,14 +2,14 @@
 
 albatross-client reports every outcome as an exit status; we keep its numbers so
 that scripts written against it keep working.  The classes derive from the
-project's one hierarchy (:mod:`tlsendpoint.errors`).
+project's one hierarchy (:mod:`core.errors`).
 """
 
 from __future__ import annotations
 
 import enum
 
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
 
 __all__ = [
     "ChainFailure",

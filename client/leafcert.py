@@ -22,8 +22,8 @@ from OpenSSL import crypto
 
 from ca.profiles import PrivateKey, cert_policy, generate_key, key_matches, leaf
 from client.errors import ChainFailure, CliFailed
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import Command, PolicyAdd, UnikernelCreate
+from core.errors import AlbatrossError
+from core.wire import Command, PolicyAdd, UnikernelCreate
 
 __all__ = [
     "CaMaterial",

@@ -4,7 +4,7 @@ albatross-client refuses to create a unikernel whose ``--net`` / ``--block``
 names differ from the devices in the image's ``.note.solo5.manifest``
 (solo5-elftool ``query_manifest``; albatross ``Vmm_unix.devices_match``), and
 prints "error during ELF parsing" for a file that is not a Solo5 ELF (case 012).
-The notes are read by :mod:`tlsendpoint.solo5` (shared with the daemon stand-in);
+The notes are read by :mod:`core.solo5` (shared with the daemon stand-in);
 every offset is bounds-checked and any inconsistency is a :class:`ParseError`.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tlsendpoint import solo5
-from tlsendpoint.errors import ParseError, UsageError
+from core import solo5
+from core.errors import ParseError, UsageError
 
 __all__ = ["Device", "check_devices", "devices_match", "read_manifest"]
 

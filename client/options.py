@@ -17,15 +17,15 @@ import click
 import trio
 from click.shell_completion import CompletionItem
 
+from ca.invocation import command_clock
 from ca.profiles import KEY_TYPES
 from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
 from client.errors import CliFailed
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
-from tlsendpoint.clock import command_clock
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import Command, Name
+from core.errors import AlbatrossError
+from core.wire import Command, Name
 
 __all__ = [
     "destination_options",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from client.fmt import Formatter
-from tlsendpoint.wire import (
+from core.wire import (
     BlockData,
     BlockDeviceImage,
     BlockDeviceList,
@@ -36,9 +36,9 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelInfoRecord,
 )
-from tlsendpoint.wire.grammar import BLOCK_INFO, NET_INFO
-from tlsendpoint.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, Timeval
-from tlsendpoint.wire.state import StoredUnikernel
+from core.wire.grammar import BLOCK_INFO, NET_INFO
+from core.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, Timeval
+from core.wire.state import StoredUnikernel
 
 __all__ = [
     "escaped",

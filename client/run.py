@@ -35,8 +35,8 @@ from client.leafcert import (
 )
 from client.session import Mode, Settings, endpoint, read_replies, send_data
 from client.transport import connect_local, connect_remote
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import Command, Header, Message, Name, encode_message, frame
+from core.errors import AlbatrossError
+from core.wire import Command, Header, Message, Name, encode_message, frame
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
 

@@ -25,9 +25,9 @@ import trio
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
 from client.output import format_log, format_message, json_line, rfc3339, to_json
-from tlsendpoint.clock import Clock, system_clock
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.clock import Clock, system_clock
+from core.errors import ParseError
+from core.wire import (
     BLOCK_COMMANDS,
     CONSOLE_COMMANDS,
     DEFAULT_MAX_FRAME,
@@ -50,7 +50,7 @@ from tlsendpoint.wire import (
     is_data,
     is_success,
 )
-from tlsendpoint.wire.compress import StreamCompressor, StreamDecompressor, decompress
+from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
 
 __all__ = [
     "ByteStream",

@@ -15,11 +15,8 @@ import os
 
 import trio
 
-from standin.conn import Conn
-from standin.daemon import Daemon
-from standin.outcomes import AddBlock, DumpBlock, ReadBlock, RemoveBlock, SetBlock, WriteBlock
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     BlockData,
     BlockDeviceImage,
     End,
@@ -29,7 +26,10 @@ from tlsendpoint.wire import (
     Payload,
     StringReply,
 )
-from tlsendpoint.wire.compress import StreamCompressor, StreamDecompressor, compress
+from core.wire.compress import StreamCompressor, StreamDecompressor, compress
+from standin.conn import Conn
+from standin.daemon import Daemon
+from standin.outcomes import AddBlock, DumpBlock, ReadBlock, RemoveBlock, SetBlock, WriteBlock
 
 __all__ = [
     "DUMP_PIECE",

@@ -15,11 +15,11 @@ from pathlib import Path
 import click
 import trio
 
+from core.errors import UsageError
 from standin.config import StandinConfig, discovered_host
 from standin.daemon import Daemon, StandinError
 from standin.runner import Runner, SimulatedRunner
 from standin.runner_hvt import Solo5HvtRunner
-from tlsendpoint.errors import UsageError
 
 __all__ = ["main"]
 

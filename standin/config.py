@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlsendpoint.wire import DEFAULT_MAX_FRAME, Policy
-from tlsendpoint.wire.policy import MAX_INT
+from core.wire import DEFAULT_MAX_FRAME, Policy
+from core.wire.policy import MAX_INT
 
 __all__ = ["StandinConfig", "discovered_host"]
 

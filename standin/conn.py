@@ -12,8 +12,8 @@ import logging
 
 import trio
 
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.wire import End, FrameDecoder, Message, encode_message, end_marker, frame
+from core.errors import AlbatrossError, ParseError
+from core.wire import End, FrameDecoder, Message, encode_message, end_marker, frame
 
 __all__ = ["SEND_TIMEOUT", "Conn", "PeerTimeout"]
 

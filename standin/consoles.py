@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from core.wire import Name
 from standin.trie import Trie
-from tlsendpoint.wire import Name
 
 __all__ = ["LINE_LIMIT", "RING_SIZE", "ConsoleEntry", "Consoles", "LineSplitter", "Ring"]
 

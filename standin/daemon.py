@@ -27,17 +27,9 @@ from pathlib import Path
 
 import trio
 
-from standin.config import StandinConfig
-from standin.consoles import Consoles, LineSplitter
-from standin.errors import Refused
-from standin.persist import StandinError, dump_state, restore_blocks, restore_state
-from standin.resources import Unikernel, block_name
-from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
-from standin.stats import StatsBook, Watched
-from standin.vmmd import Vmmd, should_restart
-from tlsendpoint.clock import Clock, system_clock
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import (
+from core.clock import Clock, system_clock
+from core.errors import AlbatrossError
+from core.wire import (
     ConsoleData,
     Failure,
     Header,
@@ -50,6 +42,14 @@ from tlsendpoint.wire import (
     StringReply,
     UnikernelConfig,
 )
+from standin.config import StandinConfig
+from standin.consoles import Consoles, LineSplitter
+from standin.errors import Refused
+from standin.persist import StandinError, dump_state, restore_blocks, restore_state
+from standin.resources import Unikernel, block_name
+from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
+from standin.stats import StatsBook, Watched
+from standin.vmmd import Vmmd, should_restart
 
 __all__ = ["Daemon", "StandinError", "Subscriber", "Waiter", "default_mac"]
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from tlsendpoint.errors import AlbatrossError, PolicyError
+from core.errors import AlbatrossError, PolicyError
 
 __all__ = ["PolicyRefused", "Refused"]
 

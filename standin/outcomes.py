@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tlsendpoint.wire import Failure, Name, Success, UnikernelConfig
+from core.wire import Failure, Name, Success, UnikernelConfig
 
 __all__ = [
     "AddBlock",

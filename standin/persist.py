@@ -2,7 +2,7 @@
 
 Start-up order as albatrossd: block device files first (their checks never
 fail, no policy is restored yet), then the state file - in any layout
-albatross 2.7.2 reads (:mod:`tlsendpoint.wire.state`), copied to
+albatross 2.7.2 reads (:mod:`core.wire.state`), copied to
 ``state.started`` once it parsed (``Vmm_unix.backup``) - then the configured
 root policy and the stored policies parents first, then the unikernels
 (returned, sorted by ``startup``, for the daemon to create).  Writing always
@@ -17,11 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.errors import AlbatrossError, ParseError
+from core.wire import Name, Policy, UnikernelConfig
+from core.wire.state import CURRENT_LAYOUT, decode_state, encode_state
 from standin.errors import Refused
 from standin.vmmd import Vmmd
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.wire import Name, Policy, UnikernelConfig
-from tlsendpoint.wire.state import CURRENT_LAYOUT, decode_state, encode_state
 
 __all__ = ["StandinError", "dump_state", "restore_blocks", "restore_state"]
 

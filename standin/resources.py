@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.wire import Name, Policy, UnikernelConfig
 from standin.errors import PolicyRefused, Refused
 from standin.trie import Trie
-from tlsendpoint.wire import Name, Policy, UnikernelConfig
 
 __all__ = ["BlockState", "Resources", "Unikernel", "block_name"]
 

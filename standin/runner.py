@@ -29,8 +29,8 @@ from typing import Protocol
 
 import trio
 
+from core.wire import Name, UnikernelConfig
 from standin.solo5 import fake_stub, text_banner
-from tlsendpoint.wire import Name, UnikernelConfig
 
 __all__ = ["EXIT_ARGUMENT", "LaunchSpec", "Process", "ProcessExit", "Runner", "SimulatedRunner"]
 

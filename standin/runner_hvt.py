@@ -23,8 +23,8 @@ from pathlib import Path
 
 import trio
 
+from core.errors import UsageError
 from standin.runner import LaunchSpec, Output, ProcessExit
-from tlsendpoint.errors import UsageError
 
 __all__ = ["Solo5HvtRunner", "find_tender", "tender_command"]
 

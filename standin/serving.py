@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from core.errors import ParseError
+from core.wire import End, Message, decode_message
 from standin.conn import Conn, PeerTimeout, describe_error
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import End, Message, decode_message
 
 __all__ = ["Handler", "read_message", "serve_socket"]
 

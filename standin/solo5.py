@@ -1,6 +1,6 @@
 """The stand-in's view of a unikernel image.
 
-The Solo5 notes (ABI and device manifest) are read by :mod:`tlsendpoint.solo5`,
+The Solo5 notes (ABI and device manifest) are read by :mod:`core.solo5`,
 shared with the client; this module re-exports them.  Fake test images
 (``shared/tools/mkfake.py``) additionally carry a tiny stub whose configuration
 (mode, exit status, banner) sits at a fixed offset from the entry point;
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tlsendpoint.errors import ParseError
-from tlsendpoint.solo5 import Abi, DeviceKind, Manifest, Target, read_manifest, read_notes
-from tlsendpoint.solo5 import unpack as _unpack
+from core.errors import ParseError
+from core.solo5 import Abi, DeviceKind, Manifest, Target, read_manifest, read_notes
+from core.solo5 import unpack as _unpack
 
 __all__ = [
     "Abi",

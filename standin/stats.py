@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from standin.trie import Trie
-from tlsendpoint.wire import (
+from core.wire import (
     Header,
     Ifdata,
     KinfoMem,
@@ -28,6 +27,7 @@ from tlsendpoint.wire import (
     StatsData,
     Timeval,
 )
+from standin.trie import Trie
 
 __all__ = ["StatsBook", "Watched", "sample"]
 

@@ -18,11 +18,7 @@ import logging
 
 import trio
 
-from standin.conn import Conn
-from standin.daemon import Daemon, Subscriber
-from standin.serving import read_message
-from standin.stats import Watched
-from tlsendpoint.wire import (
+from core.wire import (
     ConsoleAdd,
     ConsoleData,
     ConsoleList,
@@ -38,6 +34,10 @@ from tlsendpoint.wire import (
     StatsSubscribe,
     StringReply,
 )
+from standin.conn import Conn
+from standin.daemon import Daemon, Subscriber
+from standin.serving import read_message
+from standin.stats import Watched
 
 __all__ = ["console_connection", "stats_connection", "stats_timer"]
 

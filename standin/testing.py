@@ -28,10 +28,10 @@ from typing import Any
 
 import trio
 
+from core.clock import Clock, system_clock
 from standin.config import StandinConfig
 from standin.daemon import Daemon
 from standin.runner import Runner
-from tlsendpoint.clock import Clock, system_clock
 
 __all__ = ["Standin", "StandinProcess", "open_standin", "standin_process"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from tlsendpoint.wire import Name
+from core.wire import Name
 
 __all__ = ["Trie"]
 

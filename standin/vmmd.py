@@ -20,26 +20,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
-from standin.errors import Refused
-from standin.outcomes import (
-    AddBlock,
-    Create,
-    DumpBlock,
-    Outcome,
-    Prepared,
-    ReadBlock,
-    RemoveBlock,
-    Reply,
-    SetBlock,
-    StatsChannel,
-    Wait,
-    WaitAndCreate,
-    WriteBlock,
-)
-from standin.resources import Resources, Unikernel, block_name
-from standin.solo5 import read_notes
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDeviceEntry,
@@ -75,7 +57,25 @@ from tlsendpoint.wire import (
     UnikernelInfoRecord,
     UnikernelRestart,
 )
-from tlsendpoint.wire.compress import compress, decompress
+from core.wire.compress import compress, decompress
+from standin.errors import Refused
+from standin.outcomes import (
+    AddBlock,
+    Create,
+    DumpBlock,
+    Outcome,
+    Prepared,
+    ReadBlock,
+    RemoveBlock,
+    Reply,
+    SetBlock,
+    StatsChannel,
+    Wait,
+    WaitAndCreate,
+    WriteBlock,
+)
+from standin.resources import Resources, Unikernel, block_name
+from standin.solo5 import read_notes
 
 __all__ = ["MAX_IMAGE", "Vmmd", "bytes_of_mb", "should_restart"]
 

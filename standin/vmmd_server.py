@@ -13,6 +13,16 @@ from __future__ import annotations
 
 import logging
 
+from core.errors import UsageError
+from core.wire import (
+    Empty,
+    Failure,
+    Message,
+    Payload,
+    StatsAdd,
+    StringReply,
+    encode_message,
+)
 from standin.blocks import (
     add_block,
     empty_block,
@@ -39,16 +49,6 @@ from standin.outcomes import (
     WriteBlock,
 )
 from standin.serving import read_message
-from tlsendpoint.errors import UsageError
-from tlsendpoint.wire import (
-    Empty,
-    Failure,
-    Message,
-    Payload,
-    StatsAdd,
-    StringReply,
-    encode_message,
-)
 
 __all__ = ["vmmd_connection"]
 

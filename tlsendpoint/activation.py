@@ -21,7 +21,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = [
     "SD_LISTEN_FDS_START",

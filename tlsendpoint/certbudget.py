@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import trio
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = [
     "APPLICATION_DATA",

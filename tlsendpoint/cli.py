@@ -23,9 +23,9 @@ from typing import Any
 import click
 import trio
 
+from core.errors import AlbatrossError
 from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
 from tlsendpoint.connlog import LOGGER, configure_logging
-from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.limits import Limits
 from tlsendpoint.memory import fix_mmap_threshold
 from tlsendpoint.security.setup import open_security, security_options

@@ -32,7 +32,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tlsendpoint.chainrules import subject_text
+from core.chainrules import subject_text
 
 __all__ = [
     "LOGGER",

@@ -1,6 +1,6 @@
 """Framed reads and writes on a trio stream, bounded in size (albatross chunk framing).
 
-A thin shell over :class:`tlsendpoint.wire.FrameDecoder`: it pulls bytes from a
+A thin shell over :class:`core.wire.FrameDecoder`: it pulls bytes from a
 ``trio.abc.Stream`` until a frame is complete.  The decoder refuses a length
 prefix above ``max_frame`` before buffering the body, so a peer can make us
 hold at most ``max_frame`` + one read of octets.  The connection closing in
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import trio
 
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.wire import (
+from core.errors import AlbatrossError, ParseError
+from core.wire import (
     End,
     FrameDecoder,
     Message,

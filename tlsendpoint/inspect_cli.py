@@ -20,10 +20,10 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.wire import EXTENSION_OID, Command, Message, decode_extension, decode_message
-from tlsendpoint.wire.describe import describe, to_json
-from tlsendpoint.wire.grammar import encode_extension, encode_message
+from core.errors import AlbatrossError, ParseError
+from core.wire import EXTENSION_OID, Command, Message, decode_extension, decode_message
+from core.wire.describe import describe, to_json
+from core.wire.grammar import encode_extension, encode_message
 
 __all__ = ["inspect_bytes", "main"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.wire import DEFAULT_MAX_FRAME
 from tlsendpoint.tlscontext import DEFAULT_MAX_CERT_LIST
-from tlsendpoint.wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Limits"]
 

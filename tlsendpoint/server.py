@@ -41,14 +41,15 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.authorize import Refusal, Request, authorize
+from core.authorize import Refusal, Request, authorize
+from core.clock import Clock, system_clock
+from core.errors import AlbatrossError
+from core.routing import Socket, command_name
+from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
-from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
-from tlsendpoint.errors import AlbatrossError
 from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
-from tlsendpoint.routing import Socket, command_name
 from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.hooks import Security, daemon_query, reload_on_sighup
 from tlsendpoint.session import (
@@ -66,7 +67,6 @@ from tlsendpoint.tlscontext import (
 )
 from tlsendpoint.tlsstream import TLSStream
 from tlsendpoint.unixstream import UnixStream
-from tlsendpoint.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 
 __all__ = ["Endpoint", "describe_peer"]
 

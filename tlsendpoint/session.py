@@ -1,6 +1,6 @@
 """One authorised request, carried to its daemon and back (albatross_tls_endpoint.ml ``handle``).
 
-After the handshake and :func:`tlsendpoint.authorize.authorize`, the sequence is
+After the handshake and :func:`core.authorize.authorize`, the sequence is
 albatross's (behaviour.md §2.6): take an uploaded image if the certificate's is
 empty; connect to the daemon socket of the command's route; for vmmd push the
 chain's policies first, deepest first, each answered before the next; send the
@@ -33,13 +33,10 @@ from typing import TypeVar
 
 import trio
 
-from tlsendpoint.authorize import Request
-from tlsendpoint.errors import AlbatrossError, ParseError
-from tlsendpoint.framedio import FramedStream, TransportError
-from tlsendpoint.limits import Limits
-from tlsendpoint.routing import ReplyMode, Socket, route, streams_upward, uploads_image
-from tlsendpoint.unixstream import UnixStream, open_unix
-from tlsendpoint.wire import (
+from core.authorize import Request
+from core.errors import AlbatrossError, ParseError
+from core.routing import ReplyMode, Socket, route, streams_upward, uploads_image
+from core.wire import (
     SUCCESS_TYPES,
     BlockData,
     Command,
@@ -51,6 +48,9 @@ from tlsendpoint.wire import (
     PolicyAdd,
     UnikernelCreate,
 )
+from tlsendpoint.framedio import FramedStream, TransportError
+from tlsendpoint.limits import Limits
+from tlsendpoint.unixstream import UnixStream, open_unix
 
 __all__ = [
     "Admit",

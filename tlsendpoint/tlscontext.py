@@ -24,7 +24,7 @@ A second private access: on Python 3.11 the verified chain is only available
 as ``SSLObject._sslobj.get_verified_chain()`` (public from 3.13); we use the
 public method when it exists.  Only the verified path counts: a certificate the
 client sent that OpenSSL did not put on the path never reaches
-:mod:`tlsendpoint.authorize`.  OpenSSL's path always ends at our CA; albatross
+:mod:`core.authorize`.  OpenSSL's path always ends at our CA; albatross
 (ocaml-tls) includes the anchor only if the client sent it, so we drop it
 otherwise (it matters only for the chain length limit).
 
@@ -44,7 +44,7 @@ TLS parameters follow albatross (spec behaviour.md §2.3): TLS 1.3 only, a
 client certificate is required, no session tickets, one CA.  OpenSSL's
 verification covers validity, CA flags, keyCertSign, path length, signatures
 and unknown critical extensions; the rules where ocaml-x509 is stricter are
-checked afterwards on the verified chain (:mod:`tlsendpoint.chainrules`).
+checked afterwards on the verified chain (:mod:`core.chainrules`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tlsendpoint.errors import UsageError
+from core.errors import UsageError
 
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",

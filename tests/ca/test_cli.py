@@ -18,9 +18,9 @@ import ca.cli
 from ca.cli import ca_group, generate_command, register, sign_command
 from ca.profiles import albatross_command, generate_key, leaf
 from ca.store import load_bundle
+from core.authorize import authorize
+from core.wire import Policy, UnikernelInfo
 from tests.ca.helpers import CASES, CERTS, NOW, ext_layout, load_certs, verify
-from tlsendpoint.authorize import authorize
-from tlsendpoint.wire import Policy, UnikernelInfo
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from ca import profiles
 from ca.cli import ca_group
 from ca.revoke import revoke, write_crl
-from tlsendpoint.authorize import authorize
+from core.authorize import authorize
+from core.wire import Name, Policy, PolicyInfo, UnikernelInfo
 from tlsendpoint.security.revocation import CrlStore, RevocationRefusal, submitted_crl
-from tlsendpoint.wire import Name, Policy, PolicyInfo, UnikernelInfo
 
 NOW = dt.datetime.now(dt.UTC)
 POLICY = Policy(2, frozenset({0}), 64, None, frozenset({"service"}))

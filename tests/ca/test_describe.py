@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from ca.describe import command_text, describe_command, render
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDevice,
@@ -106,7 +106,7 @@ def test_command_texts(command: Command, text: str) -> None:
 
 
 def test_every_command_class_has_a_text() -> None:
-    from tlsendpoint.wire import (
+    from core.wire import (
         BLOCK_COMMANDS,
         CONSOLE_COMMANDS,
         POLICY_COMMANDS,

@@ -23,11 +23,7 @@ from ca.cli import ca_group, generate_command
 from ca.pem import encode_certificates, encode_private_key
 from ca.profiles import generate_key, leaf
 from ca.store import load_bundle
-from tests.endpoint.fakedaemon import open_fake_daemon, reply_table
-from tlsendpoint.limits import Limits
-from tlsendpoint.server import Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import (
+from core.wire import (
     FrameDecoder,
     Header,
     Message,
@@ -38,6 +34,10 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     decode_message,
 )
+from tests.endpoint.fakedaemon import open_fake_daemon, reply_table
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
 
 ALICE = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))
 BOB = Policy(1, frozenset({0}), 32, 10, frozenset({"service"}))

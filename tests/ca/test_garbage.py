@@ -12,9 +12,9 @@ from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.inspect import describe_input
 from ca.pem import certificates_from, csr_from, objects_from, private_key_from
 from ca.profiles import generate_key, intermediate
+from core.errors import AlbatrossError
+from core.wire import Policy
 from tests.ca.helpers import CERTS, NOW, ca_of
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.wire import Policy
 
 SAMPLE = CERTS.joinpath("ca/alice.pem").read_bytes()
 

@@ -29,10 +29,9 @@ from ca.profiles import (
     root_ca,
     server_cert,
 )
-from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_cert, load_certs, load_csr, verify
-from tlsendpoint.authorize import Refusal, authorize
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import (
+from core.authorize import Refusal, authorize
+from core.errors import ParseError, UsageError
+from core.wire import (
     Policy,
     PolicyAdd,
     UnikernelConfig,
@@ -41,6 +40,7 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     encode_extension,
 )
+from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_cert, load_certs, load_csr, verify
 
 ALICE = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))
 SKI, KU, BC, AKI, EKU, SAN = (

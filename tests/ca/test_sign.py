@@ -24,9 +24,8 @@ from ca.profiles import (
     server_cert,
     sign_csr,
 )
-from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_certs, load_csr, verify
-from tlsendpoint.errors import PolicyError, UsageError
-from tlsendpoint.wire import (
+from core.errors import PolicyError, UsageError
+from core.wire import (
     NetIf,
     Policy,
     PolicyAdd,
@@ -34,6 +33,7 @@ from tlsendpoint.wire import (
     UnikernelCreate,
     UnikernelDestroy,
 )
+from tests.ca.helpers import CERTS, NOW, ca_of, ext_layout, load_certs, load_csr, verify
 
 ALICE = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))
 

@@ -14,8 +14,8 @@ from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.errors import StoreError
 from ca.pem import certificates_from, encode_private_key, objects_from, private_key_from
 from ca.profiles import generate_key, intermediate, root_ca
+from core.wire import Policy
 from tests.ca.helpers import CERTS, NOW, ca_of, load_cert
-from tlsendpoint.wire import Policy
 
 ALICE = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))
 

@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from ca import profiles
 from ca.profiles import PrivateKey
-from tlsendpoint.tlscontext import set_verify_time
-from tlsendpoint.wire import (
+from core.wire import (
     BlockSet,
     Command,
     Header,
@@ -37,6 +36,7 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tlsendpoint.tlscontext import set_verify_time
 
 NOW = dt.datetime.now(dt.UTC)
 ALICE_POLICY = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))

@@ -17,10 +17,8 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 
 from client.cli import alba
-from tests.client.helpers import Pki, Seen, fake_endpoint, reply
-from tests.vectors import CASES
-from tlsendpoint.clock import fixed_clock
-from tlsendpoint.wire import (
+from core.clock import fixed_clock
+from core.wire import (
     BlockData,
     BlockDeviceImage,
     BlockSet,
@@ -35,6 +33,8 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+from tests.client.helpers import Pki, Seen, fake_endpoint, reply
+from tests.vectors import CASES
 
 TICKER = CASES / "005-create-ticker-args" / "fake_ticker.hvt"
 NET = CASES / "044-create-net-wrong-devname" / "fake_net.hvt"
@@ -475,7 +475,7 @@ def test_missing_and_oversized_image(pki: Pki, tmp_path: Path) -> None:
 def test_info_verbose_shows_argv(pki: Pki) -> None:
     import datetime as dt
 
-    from tlsendpoint.wire import Quit, Typ, UnikernelInfoRecord
+    from core.wire import Quit, Typ, UnikernelInfoRecord
 
     record = UnikernelInfoRecord(
         typ=Typ.SOLO5, fail_behaviour=Quit(), cpuids=frozenset({0}), memory=16,

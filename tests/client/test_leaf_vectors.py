@@ -24,14 +24,14 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from client.cli import alba
-from tests.vectors import CASES, CERTS, captured_at
-from tlsendpoint.clock import fixed_clock
-from tlsendpoint.wire import (
+from core.clock import fixed_clock
+from core.wire import (
     EXTENSION_OID,
     UnikernelCreate,
     decode_extension,
     encode_extension,
 )
+from tests.vectors import CASES, CERTS, captured_at
 
 LEAVES = sorted((CERTS / "leaf").glob("*.json"))
 

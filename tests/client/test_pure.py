@@ -27,9 +27,8 @@ from client.fmt import Formatter
 from client.manifest import Device, devices_match, read_manifest
 from client.output import escaped, format_message, rfc3339
 from client.session import Mode, data_chunks, endpoint
-from tests.vectors import CASES
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import (
+from core.errors import ParseError, UsageError
+from core.wire import (
     BlockDevice,
     BlockDump,
     BlockInfoRecord,
@@ -49,6 +48,7 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelInfoRecord,
 )
+from tests.vectors import CASES
 
 TICKER = (CASES / "005-create-ticker-args" / "fake_ticker.hvt").read_bytes()
 BLK = (CASES / "038-create-with-block" / "fake_blk.hvt").read_bytes()

@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 from ca import profiles
 from client.cli import alba
 from client.remotes import RemoteEntry, load_remotes, save_remotes
+from core.wire import Name, StringReply, UnikernelDestroy, UnikernelInfo, UnikernelInfoList
 from tests.client.helpers import Pki, Seen, fake_daemon, fake_endpoint, key_pem, pem, reply
 from tests.interrupt import interruptible
-from tlsendpoint.wire import Name, StringReply, UnikernelDestroy, UnikernelInfo, UnikernelInfoList
 
 
 def run(args: list[str]) -> Result:

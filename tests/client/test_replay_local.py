@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from client.cli import alba
+from core.wire import UnikernelCreate, decode_message
 from tests.client.helpers import Seen, fake_daemon
 from tests.vectors import CASES, case_frames
-from tlsendpoint.wire import UnikernelCreate, decode_message
 
 CASES_LOCAL = [
     "001-info-empty", "003-create-hello-minimal", "004-console-hello-exited",

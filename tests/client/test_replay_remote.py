@@ -22,10 +22,8 @@ from click.testing import CliRunner
 
 from client.cli import alba
 from client.session import Mode, endpoint
-from tests.client.helpers import Seen, fake_tls_server
-from tests.vectors import CASES, CERTS, captured_at, case_frames
-from tlsendpoint.clock import fixed_clock
-from tlsendpoint.wire import (
+from core.clock import fixed_clock
+from core.wire import (
     Header,
     Message,
     PolicyAdd,
@@ -34,6 +32,8 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tests.client.helpers import Seen, fake_tls_server
+from tests.vectors import CASES, CERTS, captured_at, case_frames
 
 SERVER = CERTS / "ca" / "root-server.pem", CERTS / "ca" / "root-server.key"
 TRUST = CERTS / "ca" / "root-cacert.pem"

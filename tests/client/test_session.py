@@ -11,8 +11,7 @@ import trio.testing
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
 from client.session import Mode, Printer, Settings, read_replies, send_data
-from tests.client.helpers import reply
-from tlsendpoint.wire import (
+from core.wire import (
     BlockData,
     ConsoleData,
     Failure,
@@ -21,6 +20,7 @@ from tlsendpoint.wire import (
     UnikernelDestroy,
     end_marker,
 )
+from tests.client.helpers import reply
 
 NAME = Name.parse(":t")
 

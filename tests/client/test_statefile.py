@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from client.cli import alba
+from core.wire import BlockDevice, Name, NetIf, Policy, Restart, UnikernelConfig
+from core.wire.state import encode_state
 from tests.vectors import CASES
 from tests.wire import statefiles as sf
-from tlsendpoint.wire import BlockDevice, Name, NetIf, Policy, Restart, UnikernelConfig
-from tlsendpoint.wire.state import encode_state
 
 IMAGE = (CASES / "003-create-hello-minimal" / "fake_hello.hvt").read_bytes()
 CONFIG = UnikernelConfig(

@@ -14,9 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from client.cli import alba
-from tests.client.helpers import Seen, fake_daemon, reply
-from tests.vectors import CASES
-from tlsendpoint.wire import (
+from core.wire import (
     Failure,
     Name,
     Quit,
@@ -27,6 +25,8 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelInfoRecord,
 )
+from tests.client.helpers import Seen, fake_daemon, reply
+from tests.vectors import CASES
 
 OLD = CASES / "005-create-ticker-args" / "fake_ticker.hvt"
 NEW = CASES / "003-create-hello-minimal" / "fake_hello.hvt"

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.framedio import FramedStream, PeerClosed, TransportError
-from tlsendpoint.wire import (
+from core.wire import (
     ROOT,
     BlockSet,
     End,
@@ -31,6 +30,7 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tlsendpoint.framedio import FramedStream, PeerClosed, TransportError
 
 __all__ = ["Behaviour", "Conn", "FakeDaemon", "open_fake_daemon", "reply_table"]
 

@@ -12,14 +12,14 @@ from typing import Any
 import trio
 import trio.testing
 
+from core.clock import Clock, system_clock
+from core.wire import FrameDecoder, Message, decode_message, end_marker, frame
 from tests.endpoint.fakedaemon import Behaviour, FakeDaemon, open_fake_daemon
 from tests.endpoint.pki import Identity, Pki
-from tlsendpoint.clock import Clock, system_clock
 from tlsendpoint.connlog import LOGGER
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import FrameDecoder, Message, decode_message, end_marker, frame
 
 __all__ = ["Client", "Harness", "open_harness", "with_fake_daemon"]
 

@@ -21,8 +21,8 @@ from OpenSSL import crypto
 
 from ca import profiles
 from ca.profiles import PrivateKey
+from core.wire import EXTENSION_OID, Command, Policy, encode_extension
 from tlsendpoint.tlscontext import set_verify_time
-from tlsendpoint.wire import EXTENSION_OID, Command, Policy, encode_extension
 
 __all__ = ["Identity", "Pki", "custom_cert", "write_chain"]
 

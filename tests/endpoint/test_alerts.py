@@ -15,14 +15,14 @@ import trio
 from cryptography import x509
 
 from client.tls import classify
+from core.clock import Clock, fixed_clock, system_clock
+from core.wire import PolicyAdd, UnikernelConfig, UnikernelCreate, UnikernelInfo
 from tests.endpoint.pki import NOW, POLICY, Identity, Pki, _pem_key, custom_cert, write_chain
 from tests.endpoint.test_client_e2e import _alba, _write_key
 from tlsendpoint.activation import tcp_listen_socket
-from tlsendpoint.clock import Clock, fixed_clock, system_clock
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import PolicyAdd, UnikernelConfig, UnikernelCreate, UnikernelInfo
 
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl binary is not installed")

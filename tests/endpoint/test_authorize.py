@@ -15,11 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ca import profiles
-from tests.endpoint.pki import NOW, POLICY, Pki, custom_cert
-from tests.vectors import CASES, CERTS, case_frames
-from tlsendpoint.authorize import MAX_CHAIN, Refusal, Request, authorize
-from tlsendpoint.routing import ROUTES, route
-from tlsendpoint.wire import (
+from core.authorize import MAX_CHAIN, Refusal, Request, authorize
+from core.routing import ROUTES, route
+from core.wire import (
     BlockAdd,
     BlockDump,
     BlockInfo,
@@ -46,6 +44,8 @@ from tlsendpoint.wire import (
     UnikernelRestart,
     decode_message,
 )
+from tests.endpoint.pki import NOW, POLICY, Pki, custom_cert
+from tests.vectors import CASES, CERTS, case_frames
 
 Cert = tuple[x509.Certificate, profiles.PrivateKey]
 

@@ -17,20 +17,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.endpoint.fakedaemon import Conn, reply_table
-from tests.endpoint.harness import Harness, open_harness, with_fake_daemon
-from tests.endpoint.pki import Identity, Pki
-from tests.endpoint.test_tlsstream import no_cycle_collector
-from tlsendpoint.certbudget import (
-    SMALL_CHAIN,
-    CertificateBudget,
-    FirstRecordScanner,
-)
-from tlsendpoint.errors import UsageError
-from tlsendpoint.limits import Limits
-from tlsendpoint.tlscontext import connection_max_cert_list, max_cert_list
-from tlsendpoint.tlsstream import TLSStream
-from tlsendpoint.wire import (
+from core.errors import UsageError
+from core.wire import (
     ConsoleSubscribe,
     Failure,
     StringReply,
@@ -40,6 +28,18 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     frame,
 )
+from tests.endpoint.fakedaemon import Conn, reply_table
+from tests.endpoint.harness import Harness, open_harness, with_fake_daemon
+from tests.endpoint.pki import Identity, Pki
+from tests.endpoint.test_tlsstream import no_cycle_collector
+from tlsendpoint.certbudget import (
+    SMALL_CHAIN,
+    CertificateBudget,
+    FirstRecordScanner,
+)
+from tlsendpoint.limits import Limits
+from tlsendpoint.tlscontext import connection_max_cert_list, max_cert_list
+from tlsendpoint.tlsstream import TLSStream
 
 INFO = UnikernelInfoList(())
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.wire import UnikernelInfo, UnikernelInfoList
 from tests.endpoint.fakedaemon import reply_table
 from tests.endpoint.harness import with_fake_daemon
 from tests.endpoint.pki import Pki, write_chain
@@ -20,7 +21,6 @@ from tlsendpoint.connlog import (
     JournalHandler,
     configure_logging,
 )
-from tlsendpoint.wire import UnikernelInfo, UnikernelInfoList
 
 
 def _files(pki: Pki) -> list[str]:

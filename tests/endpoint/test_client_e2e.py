@@ -9,6 +9,7 @@ from pathlib import Path
 import trio
 from cryptography.hazmat.primitives import serialization
 
+from core.wire import Policy
 from standin.testing import open_standin
 from tests.endpoint.pki import Pki, write_chain
 from tests.vectors import MKFAKE
@@ -16,7 +17,6 @@ from tlsendpoint.activation import tcp_listen_socket
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import Policy
 
 ALBA = Path(sys.executable).parent / "alba"
 

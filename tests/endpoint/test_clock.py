@@ -8,7 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tlsendpoint.clock import command_clock, fixed_clock, system_clock
+from ca.invocation import command_clock
+from core.clock import fixed_clock, system_clock
 
 
 def test_fixed_clock_reads_the_same_instant_in_utc() -> None:

@@ -10,10 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.endpoint.fakedaemon import Conn, reply_table
-from tests.endpoint.harness import open_harness, with_fake_daemon
-from tlsendpoint.limits import Limits
-from tlsendpoint.wire import (
+from core.wire import (
     BlockSet,
     ConsoleData,
     ConsoleSubscribe,
@@ -24,6 +21,9 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     frame,
 )
+from tests.endpoint.fakedaemon import Conn, reply_table
+from tests.endpoint.harness import open_harness, with_fake_daemon
+from tlsendpoint.limits import Limits
 
 UPLOAD = UnikernelCreate(UnikernelConfig(image=b""))
 

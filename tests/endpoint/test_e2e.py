@@ -11,17 +11,8 @@ from pathlib import Path
 import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from standin.testing import open_standin
-from tests.endpoint.harness import Client, open_harness
-from tests.endpoint.pki import Identity
-from tests.endpoint.vectorcerts import VectorPki, resign_leaf
-from tests.vectors import CASES, CERTS, MKFAKE, case_frames
-from tlsendpoint.activation import tcp_listen_socket
-from tlsendpoint.clock import fixed_clock
-from tlsendpoint.limits import Limits
-from tlsendpoint.server import Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import (
+from core.clock import fixed_clock
+from core.wire import (
     ROOT,
     BlockAdd,
     BlockData,
@@ -46,6 +37,15 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     decode_message,
 )
+from standin.testing import open_standin
+from tests.endpoint.harness import Client, open_harness
+from tests.endpoint.pki import Identity
+from tests.endpoint.vectorcerts import VectorPki, resign_leaf
+from tests.vectors import CASES, CERTS, MKFAKE, case_frames
+from tlsendpoint.activation import tcp_listen_socket
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import Endpoint
+from tlsendpoint.tlscontext import load_server_context
 
 
 def _fake_image(tmp_path: Path, *extra: str) -> bytes:

@@ -11,16 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.endpoint.fakedaemon import reply_table
-from tests.endpoint.harness import with_fake_daemon
-from tests.endpoint.pki import Pki
-from tests.vectors import all_frames
-from tlsendpoint.connlog import LOGGER
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.framedio import FramedStream
-from tlsendpoint.tlscontext import buffers_released, load_server_context, release_buffers
-from tlsendpoint.unixstream import UnixStream, open_unix
-from tlsendpoint.wire import (
+from core.errors import ParseError, UsageError
+from core.wire import (
     End,
     Header,
     Message,
@@ -35,7 +27,15 @@ from tlsendpoint.wire import (
     frame,
     frame_prefix,
 )
-from tlsendpoint.wire.grammar import MESSAGE
+from core.wire.grammar import MESSAGE
+from tests.endpoint.fakedaemon import reply_table
+from tests.endpoint.harness import with_fake_daemon
+from tests.endpoint.pki import Pki
+from tests.vectors import all_frames
+from tlsendpoint.connlog import LOGGER
+from tlsendpoint.framedio import FramedStream
+from tlsendpoint.tlscontext import buffers_released, load_server_context, release_buffers
+from tlsendpoint.unixstream import UnixStream, open_unix
 
 
 def test_frame_prefix_is_the_prefix_of_frame() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from core.wire import Name, UnikernelInfo, UnikernelInfoList
 from tests.endpoint.fakedaemon import FakeDaemon, open_fake_daemon, reply_table
 from tests.endpoint.harness import Client
 from tests.endpoint.pki import Pki
@@ -21,7 +22,6 @@ from tlsendpoint.activation import ActivationError, systemd_socket, tcp_listen_s
 from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import Name, UnikernelInfo, UnikernelInfoList
 
 SCRIPT = Path(sys.executable).parent / "albatross-tls-endpoint"
 _SPAWNED: list[trio.Process] = []
@@ -310,8 +310,8 @@ def test_systemd_without_environment_exits_125(tmp_path: Path) -> None:
 
 async def test_sigterm_ends_a_single_connection_after_the_grace_period(tmp_path: Path) -> None:
     """Accept=yes / inetd: SIGTERM lets the running stream go on for --grace-period, then ends."""
+    from core.wire import ConsoleData, ConsoleSubscribe, StringReply
     from tests.endpoint.fakedaemon import Conn
-    from tlsendpoint.wire import ConsoleData, ConsoleSubscribe, StringReply
 
     async def console(conn: Conn) -> None:
         import datetime as dt

@@ -13,10 +13,8 @@ import trio
 import trio.testing
 from cryptography import x509
 
-from tests.endpoint.harness import Harness, open_harness
-from tests.endpoint.pki import NOW, POLICY, Identity, Pki, custom_cert
-from tlsendpoint.clock import fixed_clock
-from tlsendpoint.wire import (
+from core.clock import fixed_clock
+from core.wire import (
     ROOT,
     Command,
     ConsoleAdd,
@@ -27,6 +25,8 @@ from tlsendpoint.wire import (
     StatsAdd,
     UnikernelInfo,
 )
+from tests.endpoint.harness import Harness, open_harness
+from tests.endpoint.pki import NOW, POLICY, Identity, Pki, custom_cert
 
 Make = Callable[[Harness], Identity]
 

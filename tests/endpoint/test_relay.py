@@ -7,10 +7,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from tests.endpoint.fakedaemon import Conn, reply_table
-from tests.endpoint.harness import open_harness, with_fake_daemon
-from tests.endpoint.pki import POLICY
-from tlsendpoint.wire import (
+from core.wire import (
     ROOT,
     BlockData,
     BlockDeviceImage,
@@ -35,6 +32,9 @@ from tlsendpoint.wire import (
     end_marker,
     frame,
 )
+from tests.endpoint.fakedaemon import Conn, reply_table
+from tests.endpoint.harness import open_harness, with_fake_daemon
+from tests.endpoint.pki import POLICY
 
 INFO = UnikernelInfoList(())
 

@@ -26,12 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ca import profiles
-from tests.endpoint.fakedaemon import Behaviour, Conn, open_fake_daemon
-from tests.endpoint.harness import Harness, open_harness
-from tests.endpoint.pki import POLICY, Identity, Pki, custom_cert
-from tlsendpoint.errors import ParseError
-from tlsendpoint.framedio import PeerClosed
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     EXTENSION_OID,
     SUCCESS_TYPES,
     BlockDump,
@@ -54,6 +50,10 @@ from tlsendpoint.wire import (
     end_marker,
     frame,
 )
+from tests.endpoint.fakedaemon import Behaviour, Conn, open_fake_daemon
+from tests.endpoint.harness import Harness, open_harness
+from tests.endpoint.pki import POLICY, Identity, Pki, custom_cert
+from tlsendpoint.framedio import PeerClosed
 
 ALBATROSS = x509.ObjectIdentifier(EXTENSION_OID)
 #: Same encoded length as the albatross OID (last arc 43 instead of 42): swapped in afterwards.

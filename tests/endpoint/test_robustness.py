@@ -14,14 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.endpoint.fakedaemon import Behaviour, Conn, FakeDaemon, open_fake_daemon, reply_table
-from tests.endpoint.harness import Client
-from tests.endpoint.pki import Identity, Pki
-from tlsendpoint.activation import tcp_listen_socket
-from tlsendpoint.limits import Limits
-from tlsendpoint.server import ACCEPT_ERROR_PAUSE, Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import (
+from core.wire import (
     ConsoleData,
     ConsoleSubscribe,
     Failure,
@@ -29,6 +22,13 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+from tests.endpoint.fakedaemon import Behaviour, Conn, FakeDaemon, open_fake_daemon, reply_table
+from tests.endpoint.harness import Client
+from tests.endpoint.pki import Identity, Pki
+from tlsendpoint.activation import tcp_listen_socket
+from tlsendpoint.limits import Limits
+from tlsendpoint.server import ACCEPT_ERROR_PAUSE, Endpoint
+from tlsendpoint.tlscontext import load_server_context
 
 INFO = UnikernelInfoList(())
 LINE = ConsoleData(dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "tick")
@@ -282,7 +282,7 @@ async def test_accept_errors_pause_and_recover(
 async def test_a_refused_upload_still_reaches_the_client_while_it_sends(tmp_path: Path) -> None:
     """The endpoint answers before the client has finished sending; closing then would make
     the kernel answer the client's data with a reset that destroys the reply: it lingers."""
-    from tlsendpoint.wire import UnikernelConfig, UnikernelCreate, frame
+    from core.wire import UnikernelConfig, UnikernelCreate, frame
 
     limits = Limits(max_image=10_000)
     async with tcp_endpoint(tmp_path, {}, limits) as (endpoint, daemon, port, pki):

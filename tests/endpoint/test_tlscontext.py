@@ -15,8 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import profiles
+from core.clock import system_clock
+from core.wire import UnikernelConfig, UnikernelCreate, UnikernelInfo
 from tests.endpoint.pki import NOW, Identity, Pki, custom_cert, write_chain
-from tlsendpoint.clock import system_clock
 from tlsendpoint.tlscontext import (
     DEFAULT_MAX_CERT_LIST,
     TLSSetupError,
@@ -26,7 +27,6 @@ from tlsendpoint.tlscontext import (
     set_max_cert_list,
     set_verify_time,
 )
-from tlsendpoint.wire import UnikernelConfig, UnikernelCreate, UnikernelInfo
 
 Side = trio.SSLStream[trio.StapledStream[Any, Any]]
 

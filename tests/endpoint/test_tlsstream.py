@@ -17,13 +17,13 @@ import pytest
 import trio
 import trio.testing
 
+from core.wire import UnikernelInfo
 from tests.endpoint.harness import Harness
 from tests.endpoint.pki import Identity, Pki
 from tests.endpoint.test_refusals import _expired, _foreign, _unknown_critical
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.tlsstream import WRITE_CHUNK, TLSStream
 from tlsendpoint.unixstream import UnixStream
-from tlsendpoint.wire import UnikernelInfo
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from cryptography import x509
 
 from ca import profiles
 from ca.profiles import PrivateKey
-from tlsendpoint.wire import Command, Policy, UnikernelConfig, UnikernelCreate
+from core.wire import Command, Policy, UnikernelConfig, UnikernelCreate
 
 __all__ = ["NOW", "Ca", "create", "policy", "root"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import trio
 
+from core.wire import Message, Payload, PolicyAdd, StringReply, UnikernelDestroy
 from tests.endpoint.fakedaemon import Behaviour, Conn, FakeDaemon
 from tests.endpoint.harness import Client
 from tests.endpoint.pki import Identity, Pki
 from tlsendpoint.framedio import PeerClosed
-from tlsendpoint.wire import Message, Payload, PolicyAdd, StringReply, UnikernelDestroy
 
 __all__ = ["DESTROYED", "Destroys", "Endpoints", "open_endpoints"]
 

@@ -14,6 +14,15 @@ from pathlib import Path
 
 import trio
 
+from core.wire import (
+    Command,
+    Failure,
+    Message,
+    Payload,
+    Policy,
+    UnikernelConfig,
+    UnikernelCreate,
+)
 from standin.testing import Standin, open_standin
 from tests.endpoint.harness import Harness
 from tests.endpoint.pki import Identity, Pki, custom_cert
@@ -23,15 +32,6 @@ from tlsendpoint.limits import Limits
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.wire import (
-    Command,
-    Failure,
-    Message,
-    Payload,
-    Policy,
-    UnikernelConfig,
-    UnikernelCreate,
-)
 
 __all__ = ["Rig", "failure", "now", "open_rig", "small"]
 

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from ca import profiles
+from core.wire import StringReply, UnikernelInfo, UnikernelInfoList
 from standin.testing import open_standin
 from tests.endpoint.pki import Pki, write_chain
 from tests.security.rig import Rig, failure, now, open_rig, small
@@ -30,7 +31,6 @@ from tests.security.test_audit_faults import Disk, Locked
 from tests.vectors import MKFAKE
 from tlsendpoint.security import cli as audit_cli
 from tlsendpoint.security.audit import AuditLog, FileOps, verify
-from tlsendpoint.wire import StringReply, UnikernelInfo, UnikernelInfoList
 
 CREATED = StringReply("created unikernel")
 BIN = Path(sys.executable).parent

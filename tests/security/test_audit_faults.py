@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.clock import fixed_clock
 from tests.security.pki import NOW
 from tests.security.test_audit import record
-from tlsendpoint.clock import fixed_clock
 from tlsendpoint.security.audit import (
     GENESIS,
     AuditDamaged,

@@ -22,12 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.revoke import make_crl
+from core.wire import UnikernelInfo
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.rig import failure, now, open_rig, small
 from tlsendpoint.security.hooks import reload_on_sighup
 from tlsendpoint.security.revocation import CrlStore, RevocationError, RevocationRefusal
-from tlsendpoint.wire import UnikernelInfo
 
 ENDPOINT = Path(sys.executable).parent / "albatross-tls-endpoint"
 

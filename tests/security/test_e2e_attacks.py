@@ -13,10 +13,7 @@ from pathlib import Path
 
 import trio
 
-from standin.images import make_image
-from tests.security.rig import failure, now, open_rig, small
-from tests.standin.helpers import request
-from tlsendpoint.wire import (
+from core.wire import (
     ROOT,
     BlockAdd,
     BlockDeviceList,
@@ -36,6 +33,9 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+from standin.images import make_image
+from tests.security.rig import failure, now, open_rig, small
+from tests.standin.helpers import request
 
 CREATED = StringReply("created unikernel")
 DESTROYED = StringReply("destroyed unikernel")

@@ -11,10 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.pem import encode_certificates
 from ca.revoke import make_crl
-from tests.endpoint.pki import Identity
-from tests.security.rig import Rig, failure, now, open_rig, small
-from tlsendpoint.security import cli
-from tlsendpoint.wire import (
+from core.wire import (
     Command,
     Failure,
     NetIf,
@@ -25,6 +22,9 @@ from tlsendpoint.wire import (
     UnikernelDestroy,
     UnikernelInfo,
 )
+from tests.endpoint.pki import Identity
+from tests.security.rig import Rig, failure, now, open_rig, small
+from tlsendpoint.security import cli
 
 CREATED = StringReply("created unikernel")
 

@@ -12,14 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.security.pki import policy, root
-from tests.security.rig import failure, open_rig, small
-from tests.standin.helpers import request
-from tlsendpoint.authorize import authorize
-from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.hooks import QuotaGate
-from tlsendpoint.security.store import STORE_FILE, HostLock, LockTimeout
-from tlsendpoint.wire import (
+from core.authorize import authorize
+from core.wire import (
     ROOT,
     BlockAdd,
     Command,
@@ -31,6 +25,12 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelRestart,
 )
+from tests.security.pki import policy, root
+from tests.security.rig import failure, open_rig, small
+from tests.standin.helpers import request
+from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.hooks import QuotaGate
+from tlsendpoint.security.store import STORE_FILE, HostLock, LockTimeout
 
 CREATED = StringReply("created unikernel")
 

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from ca import profiles
+from core.wire import Failure, UnikernelDestroy
 from standin.testing import open_standin
 from tests.endpoint.harness import Client
 from tests.endpoint.pki import Pki, write_chain
 from tests.security.rig import now, small
 from tests.vectors import MKFAKE
 from tlsendpoint.cli import cli
-from tlsendpoint.wire import Failure, UnikernelDestroy
 
 BIN = Path(sys.executable).parent
 

@@ -13,16 +13,16 @@ from ca.bundle import Bundle
 from ca.pem import encode_certificates, encode_private_key
 from ca.revoke import make_crl
 from ca.store import write_bundle
+from core.authorize import Refusal, authorize
+from core.wire import BlockAdd, UnikernelInfo
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.test_quota import HOST, host_usage
-from tlsendpoint.authorize import Refusal, authorize
 from tlsendpoint.security import cli
 from tlsendpoint.security.explain import explain_bundle, explain_chain
 from tlsendpoint.security.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import delegations
 from tlsendpoint.security.store import SecurityStore
-from tlsendpoint.wire import BlockAdd, UnikernelInfo
 
 DAY = dt.timedelta(days=1)
 

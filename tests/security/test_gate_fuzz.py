@@ -13,14 +13,8 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.endpoint.pki import custom_cert
-from tests.security.pki import Ca, policy
-from tests.security.rig import now
-from tlsendpoint.authorize import Refusal
-from tlsendpoint.security.hooks import Security, SecurityOptions
-from tlsendpoint.security.revocation import CRL_EXTENSION_OID
-from tlsendpoint.session import Admit
-from tlsendpoint.wire import (
+from core.authorize import Refusal
+from core.wire import (
     BlockAdd,
     BlockRemove,
     Command,
@@ -35,6 +29,12 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     encode_extension,
 )
+from tests.endpoint.pki import custom_cert
+from tests.security.pki import Ca, policy
+from tests.security.rig import now
+from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.revocation import CRL_EXTENSION_OID
+from tlsendpoint.session import Admit
 
 _CA = Ca(*custom_cert(None, "ca", ca=True))
 _ALICE = _CA.delegate("alice", policy(unikernels=2), now=now())

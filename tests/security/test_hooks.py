@@ -20,21 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.pem import encode_certificates
 from ca.revoke import make_crl
-from standin.testing import Standin, open_standin
-from tests.security.pki import NOW, create, policy, root
-from tests.standin.helpers import Client, request
-from tlsendpoint.authorize import Request, authorize
-from tlsendpoint.security import SecurityRefusal, cli
-from tlsendpoint.security.audit import verify
-from tlsendpoint.security.hooks import (
-    Query,
-    Security,
-    SecurityOptions,
-    daemon_query,
-    reload_on_sighup,
-)
-from tlsendpoint.security.quota import QuotaError
-from tlsendpoint.wire import (
+from core.authorize import Request, authorize
+from core.wire import (
     ROOT,
     BlockAdd,
     BlockDeviceList,
@@ -47,6 +34,19 @@ from tlsendpoint.wire import (
     StringReply,
     UnikernelDestroy,
 )
+from standin.testing import Standin, open_standin
+from tests.security.pki import NOW, create, policy, root
+from tests.standin.helpers import Client, request
+from tlsendpoint.security import SecurityRefusal, cli
+from tlsendpoint.security.audit import verify
+from tlsendpoint.security.hooks import (
+    Query,
+    Security,
+    SecurityOptions,
+    daemon_query,
+    reload_on_sighup,
+)
+from tlsendpoint.security.quota import QuotaError
 
 
 def query_for(standin: Standin) -> Query:

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 import trio
 
+from core.authorize import authorize
+from core.wire import BlockAdd, UnikernelDestroy
 from standin.testing import open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.security.test_hooks import alice_usage, endpoint_run, query_for
-from tlsendpoint.authorize import authorize
 from tlsendpoint.security.audit import AuditLog, AuditRecord, verify
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.quota import QuotaError
 from tlsendpoint.security.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.store import SecurityStore
-from tlsendpoint.wire import BlockAdd, UnikernelDestroy
 
 _FORK = multiprocessing.get_context("fork")
 SECONDS = int(NOW.timestamp())

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.wire import Name
 from tests.security.pki import policy
 from tests.security.test_audit import record
 from tlsendpoint.security.audit import AuditError, AuditLog, verify
@@ -24,7 +25,6 @@ from tlsendpoint.security.reservations import Reservation, Reservations
 from tlsendpoint.security.revocation import RevocationError, parse_crl
 from tlsendpoint.security.store import SecurityStore, StoreError
 from tlsendpoint.security.store.legacy import OldFileDamaged, read_journal, read_rollback
-from tlsendpoint.wire import Name
 
 FS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 

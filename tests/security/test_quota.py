@@ -11,21 +11,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.security.pki import create, policy, root
-from tlsendpoint.authorize import authorize
-from tlsendpoint.security.quota import (
-    Demand,
-    QuotaError,
-    Usage,
-    check_delegations,
-    check_usage,
-    demand_of,
-    root_policy_from,
-    usage_from_replies,
-    usage_queries,
-)
-from tlsendpoint.security.reservations import Reservations
-from tlsendpoint.wire import (
+from core.authorize import authorize
+from core.wire import (
     ROOT,
     BlockAdd,
     BlockDeviceEntry,
@@ -46,7 +33,20 @@ from tlsendpoint.wire import (
     UnikernelInfoRecord,
     UnikernelRestart,
 )
-from tlsendpoint.wire.messages import NetInfoRecord, Typ
+from core.wire.messages import NetInfoRecord, Typ
+from tests.security.pki import create, policy, root
+from tlsendpoint.security.quota import (
+    Demand,
+    QuotaError,
+    Usage,
+    check_delegations,
+    check_usage,
+    demand_of,
+    root_policy_from,
+    usage_from_replies,
+    usage_queries,
+)
+from tlsendpoint.security.reservations import Reservations
 
 HOST = policy(unikernels=(1 << 62) - 1, memory=4096, block=1000, cpuids=frozenset({0, 1, 2, 3}))
 

@@ -13,18 +13,8 @@ from cryptography import x509
 
 from ca.keys import _hash_for
 from ca.profiles import PrivateKey
-from tests.security.pki import NOW, create, policy, root
-from tlsendpoint.authorize import authorize
-from tlsendpoint.security.replay import (
-    STATE_CHANGING,
-    ReplayBounds,
-    ReplayRefusal,
-    is_state_changing,
-    leaf_record,
-    replay_key,
-)
-from tlsendpoint.security.store import SecurityStore
-from tlsendpoint.wire import (
+from core.authorize import authorize
+from core.wire import (
     BlockDump,
     BlockInfo,
     BlockRemove,
@@ -34,6 +24,16 @@ from tlsendpoint.wire import (
     UnikernelGet,
     UnikernelInfo,
 )
+from tests.security.pki import NOW, create, policy, root
+from tlsendpoint.security.replay import (
+    STATE_CHANGING,
+    ReplayBounds,
+    ReplayRefusal,
+    is_state_changing,
+    leaf_record,
+    replay_key,
+)
+from tlsendpoint.security.store import SecurityStore
 
 DAY = dt.timedelta(days=1)
 

@@ -12,8 +12,9 @@ from cryptography.x509.oid import NameOID
 
 from ca import profiles
 from ca.revoke import make_crl
+from core.authorize import authorize
+from core.wire import EXTENSION_OID, PolicyInfo, encode_extension
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.authorize import authorize
 from tlsendpoint.security.revocation import (
     CRL_EXTENSION_OID,
     CrlStore,
@@ -21,7 +22,6 @@ from tlsendpoint.security.revocation import (
     RevocationRefusal,
     submitted_crl,
 )
-from tlsendpoint.wire import EXTENSION_OID, PolicyInfo, encode_extension
 
 DAY = dt.timedelta(days=1)
 

@@ -19,8 +19,8 @@ from ca.revoke import (
     write_crl,
 )
 from ca.store import db_line
+from core.errors import UsageError
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.errors import UsageError
 from tlsendpoint.security.revocation import CrlStore, RevocationRefusal
 
 

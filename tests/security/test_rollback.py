@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from core.authorize import authorize
+from core.wire import Name
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.authorize import authorize
 from tlsendpoint.security.rollback import RollbackRefusal, check, delegations
 from tlsendpoint.security.store import SecurityStore
 from tlsendpoint.security.store.legacy import OldFileDamaged, read_rollback
-from tlsendpoint.wire import Name
 
 DAY = dt.timedelta(days=1)
 

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from core.wire import UnikernelDestroy
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.cli import cli as endpoint_cli
@@ -26,7 +27,6 @@ from tlsendpoint.security.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
 from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreBusy, StoreDamaged
-from tlsendpoint.wire import UnikernelDestroy
 
 SECONDS = int(NOW.timestamp())
 PAGE = 4096

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from core.wire import Failure, UnikernelDestroy
 from tests.endpoint.fakedaemon import open_fake_daemon
 from tests.endpoint.pki import Pki
 from tests.security.processes import DESTROYED, Destroys, open_endpoints
 from tlsendpoint.security.store import FAULTS_ENV
-from tlsendpoint.wire import Failure, UnikernelDestroy
 
 # step -> did the command reach the daemon before the kill?
 STEPS = {

@@ -21,6 +21,14 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from core.wire import (
+    ROOT,
+    Payload,
+    StringReply,
+    UnikernelDestroy,
+    UnikernelInfo,
+    UnikernelInfoList,
+)
 from tests.endpoint.fakedaemon import open_fake_daemon
 from tests.endpoint.pki import Pki
 from tests.security.pki import root
@@ -29,14 +37,6 @@ from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security.setup import SecuritySetupError, open_security
 from tlsendpoint.security.store import STORE_FILE, SecurityStore
-from tlsendpoint.wire import (
-    ROOT,
-    Payload,
-    StringReply,
-    UnikernelDestroy,
-    UnikernelInfo,
-    UnikernelInfoList,
-)
 
 NOT_SENT = "the endpoint cannot record this leaf before running its command, so nothing was sent"
 

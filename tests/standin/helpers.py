@@ -8,8 +8,7 @@ from pathlib import Path
 
 import trio
 
-from tests.vectors import MKFAKE
-from tlsendpoint.wire import (
+from core.wire import (
     END,
     FrameDecoder,
     Header,
@@ -20,6 +19,7 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from tests.vectors import MKFAKE
 
 TIMEOUT = 30.0
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from standin.cli import main
-from standin.testing import StandinProcess, standin_process
-from tlsendpoint.wire import (
+from core.wire import (
     FrameDecoder,
     Header,
     Message,
@@ -32,6 +30,8 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
+from standin.cli import main
+from standin.testing import StandinProcess, standin_process
 
 STARTUP_TIMEOUT = 20.0
 

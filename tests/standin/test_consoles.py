@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.wire import Name
 from standin.consoles import LINE_LIMIT, RING_SIZE, Consoles, LineSplitter, Ring
-from tlsendpoint.wire import Name
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 

@@ -15,13 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from standin.conn import SEND_TIMEOUT
-from standin.daemon import StandinError
-from standin.images import make_image as make_demo_image
-from standin.testing import Standin, open_standin
-from tests.standin.helpers import Client, make_image, request
-from tests.wire import statefiles as sf
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockData,
@@ -66,7 +60,13 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
-from tlsendpoint.wire.state import decode_state
+from core.wire.state import decode_state
+from standin.conn import SEND_TIMEOUT
+from standin.daemon import StandinError
+from standin.images import make_image as make_demo_image
+from standin.testing import Standin, open_standin
+from tests.standin.helpers import Client, make_image, request
+from tests.wire import statefiles as sf
 
 CREATED = StringReply("created unikernel")
 

@@ -18,10 +18,10 @@ import pytest
 import trio
 import trio.testing
 
+from core.wire import UnikernelInfo, UnikernelInfoList, frame
 from standin.testing import open_standin
 from tests.standin.helpers import request
 from tests.vectors import all_frames
-from tlsendpoint.wire import UnikernelInfo, UnikernelInfoList, frame
 
 MUTANTS_PER_FRAME = 20
 SEED = 20261127

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from core.wire import Name
 from standin.stats import StatsBook, Watched, sample
 from standin.trie import Trie
-from tlsendpoint.wire import Name
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 

@@ -46,10 +46,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from standin.testing import Standin, open_standin
-from tests.standin.helpers import Client
-from tests.vectors import CASES, case_dirs
-from tlsendpoint.wire import (
+from core.wire import (
     END,
     BlockData,
     ConsoleData,
@@ -66,7 +63,10 @@ from tlsendpoint.wire import (
     decode_message,
     encode_message,
 )
-from tlsendpoint.wire.compress import decompress
+from core.wire.compress import decompress
+from standin.testing import Standin, open_standin
+from tests.standin.helpers import Client
+from tests.vectors import CASES, case_dirs
 
 # The capture host's root policy (case 051).
 HOST_CPUS, HOST_MEMORY, HOST_BLOCK = 2, 24105, 258019

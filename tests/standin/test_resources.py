@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.wire import BlockDevice, Name, NetIf, Policy, UnikernelConfig
 from standin.errors import PolicyRefused, Refused
 from standin.resources import Resources, Unikernel
-from tlsendpoint.wire import BlockDevice, Name, NetIf, Policy, UnikernelConfig
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.wire import BlockDevice, Name, NetIf, Policy, UnikernelConfig
 from standin.errors import Refused
 from standin.resources import Resources, Unikernel, block_name
-from tlsendpoint.wire import BlockDevice, Name, NetIf, Policy, UnikernelConfig
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 PATHS = [("a",), ("a", "b"), ("a", "b", "c"), ("d",)]

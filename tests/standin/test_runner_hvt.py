@@ -11,13 +11,8 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from standin.cli import main
-from standin.runner import LaunchSpec
-from standin.runner_hvt import Solo5HvtRunner, find_tender, tender_command
-from standin.testing import open_standin
-from tests.standin.helpers import Client, make_image, request
-from tlsendpoint.errors import UsageError
-from tlsendpoint.wire import (
+from core.errors import UsageError
+from core.wire import (
     BlockAdd,
     BlockDevice,
     ConsoleData,
@@ -30,6 +25,11 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
+from standin.cli import main
+from standin.runner import LaunchSpec
+from standin.runner_hvt import Solo5HvtRunner, find_tender, tender_command
+from standin.testing import open_standin
+from tests.standin.helpers import Client, make_image, request
 
 # Prints its command line, then sleeps "forever" unless an argument says exit=N.
 FAKE_TENDER = """#!{python}

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from standin.testing import open_standin
-from tests.standin.helpers import make_image, request
-from tlsendpoint.wire import (
+from core.wire import (
     StringReply,
     UnikernelConfig,
     UnikernelCreate,
     UnikernelInfo,
     UnikernelInfoList,
 )
+from standin.testing import open_standin
+from tests.standin.helpers import make_image, request
 
 
 async def test_create_then_info(tmp_path: Path, autojump_clock: object) -> None:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import ParseError
 from standin.images import make_image as make_demo_image
 from standin.solo5 import DeviceKind, Target, fake_stub, read_notes, text_banner
 from tests.standin.helpers import make_image
 from tests.vectors import CASES
-from tlsendpoint.errors import ParseError
 
 VECTOR_IMAGES = sorted({p.name: p for p in CASES.glob("*/fake_*.hvt")}.values())
 EXPECTED_DEVICES = {

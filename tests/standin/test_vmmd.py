@@ -9,22 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from standin.errors import Refused
-from standin.outcomes import (
-    AddBlock,
-    Create,
-    DumpBlock,
-    RemoveBlock,
-    Reply,
-    SetBlock,
-    StatsChannel,
-    Wait,
-    WaitAndCreate,
-)
-from standin.resources import Unikernel
-from standin.vmmd import MAX_IMAGE, Vmmd, bytes_of_mb, should_restart
-from tests.standin.helpers import make_image
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDevice,
@@ -56,6 +41,21 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelRestart,
 )
+from standin.errors import Refused
+from standin.outcomes import (
+    AddBlock,
+    Create,
+    DumpBlock,
+    RemoveBlock,
+    Reply,
+    SetBlock,
+    StatsChannel,
+    Wait,
+    WaitAndCreate,
+)
+from standin.resources import Unikernel
+from standin.vmmd import MAX_IMAGE, Vmmd, bytes_of_mb, should_restart
+from tests.standin.helpers import make_image
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ALICE = Policy(2, frozenset({0}), 64, 100, frozenset({"service"}))

@@ -10,12 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from standin.errors import Refused
-from standin.outcomes import Create, Reply, Wait, WaitAndCreate
-from standin.resources import Unikernel
-from standin.vmmd import Vmmd
-from tests.standin.helpers import make_image
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDevice,
@@ -44,6 +39,11 @@ from tlsendpoint.wire import (
     UnikernelInfo,
     UnikernelRestart,
 )
+from standin.errors import Refused
+from standin.outcomes import Create, Reply, Wait, WaitAndCreate
+from standin.resources import Unikernel
+from standin.vmmd import Vmmd
+from tests.standin.helpers import make_image
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 TICKER: bytes = b""

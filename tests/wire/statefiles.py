@@ -3,13 +3,13 @@
 These builders transcribe ``src/vmm_asn.ml`` (``v0_unikernel_config`` ...
 ``unikernel_config``, ``policy``, ``trie``, ``state``) directly into TLVs, apart
 from the codec under test, so a field out of order or a wrong tag in
-:mod:`tlsendpoint.wire.state` shows up as a failing test.  Only the TLV writer
+:mod:`core.wire.state` shows up as a failing test.  Only the TLV writer
 of our DER module is shared.  ``DUMPS`` holds one dump per alternative.
 """
 
 from __future__ import annotations
 
-from tlsendpoint.wire.der import tlv
+from core.wire.der import tlv
 
 MAC = bytes.fromhex("008041aabbcc")
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
-from tlsendpoint.wire import messages as m
-from tlsendpoint.wire.der import INT_MAX, INT_MIN
-from tlsendpoint.wire.names import Name
-from tlsendpoint.wire.policy import Policy
+from core.wire import messages as m
+from core.wire.der import INT_MAX, INT_MIN
+from core.wire.names import Name
+from core.wire.policy import Policy
 
 ints = st.integers(INT_MIN, INT_MAX)
 small = st.integers(-5, 300)

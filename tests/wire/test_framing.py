@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import END, End, FrameDecoder, end_marker, frame
+from core.errors import ParseError, UsageError
+from core.wire import END, End, FrameDecoder, end_marker, frame
 
 STREAM = frame(b"abc") + frame(b"\x30" * 300) + end_marker() + frame(b"z")
 EXPECTED: list[bytes | End] = [b"abc", b"\x30" * 300, END, b"z"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import ROOT, Name, check_label
+from core.errors import ParseError, UsageError
+from core.wire import ROOT, Name, check_label
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlsendpoint.errors import PolicyError, UsageError
-from tlsendpoint.wire import Policy
+from core.errors import PolicyError, UsageError
+from core.wire import Policy
 
 
 def pol(

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.wire import strategies as gen
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     FrameDecoder,
     Message,
     decode_extension,
@@ -20,7 +19,8 @@ from tlsendpoint.wire import (
     encode_message,
     frame,
 )
-from tlsendpoint.wire.messages import Command
+from core.wire.messages import Command
+from tests.wire import strategies as gen
 
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))

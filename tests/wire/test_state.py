@@ -11,10 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.wire import statefiles as sf
-from tests.wire import strategies as gen
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     BlockDevice,
     Name,
     NetIf,
@@ -23,8 +21,10 @@ from tlsendpoint.wire import (
     Typ,
     UnikernelConfig,
 )
-from tlsendpoint.wire.der import tlv
-from tlsendpoint.wire.state import State, StoredUnikernel, decode_state, encode_state
+from core.wire.der import tlv
+from core.wire.state import State, StoredUnikernel, decode_state, encode_state
+from tests.wire import statefiles as sf
+from tests.wire import strategies as gen
 
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IMAGE = sf.IMAGE

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tlsendpoint.errors import ParseError
-from tlsendpoint.wire import (
+from core.errors import ParseError
+from core.wire import (
     UnikernelConfig,
     decode_extension,
     decode_message,
     encode_message,
 )
-from tlsendpoint.wire.der import INTEGER, TIME, tlv
-from tlsendpoint.wire.grammar import INT_SET, UNIKERNEL_CONFIG
+from core.wire.der import INTEGER, TIME, tlv
+from core.wire.grammar import INT_SET, UNIKERNEL_CONFIG
 
 # Unikernel info for ':tick1', sequence 7 (case 008), built from parts so that
 # each mutation below keeps every other length right.

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.vectors import CASES, CERTS, VECTORS, Frame, case_dirs, case_frames, load_case
-from tlsendpoint.wire import (
+from core.wire import (
     EXTENSION_OID,
     BlockDeviceImage,
     BlockDeviceList,
@@ -39,13 +38,14 @@ from tlsendpoint.wire import (
     encode_extension,
     encode_message,
 )
-from tlsendpoint.wire.messages import (
+from core.wire.messages import (
     BlockAdd,
     BlockDevice,
     BlockInfo,
     BlockRemove,
     Restart,
 )
+from tests.vectors import CASES, CERTS, VECTORS, Frame, case_dirs, case_frames, load_case
 
 OID = x509.ObjectIdentifier(EXTENSION_OID)
 

@@ -15,7 +15,7 @@ through one object per connection, in the order documented in :mod:`.gate`:
 
 from __future__ import annotations
 
-from tlsendpoint.errors import PolicyError
+from core.errors import PolicyError
 
 __all__ = ["SecurityRefusal"]
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.clock import Clock, system_clock
+from core.clock import Clock, system_clock
 from tlsendpoint.security.auditformat import (
     GENESIS,
     MAX_LINE,

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tlsendpoint.chainrules import subject_text
-from tlsendpoint.errors import AlbatrossError
-from tlsendpoint.routing import command_name
-from tlsendpoint.wire import (
+from core.chainrules import subject_text
+from core.errors import AlbatrossError
+from core.routing import command_name
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDump,

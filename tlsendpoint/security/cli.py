@@ -12,9 +12,22 @@ from pathlib import Path
 import click
 import trio
 
+from ca.invocation import command_clock
 from ca.store import load_bundle, load_certificates, load_key
-from tlsendpoint.clock import command_clock
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
+from core.wire import (
+    BlockAdd,
+    BlockInfo,
+    BlockRemove,
+    Command,
+    NetIf,
+    PolicyInfo,
+    UnikernelConfig,
+    UnikernelCreate,
+    UnikernelDestroy,
+    UnikernelInfo,
+    UnikernelRestart,
+)
 from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.hooks import daemon_query, host_usage
@@ -27,19 +40,6 @@ from tlsendpoint.security.store.legacy import (
     OLD_ROLLBACK_FILE,
     read_journal,
     read_rollback,
-)
-from tlsendpoint.wire import (
-    BlockAdd,
-    BlockInfo,
-    BlockRemove,
-    Command,
-    NetIf,
-    PolicyInfo,
-    UnikernelConfig,
-    UnikernelCreate,
-    UnikernelDestroy,
-    UnikernelInfo,
-    UnikernelRestart,
 )
 
 __all__ = ["check_state_command", "explain_command", "main", "verify_command"]

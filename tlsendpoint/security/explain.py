@@ -19,9 +19,10 @@ from cryptography.exceptions import InvalidSignature
 
 from ca.bundle import Bundle
 from ca.profiles import PrivateKey, generate_key, leaf
-from tlsendpoint.authorize import Refusal, authorize
-from tlsendpoint.chainrules import subject_text
-from tlsendpoint.routing import command_name
+from core.authorize import Refusal, authorize
+from core.chainrules import subject_text
+from core.routing import command_name
+from core.wire import Command, Policy
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.naming import check_object_name
 from tlsendpoint.security.quota import (
@@ -34,7 +35,6 @@ from tlsendpoint.security.quota import (
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rollback import Seen, delegations
 from tlsendpoint.security.rollback import check as check_rollback
-from tlsendpoint.wire import Command, Policy
 
 __all__ = ["Verdict", "explain_bundle", "explain_chain", "explain_signer"]
 

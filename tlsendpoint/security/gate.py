@@ -49,8 +49,9 @@ from typing import Protocol
 import trio
 from cryptography import x509
 
-from tlsendpoint.authorize import Refusal, Request, authorize
-from tlsendpoint.errors import AlbatrossError
+from core.authorize import Refusal, Request, authorize
+from core.errors import AlbatrossError
+from core.wire import Failure, Payload
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import (
     AuditError,
@@ -64,7 +65,6 @@ from tlsendpoint.security.hooks import Query, Security
 from tlsendpoint.security.replay import is_state_changing
 from tlsendpoint.security.store import StoreError
 from tlsendpoint.session import Admit
-from tlsendpoint.wire import Failure, Payload
 
 __all__ = ["ALLOW", "DENY", "ERROR", "Gate", "Run"]
 

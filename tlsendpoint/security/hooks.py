@@ -31,10 +31,27 @@ from typing import TYPE_CHECKING
 import trio
 from cryptography import x509
 
-from tlsendpoint.authorize import Request
-from tlsendpoint.errors import AlbatrossError
+from core.authorize import Request
+from core.errors import AlbatrossError
+from core.routing import command_name
+from core.wire import (
+    DEFAULT_MAX_FRAME,
+    ROOT,
+    BlockDeviceList,
+    BlockInfo,
+    Command,
+    Failure,
+    Header,
+    Message,
+    Name,
+    Payload,
+    Policy,
+    PolicyInfo,
+    PolicyList,
+    UnikernelInfo,
+    UnikernelInfoList,
+)
 from tlsendpoint.framedio import FramedStream
-from tlsendpoint.routing import command_name
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
 from tlsendpoint.security.naming import (
@@ -65,23 +82,6 @@ from tlsendpoint.security.store import (
 )
 from tlsendpoint.security.store.legacy import migrate
 from tlsendpoint.unixstream import open_unix
-from tlsendpoint.wire import (
-    DEFAULT_MAX_FRAME,
-    ROOT,
-    BlockDeviceList,
-    BlockInfo,
-    Command,
-    Failure,
-    Header,
-    Message,
-    Name,
-    Payload,
-    Policy,
-    PolicyInfo,
-    PolicyList,
-    UnikernelInfo,
-    UnikernelInfoList,
-)
 
 if TYPE_CHECKING:
     from tlsendpoint.security.gate import Gate

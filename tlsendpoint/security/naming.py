@@ -23,10 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from tlsendpoint.authorize import Request
-from tlsendpoint.routing import command_name
-from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.wire import (
+from core.authorize import Request
+from core.routing import command_name
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDeviceList,
@@ -46,6 +45,7 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelRestart,
 )
+from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
     "OBJECT_COMMANDS",

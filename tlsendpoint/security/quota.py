@@ -41,9 +41,8 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tlsendpoint.errors import PolicyError
-from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.wire import (
+from core.errors import PolicyError
+from core.wire import (
     ROOT,
     BlockAdd,
     BlockAddOld,
@@ -59,6 +58,7 @@ from tlsendpoint.wire import (
     UnikernelInfoList,
     UnikernelRestart,
 )
+from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
     "Demand",

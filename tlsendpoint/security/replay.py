@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from tlsendpoint.chainrules import subject_text
-from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.wire import (
+from core.chainrules import subject_text
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockRemove,
@@ -39,6 +38,7 @@ from tlsendpoint.wire import (
     UnikernelDestroy,
     UnikernelRestart,
 )
+from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",

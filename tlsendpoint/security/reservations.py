@@ -14,8 +14,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.wire import Name, Policy
 from tlsendpoint.security.quota import Demand, Usage, check_usage
-from tlsendpoint.wire import Name, Policy
 
 __all__ = ["Reservation", "Reservations"]
 

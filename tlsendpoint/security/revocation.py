@@ -50,8 +50,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tlsendpoint.chainrules import subject_text
-from tlsendpoint.errors import UsageError
+from core.chainrules import subject_text
+from core.errors import UsageError
 from tlsendpoint.security import SecurityRefusal
 
 __all__ = [

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from tlsendpoint.authorize import common_name
-from tlsendpoint.chainrules import subject_text
+from core.authorize import common_name
+from core.chainrules import subject_text
+from core.wire import EXTENSION_OID, Name
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.wire import EXTENSION_OID, Name
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -82,7 +82,7 @@ def _seconds(when: dt.datetime) -> int:
 def delegations(chain: Sequence[x509.Certificate]) -> list[Delegation]:
     """The policy-carrying intermediates of a verified chain (leaf first), top-down.
 
-    Paths are derived as :func:`tlsendpoint.authorize.authorize` does; call this
+    Paths are derived as :func:`core.authorize.authorize` does; call this
     after authorize accepted the chain.
     """
     found: list[Delegation] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.store import (
     FAULTS_ENV,

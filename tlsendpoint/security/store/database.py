@@ -41,7 +41,7 @@ from typing import TypeVar
 
 import trio
 
-from tlsendpoint.errors import AlbatrossError
+from core.errors import AlbatrossError
 
 __all__ = [
     "BUSY_TIMEOUT",

@@ -16,11 +16,11 @@ The rules, in albatross's order (behaviour.md §2.5, wire.md §10.4):
 3. the leaf CN names the request: ``.``/``:`` mean the path itself; no CN
    means the path too, except for commands that need a name;
 4. the leaf must carry a command from the remote allow-list
-   (:data:`tlsendpoint.routing.ROUTES`).  Ours: a console subscription with a
+   (:data:`core.routing.ROUTES`).  Ours: a console subscription with a
    negative count is refused (it makes albatross-console loop forever, §9.5).
 
 We add, before all that, the ocaml-x509 chain rules OpenSSL does not apply
-(:mod:`tlsendpoint.chainrules`).  Reasons keep albatross's text first (users
+(:mod:`core.chainrules`).  Reasons keep albatross's text first (users
 grep for it) and then say which certificate and what to do.
 """
 
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from tlsendpoint.chainrules import chain_problems, subject_text
-from tlsendpoint.errors import AlbatrossError, ParseError, PolicyError, UsageError
-from tlsendpoint.routing import LEAF_ALLOWED_TEXT, command_name, route
-from tlsendpoint.wire import (
+from core.chainrules import chain_problems, subject_text
+from core.errors import AlbatrossError, ParseError, PolicyError, UsageError
+from core.routing import LEAF_ALLOWED_TEXT, command_name, route
+from core.wire import (
     EXTENSION_OID,
     VERSION,
     BlockAdd,

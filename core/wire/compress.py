@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from tlsendpoint.errors import ParseError, UsageError
+from core.errors import ParseError, UsageError
 
 __all__ = ["StreamCompressor", "StreamDecompressor", "compress", "decompress"]
 

@@ -1,11 +1,11 @@
 """The albatross 2.7 wire grammar (protocol version 5), declared once.
 
 This module is the ASN.1 module of ``src/vmm_asn.ml`` written with the
-combinators of :mod:`tlsendpoint.wire.der`, mapping each element to the typed
-values of :mod:`tlsendpoint.wire.messages`.  Alternative numbers, field order
+combinators of :mod:`core.wire.der`, mapping each element to the typed
+values of :mod:`core.wire.messages`.  Alternative numbers, field order
 and optionality follow ``../shared/spec/wire.md`` §4-§10 (checked against the
 vectors).  Nothing else in the project knows a tag number, except
-:mod:`tlsendpoint.wire.state`, which declares albatross's state file with
+:mod:`core.wire.state`, which declares albatross's state file with
 these building blocks.
 
 Public entry points: :func:`encode_message` / :func:`decode_message` for a
@@ -19,9 +19,9 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import messages as m
-from tlsendpoint.wire.der import (
+from core.errors import ParseError, UsageError
+from core.wire import messages as m
+from core.wire.der import (
     BOOLEAN,
     INT32,
     INT64,
@@ -43,9 +43,9 @@ from tlsendpoint.wire.der import (
     context_tag,
     when,
 )
-from tlsendpoint.wire.der import Explicit as X
-from tlsendpoint.wire.names import Name
-from tlsendpoint.wire.policy import Policy
+from core.wire.der import Explicit as X
+from core.wire.names import Name
+from core.wire.policy import Policy
 
 __all__ = [
     "COMMAND",

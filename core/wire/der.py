@@ -6,7 +6,7 @@ error, and stay fast enough that the endpoint's per-command CPU is almost all
 TLS.  pyasn1 (the well-kept pure-Python ASN.1 library) is lenient about
 lengths and far too slow for that budget; ``bench/bench_der.py`` measures both
 on the same messages and the README has the figures.  The grammar itself is
-still declared once, as data, in :mod:`tlsendpoint.wire.grammar`.
+still declared once, as data, in :mod:`core.wire.grammar`.
 
 Rules enforced when decoding (beyond asn1-combinators, we also refuse the few
 non-canonical forms it lets through, so that re-encoding any accepted message
@@ -19,7 +19,7 @@ gives the same bytes):
 * SEQUENCE: fields in order, OPTIONAL fields by tag, nothing left over;
 * EXPLICIT tags: exactly one child.
 
-Every failure raises :class:`~tlsendpoint.errors.ParseError`.  Decoders work on
+Every failure raises :class:`~core.errors.ParseError`.  Decoders work on
 ``memoryview`` slices, so large OCTET STRINGs are copied once.
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from tlsendpoint.errors import ParseError, UsageError
+from core.errors import ParseError, UsageError
 
 T = TypeVar("T")
 U = TypeVar("U")

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tlsendpoint.errors import ParseError, UsageError
+from core.errors import ParseError, UsageError
 
 __all__ = [
     "DEFAULT_MAX_FRAME",

@@ -6,7 +6,7 @@ network and block devices the unikernel expects).  albatross-client and
 albatrossd refuse an image whose manifest devices differ from the requested
 ``--net`` and ``--block`` names (vmm_unix.ml ``devices_match``).  The bytes
 come from a peer or a user, so every offset is bounds-checked and the only
-error raised is :class:`~tlsendpoint.errors.ParseError`; structural problems
+error raised is :class:`~core.errors.ParseError`; structural problems
 say ``ELF: ...``, manifest problems ``manifest: ...``.  Pure: no I/O.
 
 Used by the client (checking an image before it is sent) and the daemon
@@ -19,7 +19,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from tlsendpoint.errors import ParseError
+from core.errors import ParseError
 
 __all__ = [
     "Abi",

@@ -1,7 +1,7 @@
 """Typed values for every albatross wire message (protocol version 5).
 
 These are plain frozen dataclasses and enums, in the shape of h11's events:
-the codec (:mod:`tlsendpoint.wire.grammar`) turns them into DER and back, and
+the codec (:mod:`core.wire.grammar`) turns them into DER and back, and
 the rest of the project only ever handles these values.
 
 Where albatross decodes an older variant of a message into the current record
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
-from tlsendpoint.errors import UsageError
-from tlsendpoint.wire.names import Name
-from tlsendpoint.wire.policy import Policy
+from core.errors import UsageError
+from core.wire.names import Name
+from core.wire.policy import Policy
 
 __all__ = [
     "BLOCK_COMMANDS",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from tlsendpoint.wire import (
+from core.wire import (
     BlockAdd,
     BlockAddOld,
     BlockDump,

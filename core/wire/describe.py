@@ -1,7 +1,7 @@
 """Wire values in plain words and as JSON-ready data (for inspect, logs and ``--json``).
 
 Both renderings are generic over the frozen dataclasses of
-:mod:`tlsendpoint.wire.messages`, so a new message kind needs no code here;
+:mod:`core.wire.messages`, so a new message kind needs no code here;
 only the human names of the kinds live in a table.
 """
 
@@ -14,10 +14,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from tlsendpoint.wire import messages as m
-from tlsendpoint.wire.der import format_time
-from tlsendpoint.wire.names import Name
-from tlsendpoint.wire.policy import Policy
+from core.wire import messages as m
+from core.wire.der import format_time
+from core.wire.names import Name
+from core.wire.policy import Policy
 
 __all__ = ["describe", "kind", "to_json"]
 

@@ -54,9 +54,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tlsendpoint.errors import ParseError, UsageError
-from tlsendpoint.wire import messages as m
-from tlsendpoint.wire.der import (
+from core.errors import ParseError, UsageError
+from core.wire import messages as m
+from core.wire.der import (
     BOOLEAN,
     INTEGER,
     NO,
@@ -72,7 +72,7 @@ from tlsendpoint.wire.der import (
     SequenceOf,
     SetOf,
 )
-from tlsendpoint.wire.grammar import (
+from core.wire.grammar import (
     ARGV,
     BLOCK_DEVICE,
     FAIL_BEHAVIOUR,
@@ -84,8 +84,8 @@ from tlsendpoint.wire.grammar import (
     UNIKERNEL_CONFIG_V3,
     UNIKERNEL_CONFIG_V4,
 )
-from tlsendpoint.wire.names import Name
-from tlsendpoint.wire.policy import Policy
+from core.wire.names import Name
+from core.wire.policy import Policy
 
 __all__ = ["CURRENT_LAYOUT", "State", "StoredUnikernel", "decode_state", "encode_state"]
 

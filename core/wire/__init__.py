@@ -2,12 +2,12 @@
 
 Everything a peer of albatross needs: framing, the wire messages and their
 DER grammar, names, policies, the certificate extension and zlib helpers.
-Decoders of untrusted bytes raise only :class:`tlsendpoint.errors.ParseError`.
+Decoders of untrusted bytes raise only :class:`core.errors.ParseError`.
 """
 
 from __future__ import annotations
 
-from tlsendpoint.wire.framing import (
+from core.wire.framing import (
     DEFAULT_MAX_FRAME,
     END,
     End,
@@ -16,16 +16,16 @@ from tlsendpoint.wire.framing import (
     frame,
     frame_prefix,
 )
-from tlsendpoint.wire.grammar import (
+from core.wire.grammar import (
     decode_extension,
     decode_message,
     encode_extension,
     encode_message,
 )
-from tlsendpoint.wire.messages import *  # noqa: F403  (the typed values are the API)
-from tlsendpoint.wire.messages import __all__ as _messages_all
-from tlsendpoint.wire.names import ROOT, Name, check_label, is_valid_label
-from tlsendpoint.wire.policy import Policy
+from core.wire.messages import *  # noqa: F403  (the typed values are the API)
+from core.wire.messages import __all__ as _messages_all
+from core.wire.names import ROOT, Name, check_label, is_valid_label
+from core.wire.policy import Policy
 
 #: OID of the albatross certificate extension (always non-critical).
 EXTENSION_OID = "1.3.6.1.4.1.49836.42"

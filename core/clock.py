@@ -3,7 +3,8 @@
 Everything that judges a certificate's validity (OpenSSL's chain verification,
 the CA toolkit's lifetimes, the security rules' expiry bookkeeping) takes the
 time from a :data:`Clock` handed to it, never from the machine directly: the
-programs pass :func:`system_clock`, tests that replay captured certificates
+programs pass :func:`system_clock` (the command-line tools take it from the click
+context: :func:`ca.invocation.command_clock`), tests that replay captured certificates
 pass the capture's time (:func:`fixed_clock`), so a test does not depend on the
 day it runs.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-__all__ = ["Clock", "command_clock", "fixed_clock", "system_clock"]
+__all__ = ["Clock", "fixed_clock", "system_clock"]
 
 #: A source of the current time: a timezone-aware UTC datetime per call.
 Clock = Callable[[], dt.datetime]
@@ -30,17 +31,3 @@ def fixed_clock(when: dt.datetime) -> Clock:
         raise ValueError("a fixed clock needs a timezone-aware datetime")
     instant = when.astimezone(dt.UTC)
     return lambda: instant
-
-
-def command_clock() -> Clock:
-    """The clock of the running click command.
-
-    A caller hands one in as the root context's ``obj`` (``alba.main(args,
-    obj=fixed_clock(t))``, ``CliRunner().invoke(alba, args, obj=...)``); the
-    console scripts hand in nothing and get :func:`system_clock`.
-    """
-    import click  # only the command-line layers call this
-
-    context = click.get_current_context(silent=True)
-    handed = context.find_root().obj if context is not None else None
-    return handed if callable(handed) else system_clock

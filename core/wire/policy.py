@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tlsendpoint.errors import PolicyError, UsageError
+from core.errors import PolicyError, UsageError
 
 __all__ = ["Policy", "effective_bridges"]
 

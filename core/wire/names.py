@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tlsendpoint.errors import ParseError, UsageError
+from core.errors import ParseError, UsageError
 
 __all__ = ["ROOT", "Name", "check_label", "is_valid_label"]
 

@@ -1,0 +1,13 @@
+"""The protocol core: albatross 2.7 as values, with no I/O.
+
+The wire codec (:mod:`core.wire`: framing, DER grammar, messages, names, policies, the
+certificate extension), the routing table (:mod:`core.routing`), the certificate chain
+rules (:mod:`core.chainrules`), the request authorisation (:mod:`core.authorize`), the
+Solo5 manifest reader (:mod:`core.solo5`), one error hierarchy (:mod:`core.errors`) and
+the clock type (:mod:`core.clock`).
+
+Pure: bytes and values in, values or :class:`core.errors.AlbatrossError` out.  No trio,
+no sockets, no click, no clock reads (the time is a parameter); a file is read only by a
+function whose job is to read one.  Imports nothing of ours: every other package builds
+on this one (the layers are stated in ``pyproject.toml`` and checked by import-linter).
+"""
