@@ -43,7 +43,8 @@ from ca.pem import (
     pem_blocks,
 )
 from ca.pem import private_key_from as _private_key_from
-from ca.profiles import PrivateKey, cert_policy, common_name, key_matches
+from ca.profiles import PrivateKey, key_matches
+from core.certs import common_name, policy_of
 from core.wire import check_label
 
 __all__ = ["BUNDLE_VERSION", "SERVER_CA_LABEL", "Bundle", "encode_bundle", "parse_bundle"]
@@ -102,7 +103,7 @@ def check_bundle(bundle: Bundle) -> None:
     first = bundle.chain[0]
     if not key_matches(bundle.key, first.public_key()):
         raise StoreError("bundle key does not match its first certificate")
-    if cert_policy(first) is None or not _is_ca(first):
+    if policy_of(first) is None or not _is_ca(first):
         raise StoreError("bundle's first certificate is not a delegated CA with a policy")
     if common_name(first.subject) != bundle.name:
         raise StoreError(

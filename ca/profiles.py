@@ -40,19 +40,17 @@ from ca.keys import (
     generate_key,
     key_matches,
 )
-from core.errors import ParseError, UsageError
+from core.certs import ALBATROSS_OID, albatross_command, policy_of
+from core.errors import UsageError
 from core.wire import (
-    EXTENSION_OID,
     Command,
     Policy,
     PolicyAdd,
     UnikernelCreate,
-    decode_extension,
     encode_extension,
 )
 
 __all__ = [
-    "ALBATROSS_OID",
     "CSR_LEAF_DAYS",
     "INTERMEDIATE_DAYS",
     "KEY_TYPES",
@@ -63,9 +61,6 @@ __all__ = [
     "SKEW",
     "PrivateKey",
     "PublicKey",
-    "albatross_command",
-    "cert_policy",
-    "common_name",
     "generate_key",
     "intermediate",
     "key_matches",
@@ -76,9 +71,6 @@ __all__ = [
     "server_cert",
     "sign_csr",
 ]
-
-
-ALBATROSS_OID = x509.ObjectIdentifier(EXTENSION_OID)
 
 
 #: Default lifetimes, as albatross-client (``generate --days``, ``--server-days``, ``sign``).
@@ -138,17 +130,6 @@ def _subject(cn: str) -> x509.Name:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
-
-
-def common_name(name: x509.Name) -> str | None:
-    """The CN of the last RDN that has one (ocaml-x509's rule), or None."""
-    found: str | None = None
-    for rdn in name.rdns:
-        for attribute in rdn:
-            if attribute.oid == NameOID.COMMON_NAME:
-                value = attribute.value
-                found = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return found
 
 
 def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:
@@ -398,31 +379,6 @@ def make_csr(key: PrivateKey, cn: str, command: Command) -> x509.CertificateSign
     return builder.sign(key, _hash_for(key))
 
 
-def albatross_command(
-    obj: x509.Certificate | x509.CertificateSigningRequest,
-) -> Command | None:
-    """The command in the albatross extension, None if there is none.
-
-    Raises :class:`ParseError` if the extension is there but does not decode.
-    """
-    try:
-        ext = obj.extensions.get_extension_for_oid(ALBATROSS_OID)
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:  # cryptography refuses a malformed extension list
-        raise ParseError(f"bad certificate extensions: {exc}") from None
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise ParseError("albatross extension has an unexpected type")
-    return decode_extension(value.value)
-
-
-def cert_policy(cert: x509.Certificate | x509.CertificateSigningRequest) -> Policy | None:
-    """The policy of a delegation CA, None if it carries no ``policy add``."""
-    command = albatross_command(cert)
-    return command.policy if isinstance(command, PolicyAdd) else None
-
-
 def sign_csr(
     csr: x509.CertificateSigningRequest,
     issuer_cert: x509.Certificate,
@@ -456,7 +412,7 @@ def sign_csr(
     public_key = csr.public_key()
     if not isinstance(public_key, _PUBLIC_KEY_TYPES):
         raise UsageError("unsupported key type in CSR: use ed25519, ECDSA or RSA")
-    policy = cert_policy(issuer_cert) if issuer_policy is None else issuer_policy
+    policy = policy_of(issuer_cert) if issuer_policy is None else issuer_policy
     command = albatross_command(csr)
     if command is None:
         lifetime = dt.timedelta(days=SERVER_DAYS if days is None else days)

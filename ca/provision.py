@@ -32,9 +32,6 @@ from ca.profiles import (
     INTERMEDIATE_DAYS,
     ROOT_DAYS,
     SERVER_DAYS,
-    albatross_command,
-    cert_policy,
-    common_name,
     generate_key,
     intermediate,
     key_matches,
@@ -55,6 +52,7 @@ from ca.store import (
     write_bundle,
     write_certificates,
 )
+from core.certs import albatross_command, common_name, policy_of
 from core.wire import Policy, check_label
 
 __all__ = [
@@ -240,7 +238,7 @@ def delegate(
     policy.check_usable()
     signer = source.signer
     _check_signer(signer.cert, now)
-    parent = cert_policy(signer.cert)
+    parent = policy_of(signer.cert)
     if parent is not None:
         policy.check_within(parent)
     path = out if out is not None else file_name_for(directory, name, ".bundle")

@@ -29,9 +29,9 @@ from ca.errors import CLI_FAILED, StoreError
 from ca.invocation import command_clock
 from ca.profiles import PrivateKey, generate_key, leaf
 from ca.store import load_signer, read_bytes, write_certificates, write_new
+from core.certs import CRL_EXTENSION_OID
 from core.errors import AlbatrossError, UsageError
 from core.wire import PolicyInfo
-from tlsendpoint.security.revocation import CRL_EXTENSION_OID
 
 __all__ = [
     "CRL_DAYS",

@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import crypto
 
-from ca.profiles import PrivateKey, cert_policy, generate_key, key_matches, leaf
+from ca.profiles import PrivateKey, generate_key, key_matches, leaf
 from client.errors import ChainFailure, CliFailed
+from core.certs import policy_of
 from core.errors import AlbatrossError
 from core.wire import Command, PolicyAdd, UnikernelCreate
 
@@ -99,7 +100,7 @@ def load_ca(ca: Path, ca_key: Path) -> CaMaterial:
 
 def precheck(command: Command, ca_cert: x509.Certificate) -> None:
     """The local policy checks of ``gen_cert`` (PolicyError/UsageError with albatross texts)."""
-    policy = cert_policy(ca_cert)
+    policy = policy_of(ca_cert)
     if policy is None:
         return
     if isinstance(command, UnikernelCreate):

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from ca.profiles import PrivateKey, albatross_command, generate_key, key_matches, make_csr
+from ca.profiles import PrivateKey, generate_key, key_matches, make_csr
 from client.commands import leaf_cn
 from client.destination import Csr, Destination, Local, Remote
 from client.errors import CliFailed, CommunicationFailed
@@ -35,6 +35,7 @@ from client.leafcert import (
 )
 from client.session import Mode, Settings, endpoint, read_replies, send_data
 from client.transport import connect_local, connect_remote
+from core.certs import albatross_command
 from core.errors import AlbatrossError
 from core.wire import Command, Header, Message, Name, encode_message, frame
 

@@ -26,18 +26,16 @@ grep for it) and then say which certificate and what to do.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
+from core import certs
 from core.chainrules import chain_problems, subject_text
 from core.errors import AlbatrossError, ParseError, PolicyError, UsageError
 from core.routing import LEAF_ALLOWED_TEXT, command_name, route
 from core.wire import (
-    EXTENSION_OID,
     VERSION,
     BlockAdd,
     BlockAddOld,
@@ -53,15 +51,12 @@ from core.wire import (
     PolicyAdd,
     PolicyRemove,
     check_label,
-    decode_extension,
 )
 
 __all__ = ["MAX_CHAIN", "Refusal", "Request", "authorize", "common_name"]
 
 #: albatross refuses chains of this many certificates or more.
 MAX_CHAIN = 10
-
-_OID = x509.ObjectIdentifier(EXTENSION_OID)
 
 # albatross's texts for a leaf without a CN whose command needs a name (vmm_tls.ml cert_name)
 _NEEDS_NAME: dict[type[object], str] = {
@@ -94,34 +89,21 @@ class Request:
 
 
 def common_name(cert: x509.Certificate) -> str | None:
-    """The CN of the last RDN that has one (ocaml-x509's rule), or None."""
-    found: str | None = None
+    """The CN by ocaml-x509's rule (:func:`core.certs.common_name`); a Refusal if unparsable."""
     try:
-        with warnings.catch_warnings():  # cryptography warns about an empty CN; albatross has them
-            warnings.simplefilter("ignore", UserWarning)
-            rdns = list(cert.subject.rdns)
-    except ValueError as exc:
-        raise Refusal(f"certificate subject does not parse: {exc}") from exc
-    for rdn in rdns:
-        for attribute in rdn:
-            if attribute.oid == NameOID.COMMON_NAME:
-                value = attribute.value
-                found = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return found
+        return certs.common_name(cert)
+    except ParseError as exc:
+        raise Refusal(f"certificate subject does not parse: {exc.message}") from exc
 
 
 def _command(cert: x509.Certificate, role: str) -> Command | None:
     """The albatross command in *cert*, None without the extension."""
     try:
-        ext = cert.extensions.get_extension_for_oid(_OID)
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError as exc:  # duplicate or malformed extensions
-        raise Refusal(f"{role} {subject_text(cert)}: extensions do not parse: {exc}") from exc
-    value = ext.value
-    assert isinstance(value, x509.UnrecognizedExtension)
-    try:
-        return decode_extension(value.value)
+        return certs.albatross_command(cert)
+    except certs.BadExtensions as exc:
+        raise Refusal(
+            f"{role} {subject_text(cert)}: extensions do not parse: {exc.message}"
+        ) from exc
     except ParseError as exc:
         raise Refusal(
             f"couldn't parse albatross extension of {role} {subject_text(cert)}: {exc.message}"

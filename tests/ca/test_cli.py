@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import ca.cli
 from ca.cli import ca_group, generate_command, register, sign_command
-from ca.profiles import albatross_command, generate_key, leaf
+from ca.profiles import generate_key, leaf
 from ca.store import load_bundle
 from core.authorize import authorize
+from core.certs import albatross_command
 from core.wire import Policy, UnikernelInfo
 from tests.ca.helpers import CASES, CERTS, NOW, ext_layout, load_certs, verify
 

@@ -16,12 +16,8 @@ from OpenSSL import crypto
 
 from ca import profiles
 from ca.profiles import (
-    ALBATROSS_OID,
     KEY_TYPES,
     PrivateKey,
-    albatross_command,
-    cert_policy,
-    common_name,
     generate_key,
     intermediate,
     leaf,
@@ -30,6 +26,7 @@ from ca.profiles import (
     server_cert,
 )
 from core.authorize import Refusal, authorize
+from core.certs import ALBATROSS_OID, albatross_command, common_name, policy_of
 from core.errors import ParseError, UsageError
 from core.wire import (
     Policy,
@@ -146,7 +143,7 @@ def test_server_cert_refuses_bad_alt_names(dns: str | None, ip: str | None, mess
 def test_intermediate_matches_captured(name: str) -> None:
     root, root_key = ca_of("root")
     captured = load_cert(CERTS / f"ca/{name}.pem")
-    policy = cert_policy(captured)
+    policy = policy_of(captured)
     assert policy is not None
     mine = intermediate(root, root_key, captured.public_key(), name, policy, NOW)  # type: ignore[arg-type]
     assert (
@@ -301,7 +298,7 @@ def test_albatross_command_reports_bad_extension() -> None:
     with pytest.raises(ParseError):
         albatross_command(cert)
     assert albatross_command(root) is None
-    assert cert_policy(root) is None
+    assert policy_of(root) is None
 
 
 # -- negative twins of the chain root -> alice -> leaf ------------------------

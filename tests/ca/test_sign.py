@@ -12,18 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
-from ca.profiles import (
-    albatross_command,
-    cert_policy,
-    common_name,
-    generate_key,
-    intermediate,
-    leaf,
-    make_csr,
-    root_ca,
-    server_cert,
-    sign_csr,
-)
+from ca.profiles import generate_key, intermediate, leaf, make_csr, root_ca, server_cert, sign_csr
+from core.certs import albatross_command, common_name, policy_of
 from core.errors import PolicyError, UsageError
 from core.wire import (
     NetIf,
@@ -50,7 +40,7 @@ def test_policy_csr_becomes_intermediate_within_parent() -> None:
     alice, alice_key = ca_of("alice")
     bob = sign_csr(load_csr(CERTS / "ca/bob.req"), alice, alice_key, NOW)
     assert _is_ca(bob)
-    assert cert_policy(bob) == cert_policy(load_csr(CERTS / "ca/bob.req"))
+    assert policy_of(bob) == policy_of(load_csr(CERTS / "ca/bob.req"))
     assert _days(bob) == dt.timedelta(days=365, seconds=10)
     assert bob.subject == load_csr(CERTS / "ca/bob.req").subject
     verify([bob, alice], [ca_of("root")[0]], NOW)
@@ -100,7 +90,7 @@ def test_root_signs_any_usable_policy() -> None:
     root, root_key = ca_of("root")
     big = Policy(1000, frozenset(range(64)), 1 << 20, None, frozenset({"a", "b"}))
     cert = sign_csr(make_csr(generate_key(), "big", PolicyAdd(big)), root, root_key, NOW)
-    assert cert_policy(cert) == big
+    assert policy_of(cert) == big
 
 
 def test_explicit_issuer_policy_overrides_the_certificate() -> None:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from ca import profiles
 from ca.profiles import PrivateKey
+from core import certs
 from core.wire import (
     BlockSet,
     Command,
@@ -278,12 +279,12 @@ def fake_tls_server(
             der = tls.getpeercert(binary_form=True)
             assert der is not None
             leaf = x509.load_der_x509_certificate(der)
-            command = profiles.albatross_command(leaf)
+            command = certs.albatross_command(leaf)
             assert command is not None
             data = read_stream(tls) if isinstance(command, BlockSet) else []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # an empty CN (policy at root)
-                cn = profiles.common_name(leaf.subject)
+                cn = certs.common_name(leaf.subject)
             seen = Seen(None, command, data, cn)
             server.seen.append(seen)
             for chunk in responder(seen):

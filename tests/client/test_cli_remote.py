@@ -368,7 +368,7 @@ def test_dump_block_writes_data(pki: Pki, tmp_path: Path, monkeypatch: pytest.Mo
 def test_csr_mode_writes_key_and_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cryptography import x509
 
-    from ca.profiles import albatross_command
+    from core.certs import albatross_command
 
     monkeypatch.chdir(tmp_path)
     result = run(["destroy", "a2", "--csr"])

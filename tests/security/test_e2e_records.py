@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.revoke import crl_command, make_crl, revoke_command
+from core.certs import CRL_EXTENSION_OID
 from core.wire import (
     Payload,
     PolicyInfo,
@@ -29,7 +30,6 @@ from tests.security.pki import Ca
 from tests.security.rig import Rig, failure, now, open_rig, small
 from tlsendpoint.activation import tcp_listen_socket
 from tlsendpoint.security import cli as audit_cli
-from tlsendpoint.security.revocation import CRL_EXTENSION_OID
 
 CREATED = StringReply("created unikernel")
 DESTROYED = StringReply("destroyed unikernel")

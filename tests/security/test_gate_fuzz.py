@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.authorize import Refusal
+from core.certs import CRL_EXTENSION_OID
 from core.wire import (
     BlockAdd,
     BlockRemove,
@@ -33,7 +34,6 @@ from tests.endpoint.pki import custom_cert
 from tests.security.pki import Ca, policy
 from tests.security.rig import now
 from tlsendpoint.security.hooks import Security, SecurityOptions
-from tlsendpoint.security.revocation import CRL_EXTENSION_OID
 from tlsendpoint.session import Admit
 
 _CA = Ca(*custom_cert(None, "ca", ca=True))

@@ -50,6 +50,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from core.certs import CRL_EXTENSION_OID
 from core.chainrules import subject_text
 from core.errors import UsageError
 from tlsendpoint.security import SecurityRefusal
@@ -66,7 +67,6 @@ __all__ = [
 
 #: Leaf extension carrying a delegate's CRL (DER).  A UUID OID (ITU-T X.667, arc 2.25),
 #: so it needs no registration and collides with nobody's.
-CRL_EXTENSION_OID = "2.25.166282467214839263785720133745207185441"
 MAX_CRL_BYTES = 8 * 1024 * 1024
 MAX_SUBMITTED_BYTES = 1024 * 1024
 MAX_FILES = 10_000
