@@ -18,7 +18,15 @@ from typing import Any
 import click
 
 from ca import cli as ca_cli
-from client import cmd_block, cmd_console, cmd_dump, cmd_policy, cmd_unikernel
+from client import (
+    audit_cli,
+    cmd_block,
+    cmd_console,
+    cmd_dump,
+    cmd_policy,
+    cmd_unikernel,
+    inspect_cli,
+)
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
 from client.cmd_update import update
@@ -26,8 +34,6 @@ from client.errors import ClientError, CliFailed, ExitStatus
 from client.fmt import Formatter
 from client.output import format_log, json_line
 from core.errors import AlbatrossError
-from tlsendpoint import inspect_cli
-from tlsendpoint.security import cli as security_cli
 
 __all__ = ["alba", "main", "term_error"]
 
@@ -169,7 +175,7 @@ alba.add_command(remote)
 # The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.
 ca_cli.register(alba)
 alba.add_command(inspect_cli.main, "inspect")
-alba.add_command(security_cli.explain_command, "explain")
+alba.add_command(audit_cli.explain_command, "explain")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import click
 import trio
 
 from core.errors import UsageError
+from standin import sockets
 from standin.config import StandinConfig, discovered_host
 from standin.daemon import Daemon, StandinError
 from standin.runner import Runner, SimulatedRunner
@@ -38,7 +39,7 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
     daemon = Daemon(config, runner)
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await nursery.start(daemon.serve)
+            await nursery.start(sockets.serve, daemon)
             click.echo(f"albatross-standin: listening in {config.util_dir}", err=True)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)

@@ -21,8 +21,8 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -48,6 +48,7 @@ from standin.errors import Refused
 from standin.persist import StandinError, dump_state, restore_blocks, restore_state
 from standin.resources import Unikernel, block_name
 from standin.runner import LaunchSpec, Process, ProcessExit, Runner, SimulatedRunner
+from standin.serving import Handler, serve_socket
 from standin.stats import StatsBook, Watched
 from standin.vmmd import Vmmd, should_restart
 
@@ -120,21 +121,20 @@ class Daemon:
     # -- start and stop -----------------------------------------------------
 
     async def serve(
-        self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
+        self,
+        handlers: Mapping[str, Handler],
+        background: Callable[[Daemon], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Restore the state, listen on the three sockets, run until cancelled."""
-        from standin.serving import serve_socket
-        from standin.streams import console_connection, stats_connection, stats_timer
-        from standin.vmmd_server import vmmd_connection
+        """Restore the state, serve each socket with its handler, run until cancelled.
 
+        The protocol handlers and the *background* task (the stats timer) come from
+        the caller (:func:`standin.sockets.serve`): they build on this module, not it on them.
+        """
         self._prepare_dirs()
         self._restore_blocks()
         unikernels = self._restore_state()
-        handlers = {
-            "vmmd": partial(vmmd_connection, self),
-            "console": partial(console_connection, self),
-            "stat": partial(stats_connection, self),
-        }
         listeners: dict[str, socket.socket] = {}
         try:
             for n in handlers:
@@ -150,7 +150,7 @@ class Daemon:
                         nursery.start_soon(
                             serve_socket, listeners[n], n, self.config.max_frame, handler
                         )
-                    nursery.start_soon(stats_timer, self)
+                    nursery.start_soon(background, self)
                     for name, config in unikernels:
                         async with self.lock:
                             reply = await self.create(name, config, needs_dump=True)

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from core.clock import Clock, system_clock
+from standin import sockets
 from standin.config import StandinConfig
 from standin.daemon import Daemon
 from standin.runner import Runner
@@ -80,7 +81,7 @@ class Standin:
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
-                await daemon.serve(task_status=task_status)
+                await sockets.serve(daemon, task_status=task_status)
         finally:
             self._scope = None
             self._stopped.set()

@@ -288,7 +288,9 @@ class Endpoint:
             set_verify_time(self.ssl_context, now)
         tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget, linger=True)
         gate = (
-            None if self.security is None else self.security.gate(record.peer, self.vmmd_query, now)
+            None
+            if self.security is None
+            else Gate(self.security, record.peer, self.vmmd_query, now)
         )
         self.active += 1
         failure: str | None = None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from client.inspect_cli import main
 from tests.vectors import CASES, CERTS
-from tlsendpoint.inspect_cli import main
 
 RUNNER = CliRunner()
 
@@ -102,7 +102,7 @@ def test_reachable_from_alba() -> None:
 def test_console_script_runs(tmp_path: Path) -> None:
     # One subprocess smoke test of the installed entry point.
     proc = subprocess.run(
-        [sys.executable, "-m", "tlsendpoint.inspect_cli", str(CERTS / "ca" / "root-cacert.pem")],
+        [sys.executable, "-m", "client.inspect_cli", str(CERTS / "ca" / "root-cacert.pem")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes
 
+from client.audit_cli import main
 from core.wire import BlockAdd
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.security.audit import (
@@ -21,7 +22,6 @@ from tlsendpoint.security.audit import (
     command_summary,
     verify,
 )
-from tlsendpoint.security.cli import main
 
 
 def record(n: int, decision: str = "allow", reason: str = "") -> AuditRecord:

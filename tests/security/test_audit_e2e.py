@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from ca import profiles
+from client import audit_cli
 from core.wire import StringReply, UnikernelInfo, UnikernelInfoList
 from standin.testing import open_standin
 from tests.endpoint.pki import Pki, write_chain
@@ -29,7 +30,6 @@ from tests.security.rig import Rig, failure, now, open_rig, small
 from tests.security.test_audit import record
 from tests.security.test_audit_faults import Disk, Locked
 from tests.vectors import MKFAKE
-from tlsendpoint.security import cli as audit_cli
 from tlsendpoint.security.audit import AuditLog, FileOps, verify
 
 CREATED = StringReply("created unikernel")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from client.audit_cli import main
 from core.clock import fixed_clock
 from tests.security.pki import NOW
 from tests.security.test_audit import record
@@ -35,7 +36,6 @@ from tlsendpoint.security.audit import (
     verify,
 )
 from tlsendpoint.security.auditformat import digest, encode
-from tlsendpoint.security.cli import main
 
 
 def lines(path: Path) -> list[bytes]:

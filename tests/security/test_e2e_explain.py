@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.pem import encode_certificates
 from ca.revoke import make_crl
+from client import audit_cli as cli
 from core.wire import (
     Command,
     Failure,
@@ -24,7 +25,6 @@ from core.wire import (
 )
 from tests.endpoint.pki import Identity
 from tests.security.rig import Rig, failure, now, open_rig, small
-from tlsendpoint.security import cli
 
 CREATED = StringReply("created unikernel")
 

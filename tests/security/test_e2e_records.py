@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.revoke import crl_command, make_crl, revoke_command
+from client import audit_cli
 from core.certs import CRL_EXTENSION_OID
 from core.wire import (
     Payload,
@@ -29,7 +30,6 @@ from tests.endpoint.pki import Identity
 from tests.security.pki import Ca
 from tests.security.rig import Rig, failure, now, open_rig, small
 from tlsendpoint.activation import tcp_listen_socket
-from tlsendpoint.security import cli as audit_cli
 
 CREATED = StringReply("created unikernel")
 DESTROYED = StringReply("destroyed unikernel")

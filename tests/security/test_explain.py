@@ -13,11 +13,11 @@ from ca.bundle import Bundle
 from ca.pem import encode_certificates, encode_private_key
 from ca.revoke import make_crl
 from ca.store import write_bundle
+from client import audit_cli as cli
 from core.authorize import Refusal, authorize
 from core.wire import BlockAdd, UnikernelInfo
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.test_quota import HOST, host_usage
-from tlsendpoint.security import cli
 from tlsendpoint.security.explain import explain_bundle, explain_chain
 from tlsendpoint.security.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.revocation import CrlStore

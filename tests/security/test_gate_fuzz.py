@@ -33,6 +33,7 @@ from core.wire import (
 from tests.endpoint.pki import custom_cert
 from tests.security.pki import Ca, policy
 from tests.security.rig import now
+from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.session import Admit
 
@@ -77,7 +78,7 @@ def run_gate(security: Security, issuer: Ca, leaf_cn: str, value: bytes, crl: by
         )  # fmt: skip
     except ValueError:  # cryptography refuses to build it: nothing a client could send
         return
-    gate = security.gate("fuzz", refused_query, now())
+    gate = Gate(security, "fuzz", refused_query, now())
     try:
         request = trio.run(gate.authorize, [cert, *issuer.chain])
     except Refusal as refusal:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.pem import encode_certificates
 from ca.revoke import make_crl
+from client import audit_cli as cli
 from core.authorize import Request, authorize
 from core.wire import (
     ROOT,
@@ -37,7 +38,7 @@ from core.wire import (
 from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
-from tlsendpoint.security import SecurityRefusal, cli
+from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import verify
 from tlsendpoint.security.hooks import (
     Query,

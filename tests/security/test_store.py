@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from client import audit_cli as cli
 from core.wire import UnikernelDestroy
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.cli import cli as endpoint_cli
-from tlsendpoint.security import cli
 from tlsendpoint.security.hooks import Security
 from tlsendpoint.security.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rollback import RollbackRefusal, delegations

@@ -2,7 +2,7 @@
 #
 # The endpoint calls three methods, each from one place (tlsendpoint/server.py):
 #
-#   gate = security.gate(peer, query, now)     # after accept
+#   gate = Gate(security, peer, query, now)    # after accept
 #   request = await gate.authorize(chain)      # replaces authorize(chain)
 #   payload = await gate.serve(request, run)   # run: serve_request, given admit=...
 #   await gate.close(outcome, duration)        # once, whatever happened: the audit record

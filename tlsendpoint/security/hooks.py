@@ -1,7 +1,7 @@
 # The endpoint's security features of issue 6, behind one object per endpoint process.
 #
 # The order in which a connection goes through them is the gate's (gate.py): one Gate
-# per connection (Security.gate(peer, query, now)).  Here: the per-process state - the
+# per connection (Gate(security, peer, query, now)).  Here: the per-process state - the
 # store of replay and anti-rollback records (store/, opened and checked at start, old
 # state files migrated), the CRL directory, the audit log, the quota reservations and,
 # with several processes, the host-wide quota lock - plus the daemon queries the quota
@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import trio
 from cryptography import x509
@@ -82,9 +81,6 @@ from tlsendpoint.security.store import (
 )
 from tlsendpoint.security.store.legacy import migrate
 from tlsendpoint.unixstream import open_unix
-
-if TYPE_CHECKING:
-    from tlsendpoint.security.gate import Gate
 
 __all__ = [
     "QUERY_TIMEOUT",
@@ -260,12 +256,6 @@ class Security:
             "until vmmd's reply)",
         )
         self.quota = QuotaGate(lock if options.shared else None)
-
-    def gate(self, peer: str, query: Query, now: dt.datetime) -> Gate:
-        """The per-connection object the endpoint calls (:mod:`.gate`), judging at *now*."""
-        from tlsendpoint.security.gate import Gate  # gate builds on this module
-
-        return Gate(self, peer, query, now)
 
     def close(self) -> None:
         """Close the store's connection and the audit log (at shutdown)."""
