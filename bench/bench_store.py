@@ -28,8 +28,8 @@ from pathlib import Path
 import trio
 
 from core.wire import Name
-from tlsendpoint.security.replay import LeafRecord
-from tlsendpoint.security.rollback import Delegation, Seen
+from tlsendpoint.security.rules.replay import LeafRecord
+from tlsendpoint.security.rules.rollback import Delegation, Seen
 from tlsendpoint.security.store import STORE_FILE, SecurityStore
 
 NOW = 1_800_000_000

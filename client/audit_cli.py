@@ -32,7 +32,7 @@ from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.hooks import daemon_query, host_usage
 from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import Seen
+from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.setup import DEFAULT_STATE_DIR
 from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreError
 from tlsendpoint.security.store.legacy import (

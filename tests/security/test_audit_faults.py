@@ -35,7 +35,7 @@ from tlsendpoint.security.audit import (
     open_audit_log,
     verify,
 )
-from tlsendpoint.security.auditformat import digest, encode
+from tlsendpoint.security.rules.auditformat import digest, encode
 
 
 def lines(path: Path) -> list[bytes]:

@@ -19,9 +19,9 @@ from core.wire import BlockAdd, UnikernelInfo
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.test_quota import HOST, host_usage
 from tlsendpoint.security.explain import explain_bundle, explain_chain
-from tlsendpoint.security.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import delegations
+from tlsendpoint.security.rules.quota import QuotaError, check_usage, demand_of
+from tlsendpoint.security.rules.rollback import delegations
 from tlsendpoint.security.store import SecurityStore
 
 DAY = dt.timedelta(days=1)

@@ -47,7 +47,7 @@ from tlsendpoint.security.hooks import (
     daemon_query,
     reload_on_sighup,
 )
-from tlsendpoint.security.quota import QuotaError
+from tlsendpoint.security.rules.quota import QuotaError
 
 
 def query_for(standin: Standin) -> Query:

@@ -23,7 +23,7 @@ from core.wire import (
 from standin.testing import open_standin
 from tests.security.pki import create, policy, root
 from tests.standin.helpers import request
-from tlsendpoint.security.naming import NameRefusal, check_object_name, filter_listing
+from tlsendpoint.security.rules.naming import NameRefusal, check_object_name, filter_listing
 
 
 async def test_dot_leaf_would_remove_the_parents_block_and_is_refused(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_listing_filter_keeps_the_delegates_own_objects() -> None:
 
 def test_stats_at_a_path_is_refused_only_while_the_parents_twin_runs() -> None:
     from core.wire import StatsSubscribe
-    from tlsendpoint.security.naming import check_stats_path, parents_object
+    from tlsendpoint.security.rules.naming import check_stats_path, parents_object
 
     alice = root().delegate("alice", policy())
     at_path = authorize(alice.leaf_chain(".", StatsSubscribe()))

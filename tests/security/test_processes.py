@@ -21,9 +21,9 @@ from tests.security.pki import NOW, create, policy, root
 from tests.security.test_hooks import alice_usage, endpoint_run, query_for
 from tlsendpoint.security.audit import AuditLog, AuditRecord, verify
 from tlsendpoint.security.hooks import Security, SecurityOptions
-from tlsendpoint.security.quota import QuotaError
-from tlsendpoint.security.replay import ReplayRefusal, leaf_record
-from tlsendpoint.security.rollback import RollbackRefusal, delegations
+from tlsendpoint.security.rules.quota import QuotaError
+from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
+from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.store import SecurityStore
 
 _FORK = multiprocessing.get_context("fork")

@@ -15,14 +15,14 @@ from core.wire import Name
 from tests.security.pki import policy
 from tests.security.test_audit import record
 from tlsendpoint.security.audit import AuditError, AuditLog, verify
-from tlsendpoint.security.quota import (
+from tlsendpoint.security.revocation import RevocationError, parse_crl
+from tlsendpoint.security.rules.quota import (
     Demand,
     QuotaError,
     Usage,
     _Running,
 )
-from tlsendpoint.security.reservations import Reservation, Reservations
-from tlsendpoint.security.revocation import RevocationError, parse_crl
+from tlsendpoint.security.rules.reservations import Reservation, Reservations
 from tlsendpoint.security.store import SecurityStore, StoreError
 from tlsendpoint.security.store.legacy import OldFileDamaged, read_journal, read_rollback
 

@@ -35,7 +35,7 @@ from core.wire import (
 )
 from core.wire.messages import NetInfoRecord, Typ
 from tests.security.pki import create, policy, root
-from tlsendpoint.security.quota import (
+from tlsendpoint.security.rules.quota import (
     Demand,
     QuotaError,
     Usage,
@@ -46,7 +46,7 @@ from tlsendpoint.security.quota import (
     usage_from_replies,
     usage_queries,
 )
-from tlsendpoint.security.reservations import Reservations
+from tlsendpoint.security.rules.reservations import Reservations
 
 HOST = policy(unikernels=(1 << 62) - 1, memory=4096, block=1000, cpuids=frozenset({0, 1, 2, 3}))
 

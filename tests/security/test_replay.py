@@ -25,7 +25,7 @@ from core.wire import (
     UnikernelInfo,
 )
 from tests.security.pki import NOW, create, policy, root
-from tlsendpoint.security.replay import (
+from tlsendpoint.security.rules.replay import (
     STATE_CHANGING,
     ReplayBounds,
     ReplayRefusal,

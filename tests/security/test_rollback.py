@@ -12,7 +12,7 @@ from cryptography import x509
 from core.authorize import authorize
 from core.wire import Name
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.security.rollback import RollbackRefusal, check, delegations
+from tlsendpoint.security.rules.rollback import RollbackRefusal, check, delegations
 from tlsendpoint.security.store import SecurityStore
 from tlsendpoint.security.store.legacy import OldFileDamaged, read_rollback
 

@@ -23,8 +23,8 @@ from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.cli import cli as endpoint_cli
 from tlsendpoint.security.hooks import Security
-from tlsendpoint.security.replay import ReplayRefusal, leaf_record
-from tlsendpoint.security.rollback import RollbackRefusal, delegations
+from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
+from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
 from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreBusy, StoreDamaged
 

@@ -3,11 +3,9 @@
 Each module is self-contained with a small hook API; the endpoint calls them
 through one object per connection, in the order documented in :mod:`.gate`:
 
-* :mod:`.quota` - quotas that cannot be multiplied by sub-delegation (pure);
-* :mod:`.audit` - hash-chained JSON-lines audit log that fails closed, and its verifier
-  (:mod:`.auditformat`: the record format and the reader);
-* :mod:`.rollback` - per-path newest delegation, older ones refused;
-* :mod:`.replay` - a state-changing leaf runs once;
+* :mod:`.rules` - the pure rules: quotas, reservations, names, anti-rollback, replay and
+  the audit record format;
+* :mod:`.audit` - hash-chained JSON-lines audit log that fails closed, and its verifier;
 * :mod:`.store` - the crash-safe state of both (SQLite) and the host-wide quota lock;
 * :mod:`.revocation` - CRLs from a directory or handed in by a delegate;
 * :mod:`.explain` - "would the endpoint allow this, and if not why" offline.

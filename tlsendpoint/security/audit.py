@@ -47,7 +47,7 @@ from pathlib import Path
 import trio
 
 from core.clock import Clock, system_clock
-from tlsendpoint.security.auditformat import (
+from tlsendpoint.security.rules.auditformat import (
     GENESIS,
     MAX_LINE,
     MAX_TORN_LINES,

@@ -24,17 +24,17 @@ from core.chainrules import subject_text
 from core.routing import command_name
 from core.wire import Command, Policy
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.naming import check_object_name
-from tlsendpoint.security.quota import (
+from tlsendpoint.security.revocation import CrlStore
+from tlsendpoint.security.rules.naming import check_object_name
+from tlsendpoint.security.rules.quota import (
     QuotaError,
     Usage,
     check_delegations,
     check_usage,
     demand_of,
 )
-from tlsendpoint.security.revocation import CrlStore
-from tlsendpoint.security.rollback import Seen, delegations
-from tlsendpoint.security.rollback import check as check_rollback
+from tlsendpoint.security.rules.rollback import Seen, delegations
+from tlsendpoint.security.rules.rollback import check as check_rollback
 
 __all__ = ["Verdict", "explain_bundle", "explain_chain", "explain_signer"]
 

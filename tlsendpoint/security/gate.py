@@ -62,7 +62,7 @@ from tlsendpoint.security.audit import (
     command_summary,
 )
 from tlsendpoint.security.hooks import Query, Security
-from tlsendpoint.security.replay import is_state_changing
+from tlsendpoint.security.rules.replay import is_state_changing
 from tlsendpoint.security.store import StoreError
 from tlsendpoint.session import Admit
 

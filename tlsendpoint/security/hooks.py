@@ -53,23 +53,23 @@ from core.wire import (
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
-from tlsendpoint.security.naming import (
+from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
+from tlsendpoint.security.rules.naming import (
     check_object_name,
     check_stats_path,
     filter_listing,
     parents_object,
 )
-from tlsendpoint.security.quota import (
+from tlsendpoint.security.rules.quota import (
     Usage,
     check_delegations,
     demand_of,
     root_policy_from,
     usage_from_replies,
 )
-from tlsendpoint.security.replay import already_used, is_state_changing, leaf_record
-from tlsendpoint.security.reservations import Reservation, Reservations
-from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
-from tlsendpoint.security.rollback import delegations
+from tlsendpoint.security.rules.replay import already_used, is_state_changing, leaf_record
+from tlsendpoint.security.rules.reservations import Reservation, Reservations
+from tlsendpoint.security.rules.rollback import delegations
 from tlsendpoint.security.store import (
     NO_FAULTS,
     STORE_FILE,

@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from tlsendpoint.security.rollback import Seen
+from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.store.database import StoreDamaged, StoreError
 from tlsendpoint.security.store.records import STORE_FILE, SecurityStore
 

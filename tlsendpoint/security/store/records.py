@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tlsendpoint.security import replay, rollback
-from tlsendpoint.security.replay import LeafRecord, ReplayBounds
-from tlsendpoint.security.rollback import Delegation, Seen
+from tlsendpoint.security.rules import replay, rollback
+from tlsendpoint.security.rules.replay import LeafRecord, ReplayBounds
+from tlsendpoint.security.rules.rollback import Delegation, Seen
 from tlsendpoint.security.store.database import (
     BUSY_TIMEOUT,
     Database,

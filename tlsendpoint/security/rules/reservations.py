@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.wire import Name, Policy
-from tlsendpoint.security.quota import Demand, Usage, check_usage
+from tlsendpoint.security.rules.quota import Demand, Usage, check_usage
 
 __all__ = ["Reservation", "Reservations"]
 
