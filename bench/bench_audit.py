@@ -18,14 +18,8 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.security.audit import (
-    AuditLog,
-    AuditRecord,
-    OutcomeRecord,
-    append_async,
-    open_audit_log,
-    verify,
-)
+from tlsendpoint.security.rules.auditformat import AuditRecord, OutcomeRecord
+from tlsendpoint.security.state.auditlog import AuditLog, append_async, open_audit_log, verify
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CHAIN = [{"subject": f"CN=c{i}", "sha256": "ab" * 32} for i in range(3)]

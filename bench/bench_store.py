@@ -30,7 +30,7 @@ import trio
 from core.wire import Name
 from tlsendpoint.security.rules.replay import LeafRecord
 from tlsendpoint.security.rules.rollback import Delegation, Seen
-from tlsendpoint.security.store import STORE_FILE, SecurityStore
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
 
 NOW = 1_800_000_000
 LATER = NOW + 86_400

@@ -28,19 +28,21 @@ from core.wire import (
     UnikernelInfo,
     UnikernelRestart,
 )
-from tlsendpoint.security.audit import AuditError, verify
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.hooks import daemon_query, host_usage
 from tlsendpoint.security.revocation import CrlStore
+from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.setup import DEFAULT_STATE_DIR
-from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreError
-from tlsendpoint.security.store.legacy import (
+from tlsendpoint.security.state.auditlog import verify
+from tlsendpoint.security.state.legacy import (
     OLD_REPLAY_FILE,
     OLD_ROLLBACK_FILE,
     read_journal,
     read_rollback,
 )
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
+from tlsendpoint.security.store import StoreError
 
 __all__ = ["check_state_command", "explain_command", "main", "verify_command"]
 

@@ -13,15 +13,14 @@ from cryptography.hazmat.primitives import hashes
 from client.audit_cli import main
 from core.wire import BlockAdd
 from tests.security.pki import NOW, create, policy, root
-from tlsendpoint.security.audit import (
+from tlsendpoint.security.rules.auditformat import (
     GENESIS,
     MAX_LINE,
     AuditError,
-    AuditLog,
     AuditRecord,
     command_summary,
-    verify,
 )
+from tlsendpoint.security.state.auditlog import AuditLog, verify
 
 
 def record(n: int, decision: str = "allow", reason: str = "") -> AuditRecord:

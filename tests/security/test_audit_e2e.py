@@ -30,7 +30,7 @@ from tests.security.rig import Rig, failure, now, open_rig, small
 from tests.security.test_audit import record
 from tests.security.test_audit_faults import Disk, Locked
 from tests.vectors import MKFAKE
-from tlsendpoint.security.audit import AuditLog, FileOps, verify
+from tlsendpoint.security.state.auditlog import AuditLog, FileOps, verify
 
 CREATED = StringReply("created unikernel")
 BIN = Path(sys.executable).parent

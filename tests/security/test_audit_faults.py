@@ -25,17 +25,20 @@ from client.audit_cli import main
 from core.clock import fixed_clock
 from tests.security.pki import NOW
 from tests.security.test_audit import record
-from tlsendpoint.security.audit import (
+from tlsendpoint.security.rules.auditformat import (
     GENESIS,
-    AuditDamaged,
     AuditError,
+    OutcomeRecord,
+    digest,
+    encode,
+)
+from tlsendpoint.security.state.auditlog import (
+    AuditDamaged,
     AuditLog,
     FileOps,
-    OutcomeRecord,
     open_audit_log,
     verify,
 )
-from tlsendpoint.security.rules.auditformat import digest, encode
 
 
 def lines(path: Path) -> list[bytes]:
@@ -230,7 +233,8 @@ _FULL_DISK = """
 import json, resource, sys
 from pathlib import Path
 from tests.security.test_audit import record
-from tlsendpoint.security.audit import AuditError, AuditLog
+from tlsendpoint.security.rules.auditformat import AuditError
+from tlsendpoint.security.state.auditlog import AuditLog
 
 path = Path(sys.argv[1])
 log = AuditLog(path)

@@ -30,7 +30,8 @@ from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.hooks import QuotaGate
-from tlsendpoint.security.store import STORE_FILE, HostLock, LockTimeout
+from tlsendpoint.security.state.records import STORE_FILE
+from tlsendpoint.security.store import HostLock, LockTimeout
 
 CREATED = StringReply("created unikernel")
 

@@ -22,7 +22,7 @@ from tlsendpoint.security.explain import explain_bundle, explain_chain
 from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rules.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.rules.rollback import delegations
-from tlsendpoint.security.store import SecurityStore
+from tlsendpoint.security.state.records import SecurityStore
 
 DAY = dt.timedelta(days=1)
 

@@ -39,7 +39,6 @@ from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import verify
 from tlsendpoint.security.hooks import (
     Query,
     Security,
@@ -48,6 +47,7 @@ from tlsendpoint.security.hooks import (
     reload_on_sighup,
 )
 from tlsendpoint.security.rules.quota import QuotaError
+from tlsendpoint.security.state.auditlog import verify
 
 
 def query_for(standin: Standin) -> Query:

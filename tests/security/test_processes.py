@@ -19,12 +19,13 @@ from core.wire import BlockAdd, UnikernelDestroy
 from standin.testing import open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.security.test_hooks import alice_usage, endpoint_run, query_for
-from tlsendpoint.security.audit import AuditLog, AuditRecord, verify
 from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.rules.auditformat import AuditRecord
 from tlsendpoint.security.rules.quota import QuotaError
 from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
-from tlsendpoint.security.store import SecurityStore
+from tlsendpoint.security.state.auditlog import AuditLog, verify
+from tlsendpoint.security.state.records import SecurityStore
 
 _FORK = multiprocessing.get_context("fork")
 SECONDS = int(NOW.timestamp())

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from core.wire import Name
 from tests.security.pki import policy
 from tests.security.test_audit import record
-from tlsendpoint.security.audit import AuditError, AuditLog, verify
 from tlsendpoint.security.revocation import RevocationError, parse_crl
+from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.quota import (
     Demand,
     QuotaError,
@@ -23,8 +23,10 @@ from tlsendpoint.security.rules.quota import (
     _Running,
 )
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
-from tlsendpoint.security.store import SecurityStore, StoreError
-from tlsendpoint.security.store.legacy import OldFileDamaged, read_journal, read_rollback
+from tlsendpoint.security.state.auditlog import AuditLog, verify
+from tlsendpoint.security.state.legacy import OldFileDamaged, read_journal, read_rollback
+from tlsendpoint.security.state.records import SecurityStore
+from tlsendpoint.security.store import StoreError
 
 FS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 

@@ -33,7 +33,7 @@ from tlsendpoint.security.rules.replay import (
     leaf_record,
     replay_key,
 )
-from tlsendpoint.security.store import SecurityStore
+from tlsendpoint.security.state.records import SecurityStore
 
 DAY = dt.timedelta(days=1)
 

@@ -13,8 +13,8 @@ from core.authorize import authorize
 from core.wire import Name
 from tests.security.pki import NOW, Ca, create, policy, root
 from tlsendpoint.security.rules.rollback import RollbackRefusal, check, delegations
-from tlsendpoint.security.store import SecurityStore
-from tlsendpoint.security.store.legacy import OldFileDamaged, read_rollback
+from tlsendpoint.security.state.legacy import OldFileDamaged, read_rollback
+from tlsendpoint.security.state.records import SecurityStore
 
 DAY = dt.timedelta(days=1)
 

@@ -26,7 +26,8 @@ from tlsendpoint.security.hooks import Security
 from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
-from tlsendpoint.security.store import STORE_FILE, SecurityStore, StoreBusy, StoreDamaged
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
+from tlsendpoint.security.store import StoreBusy, StoreDamaged
 
 SECONDS = int(NOW.timestamp())
 PAGE = 4096

@@ -17,7 +17,7 @@ from core.wire import Failure, UnikernelDestroy
 from tests.endpoint.fakedaemon import open_fake_daemon
 from tests.endpoint.pki import Pki
 from tests.security.processes import DESTROYED, Destroys, open_endpoints
-from tlsendpoint.security.store import FAULTS_ENV
+from tlsendpoint.security.state.faults import FAULTS_ENV
 
 # step -> did the command reach the daemon before the kill?
 STEPS = {

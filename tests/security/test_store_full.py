@@ -36,7 +36,7 @@ from tests.security.processes import DESTROYED, Destroys, open_endpoints
 from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security.setup import SecuritySetupError, open_security
-from tlsendpoint.security.store import STORE_FILE, SecurityStore
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
 
 NOT_SENT = "the endpoint cannot record this leaf before running its command, so nothing was sent"
 

@@ -5,8 +5,9 @@ through one object per connection, in the order documented in :mod:`.gate`:
 
 * :mod:`.rules` - the pure rules: quotas, reservations, names, anti-rollback, replay and
   the audit record format;
-* :mod:`.audit` - hash-chained JSON-lines audit log that fails closed, and its verifier;
-* :mod:`.store` - the crash-safe state of both (SQLite) and the host-wide quota lock;
+* :mod:`.state` - the state in files: replay and anti-rollback records (SQLite), the
+  hash-chained audit log that fails closed, and its verifier;
+* :mod:`.store` - crash-safe SQLite files and the host-wide quota lock;
 * :mod:`.revocation` - CRLs from a directory or handed in by a delegate;
 * :mod:`.explain` - "would the endpoint allow this, and if not why" offline.
 """

@@ -53,16 +53,16 @@ from core.authorize import Refusal, Request, authorize
 from core.errors import AlbatrossError
 from core.wire import Failure, Payload
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import (
+from tlsendpoint.security.hooks import Query, Security
+from tlsendpoint.security.rules.auditformat import (
     AuditError,
     AuditRecord,
     OutcomeRecord,
-    append_async,
     chain_summary,
     command_summary,
 )
-from tlsendpoint.security.hooks import Query, Security
 from tlsendpoint.security.rules.replay import is_state_changing
+from tlsendpoint.security.state.auditlog import append_async
 from tlsendpoint.security.store import StoreError
 from tlsendpoint.session import Admit
 

@@ -2,8 +2,8 @@
 #
 # The order in which a connection goes through them is the gate's (gate.py): one Gate
 # per connection (Gate(security, peer, query, now)).  Here: the per-process state - the
-# store of replay and anti-rollback records (store/, opened and checked at start, old
-# state files migrated), the CRL directory, the audit log, the quota reservations and,
+# store of replay and anti-rollback records (state/records.py, opened and checked at
+# start, old state files migrated), the CRL directory, the audit log, the quota reservations and,
 # with several processes, the host-wide quota lock - plus the daemon queries the quota
 # check needs and the SIGHUP loop.
 #
@@ -52,8 +52,8 @@ from core.wire import (
 )
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
 from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
+from tlsendpoint.security.rules.auditformat import AuditRecord, command_summary
 from tlsendpoint.security.rules.naming import (
     check_object_name,
     check_stats_path,
@@ -70,16 +70,11 @@ from tlsendpoint.security.rules.quota import (
 from tlsendpoint.security.rules.replay import already_used, is_state_changing, leaf_record
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
 from tlsendpoint.security.rules.rollback import delegations
-from tlsendpoint.security.store import (
-    NO_FAULTS,
-    STORE_FILE,
-    Faults,
-    HostLock,
-    LockTimeout,
-    SecurityStore,
-    StoreError,
-)
-from tlsendpoint.security.store.legacy import migrate
+from tlsendpoint.security.state.auditlog import open_audit_log
+from tlsendpoint.security.state.faults import NO_FAULTS, Faults
+from tlsendpoint.security.state.legacy import migrate
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
+from tlsendpoint.security.store import HostLock, LockTimeout, StoreError
 from tlsendpoint.unixstream import open_unix
 
 __all__ = [
@@ -226,7 +221,7 @@ class SecurityOptions:
     audit_log: Path | None = None
     audit_fsync: bool = False
     shared: bool = False  # several endpoint processes serve this host (quota lock file)
-    faults: Faults = NO_FAULTS  # crash tests only (store/faults.py)
+    faults: Faults = NO_FAULTS  # crash tests only (state/faults.py)
 
 
 class Security:

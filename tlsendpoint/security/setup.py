@@ -18,16 +18,10 @@ import click
 
 from core.errors import AlbatrossError
 from tlsendpoint.security.hooks import Security, SecurityOptions
-from tlsendpoint.security.store import (
-    FAULTS_ENV,
-    STORE_FILE,
-    Faults,
-    StoreBusy,
-    StoreDamaged,
-    StoreError,
-    StoreUnwritable,
-)
-from tlsendpoint.security.store.legacy import OldFileDamaged
+from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
+from tlsendpoint.security.state.legacy import OldFileDamaged
+from tlsendpoint.security.state.records import STORE_FILE
+from tlsendpoint.security.store import StoreBusy, StoreDamaged, StoreError, StoreUnwritable
 
 __all__ = ["DEFAULT_STATE_DIR", "SecuritySetupError", "open_security", "security_options"]
 

@@ -33,7 +33,7 @@
 # --head) is lines cut from the end, or the last record edited.
 #
 # Pure: bytes in, records and our AuditError out; the file is read and written
-# in audit.py, which uses this Scanner for verify and for recovery alike, so
+# in state/auditlog.py, which uses this Scanner for verify and for recovery alike, so
 # the endpoint never writes what the verifier would call tampering.
 from __future__ import annotations
 

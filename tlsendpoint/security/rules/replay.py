@@ -8,7 +8,7 @@
 # would be refused as expired anyway).  Read-only commands are exempt.
 # albatross-client mints a fresh leaf per command, so it is unaffected.
 #
-# The store (store/records.py) checks and records in one transaction, durably, before
+# The store (state/records.py) checks and records in one transaction, durably, before
 # the command reaches the daemon: two concurrent presentations cannot both pass, and a
 # crash after the record leaves the leaf used; a command that then fails at the daemon
 # has still used its leaf.

@@ -13,7 +13,7 @@
 # new path is simply not recorded (the store says so; the endpoint logs it).
 #
 # :func:`plan` decides, from the records seen so far, what to write and whether to
-# refuse; the store (store/records.py) reads, plans and writes in one transaction.
+# refuse; the store (state/records.py) reads, plans and writes in one transaction.
 # Pure: values in, values or RollbackRefusal out.  No I/O, no clock.
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 # Append-only, hash-chained audit log that fails closed (issue 6 point 8, issue 11 point 2).
 #
-# The record format and the reader are in auditformat.py; this module touches
+# The record format and the reader are in rules/auditformat.py; this module touches
 # the file.  The rules:
 #
 # * Record before you act.  The gate appends an allow decision - and with
@@ -54,13 +54,9 @@ from tlsendpoint.security.rules.auditformat import (
     VERSION,
     AuditError,
     AuditRecord,
-    Crash,
-    OpenDecision,
     OutcomeRecord,
     Scanner,
     Verified,
-    chain_summary,
-    command_summary,
     digest,
     encode,
     parse,
@@ -69,22 +65,13 @@ from tlsendpoint.security.rules.auditformat import (
 
 __all__ = [
     "AUDIT_TIMEOUT",
-    "GENESIS",
     "LOCK_TIMEOUT",
-    "MAX_LINE",
     "Appended",
     "AuditDamaged",
-    "AuditError",
     "AuditLog",
-    "AuditRecord",
-    "Crash",
     "FileOps",
-    "OpenDecision",
-    "OutcomeRecord",
-    "Verified",
+    "Record",
     "append_async",
-    "chain_summary",
-    "command_summary",
     "open_audit_log",
     "verify",
 ]

@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 
 from tlsendpoint.security.rules.rollback import Seen
+from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
 from tlsendpoint.security.store.database import StoreDamaged, StoreError
-from tlsendpoint.security.store.records import STORE_FILE, SecurityStore
 
 __all__ = [
     "OLD_REPLAY_FILE",

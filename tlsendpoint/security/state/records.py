@@ -1,6 +1,6 @@
 # The security records of issue 6 in one crash-safe store (issue 11): replay records
-# and the anti-rollback table, in <state-dir>/security.db (see database.py for how the
-# file itself is kept safe).
+# and the anti-rollback table, in <state-dir>/security.db (see store/database.py for how
+# the file itself is kept safe).
 #
 # Record before act: record_leaf() checks and records a state-changing leaf in one
 # write transaction, committed (fsync'd) before it returns - the caller forwards the
@@ -32,13 +32,13 @@ from typing import TypeVar
 from tlsendpoint.security.rules import replay, rollback
 from tlsendpoint.security.rules.replay import LeafRecord, ReplayBounds
 from tlsendpoint.security.rules.rollback import Delegation, Seen
+from tlsendpoint.security.state.faults import NO_FAULTS, Faults
 from tlsendpoint.security.store.database import (
     BUSY_TIMEOUT,
     Database,
     Schema,
     StoreDamaged,
 )
-from tlsendpoint.security.store.faults import NO_FAULTS, Faults
 
 __all__ = ["SCHEMA", "STORE_FILE", "Counts", "SecurityStore"]
 
