@@ -262,7 +262,7 @@ def crl_leaf(
 ) -> x509.Certificate:
     """A leaf that hands *crl* to our endpoint: ``policy info`` plus the CRL extension.
 
-    The endpoint (tlsendpoint/security/revocation.py) takes the CRL only if a CA
+    The endpoint (tlsendpoint/security/rules/revocation.py) takes the CRL only if a CA
     of the verified chain signed it; the read-only command is served as usual, so
     the same leaf is harmless at an albatross endpoint, which ignores the extension.
     """

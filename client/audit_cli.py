@@ -30,11 +30,11 @@ from core.wire import (
 )
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.hooks import daemon_query, host_usage
-from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.setup import DEFAULT_STATE_DIR
 from tlsendpoint.security.state.auditlog import verify
+from tlsendpoint.security.state.crldir import CrlStore
 from tlsendpoint.security.state.legacy import (
     OLD_REPLAY_FILE,
     OLD_ROLLBACK_FILE,
@@ -258,7 +258,11 @@ def explain_command(
         anchor = load_certificates(ca_file, "CA file")[0] if ca_file else None
         if crl_dir is not None and anchor is None:
             raise click.UsageError("--crl-dir needs --ca")
-        crls = CrlStore(crl_dir, anchor) if crl_dir is not None and anchor is not None else None
+        crls = (
+            CrlStore(crl_dir, anchor).revocations
+            if crl_dir is not None and anchor is not None
+            else None
+        )
         if rollback_state is None and state_dir is not None:
             candidates = [state_dir / STORE_FILE, state_dir / OLD_ROLLBACK_FILE]
             rollback_state = next((c for c in candidates if c.exists()), None)

@@ -16,7 +16,8 @@ from ca.cli import ca_group
 from ca.revoke import revoke, write_crl
 from core.authorize import authorize
 from core.wire import Name, Policy, PolicyInfo, UnikernelInfo
-from tlsendpoint.security.revocation import CrlStore, RevocationRefusal, submitted_crl
+from tlsendpoint.security.rules.revocation import RevocationRefusal, submitted_crl
+from tlsendpoint.security.state.crldir import CrlStore
 
 NOW = dt.datetime.now(dt.UTC)
 POLICY = Policy(2, frozenset({0}), 64, None, frozenset({"service"}))

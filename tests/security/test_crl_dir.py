@@ -27,7 +27,8 @@ from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.rig import failure, now, open_rig, small
 from tlsendpoint.security.hooks import reload_on_sighup
-from tlsendpoint.security.revocation import CrlStore, RevocationError, RevocationRefusal
+from tlsendpoint.security.rules.revocation import RevocationError, RevocationRefusal
+from tlsendpoint.security.state.crldir import CrlStore
 
 ENDPOINT = Path(sys.executable).parent / "albatross-tls-endpoint"
 

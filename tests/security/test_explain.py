@@ -19,9 +19,9 @@ from core.wire import BlockAdd, UnikernelInfo
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.test_quota import HOST, host_usage
 from tlsendpoint.security.explain import explain_bundle, explain_chain
-from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rules.quota import QuotaError, check_usage, demand_of
 from tlsendpoint.security.rules.rollback import delegations
+from tlsendpoint.security.state.crldir import CrlStore
 from tlsendpoint.security.state.records import SecurityStore
 
 DAY = dt.timedelta(days=1)
@@ -104,7 +104,9 @@ def test_delegation_revocation_and_rollback_stages(tmp_path: Path) -> None:
     assert (verdict.limit, verdict.used, verdict.requested) == (4096, 0, 5000)
     crl = make_crl(ca.cert, ca.key, {alice.cert.serial_number: NOW}, NOW, 1)
     (tmp_path / "root.crl").write_bytes(crl.public_bytes(Encoding.PEM))
-    revoked = explain_chain(alice.leaf_chain("a", create()), NOW, crls=CrlStore(tmp_path, ca.cert))
+    revoked = explain_chain(
+        alice.leaf_chain("a", create()), NOW, crls=CrlStore(tmp_path, ca.cert).revocations
+    )
     assert revoked.stage == "revocation" and "CN=alice" in (revoked.reason or "")
     old = ca.delegate("carol", policy(), now=NOW - DAY)
     new = ca.delegate("carol", policy(), now=NOW)

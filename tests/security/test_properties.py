@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from core.wire import Name
 from tests.security.pki import policy
 from tests.security.test_audit import record
-from tlsendpoint.security.revocation import RevocationError, parse_crl
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.quota import (
     Demand,
@@ -23,6 +22,7 @@ from tlsendpoint.security.rules.quota import (
     _Running,
 )
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
+from tlsendpoint.security.rules.revocation import RevocationError, parse_crl
 from tlsendpoint.security.state.auditlog import AuditLog, verify
 from tlsendpoint.security.state.legacy import OldFileDamaged, read_journal, read_rollback
 from tlsendpoint.security.state.records import SecurityStore

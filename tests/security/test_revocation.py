@@ -13,15 +13,11 @@ from cryptography.x509.oid import NameOID
 from ca import profiles
 from ca.revoke import make_crl
 from core.authorize import authorize
+from core.certs import CRL_EXTENSION_OID
 from core.wire import EXTENSION_OID, PolicyInfo, encode_extension
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.security.revocation import (
-    CRL_EXTENSION_OID,
-    CrlStore,
-    RevocationError,
-    RevocationRefusal,
-    submitted_crl,
-)
+from tlsendpoint.security.rules.revocation import RevocationError, RevocationRefusal, submitted_crl
+from tlsendpoint.security.state.crldir import CrlStore
 
 DAY = dt.timedelta(days=1)
 

@@ -21,7 +21,8 @@ from ca.revoke import (
 from ca.store import db_line
 from core.errors import UsageError
 from tests.security.pki import NOW, Ca, create, policy, root
-from tlsendpoint.security.revocation import CrlStore, RevocationRefusal
+from tlsendpoint.security.rules.revocation import RevocationRefusal
+from tlsendpoint.security.state.crldir import CrlStore
 
 
 def ca_files(tmp_path: Path, ca: Ca) -> tuple[Path, Path]:

@@ -1,8 +1,10 @@
 # Explain, offline, whether the endpoint would allow a request (issue 6 point 9).
 #
 # The verdict runs the endpoint's own checks, in the endpoint's order, through
-# the same functions (authorize, revocation, rollback, quota), so the reason
-# printed here is the exact text of the endpoint's Failure reply.  Only the
+# the same functions (core.authorize and the pure rules of rules/: naming,
+# revocation, rollback, quota), so the reason printed here is the exact text of
+# the endpoint's Failure reply.  The state they judge against (CRLs, the
+# anti-rollback table, the daemon's usage) is read by the caller and passed in.  Only the
 # TLS layer is imitated: validity dates and signatures, which OpenSSL checks
 # during the handshake (a failure there gets no reply at all).
 #
@@ -24,7 +26,6 @@ from core.chainrules import subject_text
 from core.routing import command_name
 from core.wire import Command, Policy
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.revocation import CrlStore
 from tlsendpoint.security.rules.naming import check_object_name
 from tlsendpoint.security.rules.quota import (
     QuotaError,
@@ -33,6 +34,7 @@ from tlsendpoint.security.rules.quota import (
     check_usage,
     demand_of,
 )
+from tlsendpoint.security.rules.revocation import Revocations
 from tlsendpoint.security.rules.rollback import Seen, delegations
 from tlsendpoint.security.rules.rollback import check as check_rollback
 
@@ -98,7 +100,7 @@ def explain_chain(
     anchor: x509.Certificate | None = None,
     root_policy: Policy | None = None,
     usage: Usage | None = None,
-    crls: CrlStore | None = None,
+    crls: Revocations | None = None,
     rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """Would the endpoint allow the request of *chain* (leaf first) at *now*?"""
@@ -152,7 +154,7 @@ def explain_signer(
     anchors: Sequence[x509.Certificate] = (),
     root_policy: Policy | None = None,
     usage: Usage | None = None,
-    crls: CrlStore | None = None,
+    crls: Revocations | None = None,
     rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """As :func:`explain_chain` for a leaf with *cn* and *command* signed by *key*.
@@ -178,7 +180,7 @@ def explain_bundle(
     *,
     root_policy: Policy | None = None,
     usage: Usage | None = None,
-    crls: CrlStore | None = None,
+    crls: Revocations | None = None,
     rollback: Mapping[str, Seen] | None = None,
 ) -> Verdict:
     """:func:`explain_signer` for a delegation bundle."""

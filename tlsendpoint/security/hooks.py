@@ -52,7 +52,6 @@ from core.wire import (
 )
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.revocation import CrlStore, RevocationError, submitted_crl
 from tlsendpoint.security.rules.auditformat import AuditRecord, command_summary
 from tlsendpoint.security.rules.naming import (
     check_object_name,
@@ -69,8 +68,10 @@ from tlsendpoint.security.rules.quota import (
 )
 from tlsendpoint.security.rules.replay import already_used, is_state_changing, leaf_record
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
+from tlsendpoint.security.rules.revocation import RevocationError, submitted_crl
 from tlsendpoint.security.rules.rollback import delegations
 from tlsendpoint.security.state.auditlog import open_audit_log
+from tlsendpoint.security.state.crldir import CrlStore
 from tlsendpoint.security.state.faults import NO_FAULTS, Faults
 from tlsendpoint.security.state.legacy import migrate
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore

@@ -5,7 +5,9 @@
 * :mod:`.legacy` - the previous format's state files, migrated into the store once;
 * :mod:`.faults` - the crash tests' kill points in the write path;
 * :mod:`.auditlog` - the hash-chained audit log file: appends that fail closed, crash
-  recovery, ``verify``.
+  recovery, ``verify``;
+* :mod:`.crldir` - the CRL directory, reloaded when it changes, and the CRLs delegates
+  hand in, stored there.
 
 Each store reads and writes its files and applies the decisions of the pure rules
 (:mod:`tlsendpoint.security.rules`) to what it holds; times come in as parameters.  A

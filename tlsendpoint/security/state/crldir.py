@@ -1,19 +1,10 @@
-# Revocation with CRLs (issue 6 point 5).
+# The CRL directory and the CRLs delegates hand in (issue 6 point 5, issue 11 point 3).
 #
-# albatross has no revocation (behaviour.md §9.1, albatross#52).  We read CRLs
-# (PEM or DER, *.crl / *.pem / *.der) from a directory and refuse a verified
-# chain if any of its certificates is listed.
+# Which CRL counts for which certificate is decided in rules/revocation.py; this
+# module reads the operator's CRL directory into that rule's Revocations, keeps it
+# current, and stores the CRLs delegates hand in.
 #
-# Authority: a CRL counts for certificate C only if it verifies against C's
-# *actual issuer in the verified chain* (the next certificate up, or the trust
-# anchor for the top one) - same DN and a valid signature by that key.  So the
-# root revokes what it issued, an intermediate revokes what it issued, and
-# revoking an intermediate cuts off its whole subtree.  A delegate cannot
-# revoke outside its subtree: its CRL never verifies against anyone else's key,
-# whatever issuer DN it claims.  Revocations are permanent: an expired CRL
-# (nextUpdate in the past) still revokes, and CRLs of one issuer are united.
-#
-# The directory (issue 11 point 3): every entry is accounted for, because an
+# The directory: every entry is accounted for, because an
 # entry we skipped could be the CRL the operator relies on.  A name starting
 # with "." is ignored (editors' and our own temporary files); every other entry
 # must be a readable regular file (a symlink to one is fine) named *.crl, *.pem
@@ -30,19 +21,15 @@
 # only once (the caller logs it once, not per connection); call reload() on
 # SIGHUP, which always tries again.
 #
-# Submission (accept_submitted): a delegate hands its own CRL to the endpoint
-# over the authenticated channel, inside its leaf certificate (extension
-# CRL_EXTENSION_OID, non-critical, next to a read-only albatross command); see
-# notes/readme-security.md.  We keep the newest CRL per issuer key.
+# Submission (accept_submitted): the CRL a delegate hands in (the rule says whether it
+# is taken) is written to the directory as submitted-<issuer key>.crl, atomically and
+# synced, replacing the older one of that issuer: we keep the newest CRL per issuer key.
 from __future__ import annotations
 
-import datetime as dt
 import errno
-import hashlib
 import os
 import stat
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,78 +37,24 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from core.certs import CRL_EXTENSION_OID
-from core.chainrules import subject_text
-from core.errors import UsageError
-from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.rules.revocation import (
+    Crl,
+    RevocationError,
+    Revocations,
+    key_id,
+    parse_crl,
+    refuse_older,
+)
 
-__all__ = [
-    "CRL_EXTENSION_OID",
-    "MAX_CRL_BYTES",
-    "CrlStore",
-    "RevocationError",
-    "RevocationRefusal",
-    "parse_crl",
-    "submitted_crl",
-]
+__all__ = ["MAX_CRL_BYTES", "MAX_FILES", "CrlStore"]
 
-#: Leaf extension carrying a delegate's CRL (DER).  A UUID OID (ITU-T X.667, arc 2.25),
-#: so it needs no registration and collides with nobody's.
+#: The largest file the directory may hold (bytes).
 MAX_CRL_BYTES = 8 * 1024 * 1024
-MAX_SUBMITTED_BYTES = 1024 * 1024
 MAX_FILES = 10_000
 #: Problems named in one error (the count says how many more).
 MAX_NAMED = 10
 _SUFFIXES = (".crl", ".pem", ".der")
 _SUBMITTED_PREFIX = "submitted-"
-
-
-class RevocationRefusal(SecurityRefusal):
-    """A certificate in the chain is revoked, or a submitted CRL is not acceptable."""
-
-
-class RevocationError(UsageError):
-    """The CRL directory cannot be (re)loaded; the previous state stays in force."""
-
-
-def parse_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
-    """A CRL from PEM or DER bytes; raises :class:`RevocationError`."""
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise RevocationError(f"{what} is not a CRL (PEM or DER): {exc}") from None
-
-
-def submitted_crl(leaf: x509.Certificate) -> bytes | None:
-    """The DER CRL a delegate put into its leaf (:data:`CRL_EXTENSION_OID`), or None."""
-    try:
-        ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(CRL_EXTENSION_OID))
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    value = ext.value
-    return value.value if isinstance(value, x509.UnrecognizedExtension) else None
-
-
-def _key_id(cert: x509.Certificate) -> str:
-    der = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class _Crl:
-    digest: str
-    crl: x509.CertificateRevocationList
-    revoked: dict[int, dt.datetime]  # serial -> revocation date (an index: O(1) per check)
-
-    @classmethod
-    def of(cls, crl: x509.CertificateRevocationList) -> _Crl:
-        der = crl.public_bytes(serialization.Encoding.DER)
-        revoked = {entry.serial_number: entry.revocation_date_utc for entry in crl}
-        return cls(hashlib.sha256(der).hexdigest(), crl, revoked)
 
 
 #: What changed() compares per entry: name, then type, size, mtime, ctime and inode
@@ -199,7 +132,7 @@ def _read(path: Path) -> bytes:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     signature: tuple[_Signature, ...]
-    by_issuer: dict[bytes, tuple[_Crl, ...]]  # issuer DN DER -> CRLs
+    revocations: Revocations
 
 
 class CrlStore:
@@ -208,8 +141,6 @@ class CrlStore:
     def __init__(self, directory: Path, anchor: x509.Certificate) -> None:
         self.directory = directory
         self.anchor = anchor
-        self._lock = threading.Lock()
-        self._verified: dict[tuple[str, str], bool] = {}  # (CRL digest, issuer key) -> valid
         # the directory state (or scan error) a reload last failed on: reported once
         self._failed: tuple[_Signature, ...] | str | None = None
         self._state = self._load()
@@ -236,14 +167,14 @@ class CrlStore:
 
     def _load(self) -> _Loaded:
         entries = self._scan()
-        by_issuer: dict[bytes, list[_Crl]] = {}
+        crls: list[Crl] = []
         problems: list[str] = []
         for entry in entries:
             problem = entry.problem
             if problem is None:
                 try:
                     crl = parse_crl(_read(self.directory / entry.name), f"{entry.name}")
-                    by_issuer.setdefault(crl.issuer.public_bytes(), []).append(_Crl.of(crl))
+                    crls.append(Crl.of(crl))
                 except RevocationError as exc:
                     problem = exc.message
             if problem is not None:
@@ -258,7 +189,7 @@ class CrlStore:
                 "names starting with '.' are ignored)"
             )
         signature = tuple(e.signature for e in entries)
-        return _Loaded(signature, {k: tuple(v) for k, v in by_issuer.items()})
+        return _Loaded(signature, Revocations(self.anchor, crls))
 
     def changed(self) -> bool:
         """Whether the directory differs from what is loaded (cheap: one scandir)."""
@@ -274,10 +205,8 @@ class CrlStore:
             except RevocationError:
                 self._failed = exc.message
             raise
-        with self._lock:
-            self._state = state
-            self._verified.clear()
-            self._failed = None
+        self._state = state  # one assignment: a check sees the old CRLs or the new ones
+        self._failed = None
 
     def maybe_reload(self) -> bool:
         """Reload if the directory changed; True if it did.
@@ -299,75 +228,28 @@ class CrlStore:
 
     # -- checking ------------------------------------------------------------------
 
-    def _valid(self, item: _Crl, issuer: x509.Certificate) -> bool:
-        crl = item.crl
-        key = (item.digest, _key_id(issuer))
-        with self._lock:
-            known = self._verified.get(key)
-        if known is None:
-            try:
-                known = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                known = False
-            with self._lock:
-                self._verified[key] = known
-        return known
+    @property
+    def revocations(self) -> Revocations:
+        """The CRLs in force now (the rule of rules/revocation.py over the directory)."""
+        return self._state.revocations
 
     def check(self, chain: Sequence[x509.Certificate]) -> None:
         """Raise :class:`RevocationRefusal` naming the first revoked certificate (leaf first)."""
-        state = self._state
-        for index, cert in enumerate(chain):
-            if cert.subject == cert.issuer:  # a root the client sent: the anchor, not revocable
-                continue
-            issuer = chain[index + 1] if index + 1 < len(chain) else self.anchor
-            if issuer.subject != cert.issuer:
-                continue
-            for item in state.by_issuer.get(cert.issuer.public_bytes(), ()):
-                when = item.revoked.get(cert.serial_number)
-                if when is not None and self._valid(item, issuer):
-                    role = "leaf certificate" if index == 0 else "intermediate certificate"
-                    raise RevocationRefusal(
-                        f"{role} {subject_text(cert)} (serial {cert.serial_number:x}) was revoked "
-                        f"on {when:%Y-%m-%d %H:%M:%S} UTC by its issuer "
-                        f"{subject_text(issuer)}"
-                    )
+        self._state.revocations.check(chain)
 
     # -- a delegate's own CRL ------------------------------------------------------
 
     def accept_submitted(self, chain: Sequence[x509.Certificate], data: bytes) -> Path:
         """Install a CRL handed in over the authenticated channel; returns the file written.
 
-        Call after the chain passed authorize and :meth:`check`.  The CRL must be
-        signed by a CA of this verified *chain* (or the anchor) and be at least as new
-        as the one installed for that issuer.  Raises :class:`RevocationRefusal`.
+        Call after the chain passed authorize and :meth:`check`.  Whether the CRL is
+        taken is the rule's (:meth:`Revocations.submission`, :func:`refuse_older`): it
+        raises :class:`RevocationRefusal`.
         """
-        if len(data) > MAX_SUBMITTED_BYTES:
-            raise RevocationRefusal(
-                f"submitted CRL has {len(data)} bytes; at most {MAX_SUBMITTED_BYTES}"
-            )
-        try:
-            crl = parse_crl(data, "submitted CRL")
-        except RevocationError as exc:
-            raise RevocationRefusal(exc.message) from None
-        issuers = [c for c in chain[1:] if c.subject == crl.issuer] + (
-            [self.anchor] if self.anchor.subject == crl.issuer else []
-        )
-        item = _Crl.of(crl)
-        issuer = next((c for c in issuers if self._valid(item, c)), None)
-        if issuer is None:
-            raise RevocationRefusal(
-                f"submitted CRL from {_name_text(crl.issuer)} is not signed by a CA of "
-                "your certificate chain: a delegate can only revoke what it issued"
-            )
-        target = self.directory / f"{_SUBMITTED_PREFIX}{_key_id(issuer)}.crl"
+        crl, issuer = self._state.revocations.submission(chain, data)
+        target = self.directory / f"{_SUBMITTED_PREFIX}{key_id(issuer)}.crl"
         if target.exists():
-            current = parse_crl(target.read_bytes(), f"CRL file {target}")
-            if crl.last_update_utc < current.last_update_utc:
-                raise RevocationRefusal(
-                    f"submitted CRL of {subject_text(issuer)} was issued "
-                    f"{crl.last_update_utc:%Y-%m-%d %H:%M:%S} UTC, before the installed one "
-                    f"({current.last_update_utc:%Y-%m-%d %H:%M:%S} UTC): send the newest CRL"
-                )
+            refuse_older(crl, parse_crl(target.read_bytes(), f"CRL file {target}"), issuer)
         fd, temporary = tempfile.mkstemp(prefix=".submitted.", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -380,10 +262,3 @@ class CrlStore:
             raise RevocationError(f"cannot write {target}: {exc.strerror}") from None
         self.reload()
         return target
-
-
-def _name_text(name: x509.Name) -> str:
-    try:
-        return name.rfc4514_string() or "(empty subject)"
-    except ValueError:
-        return "(unparsable subject)"
