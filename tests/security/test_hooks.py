@@ -34,11 +34,13 @@ from core.wire import (
     PolicyAdd,
     StringReply,
     UnikernelDestroy,
+    UnikernelInfo,
 )
 from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.hooks import (
     Query,
     Security,
@@ -48,6 +50,7 @@ from tlsendpoint.security.hooks import (
 )
 from tlsendpoint.security.rules.quota import QuotaError
 from tlsendpoint.security.state.auditlog import verify
+from tlsendpoint.session import Admit
 
 
 def query_for(standin: Standin) -> Query:
@@ -162,27 +165,42 @@ async def test_read_only_commands_make_no_queries(tmp_path: Path) -> None:
         assert held is None
 
 
-def test_facade_runs_every_check_and_audits(tmp_path: Path) -> None:
+async def test_the_gate_runs_every_check_and_audits(tmp_path: Path) -> None:
     ca = root()
     alice = ca.delegate("alice", policy())
     crl_dir = tmp_path / "crls"
     crl_dir.mkdir()
     options = SecurityOptions(tmp_path / "sec", ca.cert, crl_dir, tmp_path / "audit.log")
     security = Security(options)
-    chain = alice.leaf_chain("a1", create(), seconds=3600)
-    req = authorize(chain)
-    security.refresh()
-    security.check_chain(chain, NOW)
-    security.check_replay(chain, req, NOW)
-    with pytest.raises(SecurityRefusal, match="already executed"):
-        security.check_replay(chain, req, NOW + dt.timedelta(minutes=1))
-    head = security.audit(now=NOW, peer="127.0.0.1:5", chain=chain, request=req,
-                          decision="deny", reason="replayed", duration=0.01)  # fmt: skip
-    assert head is not None and verify(tmp_path / "audit.log", head).lines == 1
-    line = json.loads((tmp_path / "audit.log").read_text())
-    assert (line["name"], line["decision"]) == ("alice:a1", "deny")
+    chain = alice.leaf_chain("a1", UnikernelDestroy(), seconds=3600)
+    ran: list[str] = []
+
+    async def never(name: Name, command: Command) -> Payload:
+        raise AssertionError("a destroy adds no resources: no usage query expected")
+
+    async def run(*, admit: Admit) -> Payload:
+        async with admit():
+            ran.append("destroy")
+            return StringReply("destroyed")
+
+    first = Gate(security, "127.0.0.1:5", never, NOW)
+    assert await first.serve(await first.authorize(chain), run) == StringReply("destroyed")
+    await first.close("success", 0.01)
+    again = Gate(security, "127.0.0.1:5", never, NOW + dt.timedelta(minutes=1))
+    reply = await again.serve(await again.authorize(chain), run)
+    assert isinstance(reply, Failure) and "already executed" in reply.message
+    head = await again.close("failure", 0.01)
+    assert ran == ["destroy"]  # the replayed leaf never reached the daemon
+    assert head is not None and verify(tmp_path / "audit.log", head).lines == 3
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["decision", "outcome", "decision"]
+    assert (lines[0]["name"], lines[0]["decision"]) == ("alice:a1", "allow")
+    assert (lines[2]["name"], lines[2]["decision"]) == ("alice:a1", "deny")
+    assert "already executed" in lines[2]["reason"]
     (crl_dir / "bad.crl").write_bytes(b"junk")
-    security.refresh()  # logged, previous (empty) CRL set stays
+    later = Gate(security, "127.0.0.1:5", never, NOW)  # refresh logs, the empty CRL set stays
+    await later.authorize(alice.leaf_chain("a2", UnikernelInfo()))
+    await later.close("success", 0.01)
     security.close()
     assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == ["security.db"]  # the store
 
@@ -213,10 +231,10 @@ async def test_sighup_reloads_the_crl_directory(tmp_path: Path) -> None:
     crl_dir.mkdir()
     security = Security(SecurityOptions(tmp_path / "sec", ca.cert, crl_dir))
     chain = alice.leaf_chain("a1", create())
-    security.check_chain(chain, NOW)
+    assert security.crls is not None
+    security.crls.check(chain)  # not revoked yet
     crl = make_crl(ca.cert, ca.key, {alice.cert.serial_number: NOW}, NOW, 1)
     (crl_dir / "root.crl").write_bytes(crl.public_bytes(Encoding.PEM))
-    assert security.crls is not None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reload_on_sighup, security)
         await trio.sleep(0.05)  # let the receiver install its handler
@@ -227,7 +245,7 @@ async def test_sighup_reloads_the_crl_directory(tmp_path: Path) -> None:
             await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     with pytest.raises(SecurityRefusal, match="CN=alice"):
-        security.check_chain(chain, NOW)
+        security.crls.check(chain)
     security.close()
 
 

@@ -8,8 +8,7 @@
 # check needs and the SIGHUP loop.
 #
 # Every refusal is a SecurityRefusal (a PolicyError) whose message is the text to send
-# as Failure.  Every call that touches the store runs in a worker thread (the async
-# methods); the synchronous twins are for start-up, offline tools and tests.  The
+# as Failure.  Every call that touches the store runs in a worker thread.  The
 # audit log's allow record is written by the gate before the command is forwarded,
 # the outcome (or the deny / error decision) when the connection ends.
 #
@@ -52,7 +51,6 @@ from core.wire import (
 )
 from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.rules.auditformat import AuditRecord, command_summary
 from tlsendpoint.security.rules.naming import (
     check_object_name,
     check_stats_path,
@@ -66,7 +64,7 @@ from tlsendpoint.security.rules.quota import (
     root_policy_from,
     usage_from_replies,
 )
-from tlsendpoint.security.rules.replay import already_used, is_state_changing, leaf_record
+from tlsendpoint.security.rules.replay import already_used, leaf_record
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
 from tlsendpoint.security.rules.revocation import RevocationError, submitted_crl
 from tlsendpoint.security.rules.rollback import delegations
@@ -299,12 +297,6 @@ class Security:
         ):
             log.warning("anti-rollback table full: a new delegation path was not recorded")
 
-    def check_chain(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> None:
-        """Revocation, then anti-rollback, blocking (tools and tests; the gate awaits)."""
-        self.check_revocation(chain)
-        if not self.store.record_delegations(delegations(chain), int(now.timestamp())):
-            log.warning("anti-rollback table full: a new delegation path was not recorded")
-
     def submitted_crl(self, chain: Sequence[x509.Certificate]) -> bytes | None:
         return submitted_crl(chain[0]) if chain else None
 
@@ -325,40 +317,6 @@ class Security:
         """Record the state-changing leaf durably (worker thread); ReplayRefusal if it ran."""
         record = leaf_record(leaf, _owner(request))
         await self.store.call(self.store.record_leaf, record, int(now.timestamp()))
-
-    def check_replay(
-        self, chain: Sequence[x509.Certificate], request: Request, now: dt.datetime
-    ) -> None:
-        """:meth:`record_leaf`, blocking (tools and tests); read-only commands pass."""
-        if not is_state_changing(request.command):
-            return
-        self.store.record_leaf(leaf_record(chain[0], _owner(request)), int(now.timestamp()))
-
-    def audit(
-        self,
-        *,
-        now: dt.datetime,
-        peer: str,
-        chain: Sequence[x509.Certificate],
-        request: Request | None,
-        decision: str,
-        reason: str,
-        duration: float,
-    ) -> str | None:
-        """Append one record; returns the new head hash (log it now and then)."""
-        if self.audit_log is None:
-            return None
-        record = AuditRecord(
-            now,
-            peer,
-            chain,
-            None if request is None else str(request.name),
-            None if request is None else command_summary(request.command),
-            decision,
-            reason,
-            duration,
-        )
-        return self.audit_log.append(record).head
 
 
 def _owner(request: Request) -> str:
