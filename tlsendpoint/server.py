@@ -51,7 +51,7 @@ from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
 from tlsendpoint.security.gate import Gate
-from tlsendpoint.security.hooks import Security, daemon_query, reload_on_sighup
+from tlsendpoint.security.process import Security, daemon_query, reload_on_sighup
 from tlsendpoint.session import (
     ClientGone,
     RequestFailed,

@@ -29,7 +29,7 @@ from tests.endpoint.pki import Identity, Pki, custom_cert
 from tests.security.pki import Ca
 from tests.standin.helpers import make_image
 from tlsendpoint.limits import Limits
-from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
 

@@ -26,7 +26,7 @@ from core.wire import UnikernelInfo
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.rig import failure, now, open_rig, small
-from tlsendpoint.security.hooks import reload_on_sighup
+from tlsendpoint.security.process import reload_on_sighup
 from tlsendpoint.security.rules.revocation import RevocationError, RevocationRefusal
 from tlsendpoint.security.state.crldir import CrlStore
 

@@ -29,7 +29,7 @@ from tests.security.pki import policy, root
 from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.hooks import QuotaGate
+from tlsendpoint.security.process import QuotaGate
 from tlsendpoint.security.state.records import STORE_FILE
 from tlsendpoint.security.store import HostLock, LockTimeout
 

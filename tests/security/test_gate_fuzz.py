@@ -34,7 +34,7 @@ from tests.endpoint.pki import custom_cert
 from tests.security.pki import Ca, policy
 from tests.security.rig import now
 from tlsendpoint.security.gate import Gate
-from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.session import Admit
 
 _CA = Ca(*custom_cert(None, "ca", ca=True))

@@ -41,7 +41,7 @@ from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.gate import Gate
-from tlsendpoint.security.hooks import (
+from tlsendpoint.security.process import (
     Query,
     Security,
     SecurityOptions,

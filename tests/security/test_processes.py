@@ -19,7 +19,7 @@ from core.wire import BlockAdd, UnikernelDestroy
 from standin.testing import open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.security.test_hooks import alice_usage, endpoint_run, query_for
-from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.security.rules.auditformat import AuditRecord
 from tlsendpoint.security.rules.quota import QuotaError
 from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record

@@ -22,7 +22,7 @@ from core.wire import UnikernelDestroy
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.cli import cli as endpoint_cli
-from tlsendpoint.security.hooks import Security
+from tlsendpoint.security.process import Security
 from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security

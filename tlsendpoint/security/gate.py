@@ -53,7 +53,7 @@ from core.authorize import Refusal, Request, authorize
 from core.errors import AlbatrossError
 from core.wire import Failure, Payload
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.hooks import Query, Security
+from tlsendpoint.security.process import Query, Security
 from tlsendpoint.security.rules.auditformat import (
     AuditError,
     AuditRecord,

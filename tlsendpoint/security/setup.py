@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from core.errors import AlbatrossError
-from tlsendpoint.security.hooks import Security, SecurityOptions
+from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
 from tlsendpoint.security.state.legacy import OldFileDamaged
 from tlsendpoint.security.state.records import STORE_FILE
