@@ -28,8 +28,8 @@ from core.wire import (
     UnikernelInfo,
     UnikernelRestart,
 )
+from tlsendpoint.security.daemonquery import daemon_query, host_usage
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
-from tlsendpoint.security.process import daemon_query, host_usage
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.setup import DEFAULT_STATE_DIR

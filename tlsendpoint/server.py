@@ -50,8 +50,9 @@ from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
+from tlsendpoint.security.daemonquery import daemon_query
 from tlsendpoint.security.gate import Gate
-from tlsendpoint.security.process import Security, daemon_query, reload_on_sighup
+from tlsendpoint.security.process import Security, reload_on_sighup
 from tlsendpoint.session import (
     ClientGone,
     RequestFailed,

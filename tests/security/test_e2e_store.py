@@ -29,7 +29,7 @@ from tests.security.pki import policy, root
 from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.process import QuotaGate
+from tlsendpoint.security.quotaguard import QuotaGuard
 from tlsendpoint.security.state.records import STORE_FILE
 from tlsendpoint.security.store import HostLock, LockTimeout
 
@@ -112,7 +112,7 @@ async def test_waiting_for_the_quota_lock_ends_with_a_refusal_that_says_why(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
     lock_file = tmp_path / "quota.lock"
-    quota = QuotaGate(HostLock(lock_file, "the quota lock"), lock_timeout=30)
+    quota = QuotaGuard(HostLock(lock_file, "the quota lock"), lock_timeout=30)
     alice = root().delegate("alice", policy(block=100))
     req = authorize(alice.leaf_chain("disk", BlockAdd(10)))
     other_process = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)  # holds it, never lets go

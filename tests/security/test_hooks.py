@@ -40,14 +40,9 @@ from standin.testing import Standin, open_standin
 from tests.security.pki import NOW, create, policy, root
 from tests.standin.helpers import Client, request
 from tlsendpoint.security import SecurityRefusal
+from tlsendpoint.security.daemonquery import Query, daemon_query
 from tlsendpoint.security.gate import Gate
-from tlsendpoint.security.process import (
-    Query,
-    Security,
-    SecurityOptions,
-    daemon_query,
-    reload_on_sighup,
-)
+from tlsendpoint.security.process import Security, SecurityOptions, reload_on_sighup
 from tlsendpoint.security.rules.quota import QuotaError
 from tlsendpoint.security.state.auditlog import verify
 from tlsendpoint.session import Admit

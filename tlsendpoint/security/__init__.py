@@ -1,15 +1,26 @@
-"""Security features the endpoint adds on top of albatross (issue 6).
+"""Security features the endpoint adds on top of albatross (issue 6), split by kind.
 
-Each module is self-contained with a small hook API; the endpoint calls them
-through one object per connection, in the order documented in :mod:`.gate`:
+Read it top down; each module imports only those below it (the "Security by kind"
+import contract in pyproject.toml checks it):
 
+* :mod:`.setup` - the endpoint's options (click) and start-up: builds the process's
+  :class:`~.process.Security`; :mod:`.explain` - the offline verdict, the same rules
+  with the state passed in (its CLI is ``client/audit_cli.py``);
+* :mod:`.gate` - one connection's way through the checks, in order: the only entry
+  point of the endpoint (``tlsendpoint/server.py``), async;
+* :mod:`.process` - :class:`~.process.Security`, the state one endpoint process
+  holds (options, opened stores, quota guard) and the SIGHUP reload;
+* :mod:`.quotaguard` - quota checks and reservations held until the daemon's reply;
+* :mod:`.daemonquery` - the usage queries those checks send to vmmd;
+* :mod:`.state` - the stores that touch files: replay and anti-rollback records
+  (SQLite), the audit log, the CRL directory and the CRLs delegates hand in;
 * :mod:`.rules` - the pure rules: quotas, reservations, names, anti-rollback, replay,
-  revocation and the audit record format;
-* :mod:`.state` - the state in files: replay and anti-rollback records (SQLite), the
-  hash-chained audit log that fails closed, and its verifier, the CRL directory and
-  the CRLs delegates hand in;
-* :mod:`.store` - crash-safe SQLite files and the host-wide quota lock;
-* :mod:`.explain` - "would the endpoint allow this, and if not why" offline.
+  revocation and the audit record format (no I/O, no clock, no trio: checked);
+* :mod:`.store` - crash-safe SQLite files and a host-wide lock, knowing nothing of
+  security.
+
+This module holds only :class:`SecurityRefusal`, which every layer raises; it imports
+nothing but the protocol core's errors, so any module of the package may import it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@
 #
 # Without daemon-reported usage the dynamic quota check assumes nothing else
 # runs (the verdict says so): "allowed" then means "allowed on an idle host".
+#
+# Imports: the protocol core, the CA toolkit (to mint a leaf like albatross-client)
+# and the pure rules; no state store and no trio - the caller (client/audit_cli.py)
+# reads the CRLs, the anti-rollback table and the usage and passes them in.
 from __future__ import annotations
 
 import datetime as dt

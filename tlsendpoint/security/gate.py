@@ -7,13 +7,19 @@
 #   payload = await gate.serve(request, run)   # run: serve_request, given admit=...
 #   await gate.close(outcome, duration)        # once, whatever happened: the audit record
 #
+# The rules are pure functions (rules/), the state is the process's (process.Security:
+# the record store, the CRL directory, the audit log, the quota guard); the gate applies
+# the one to the other for one connection, awaiting every store call in a worker thread
+# and every daemon query (daemonquery.py) under its deadline.  So it may import all of
+# those, the protocol core and trio; only the endpoint (server.py) imports the gate.
+#
 # authorize() runs: CRL directory refresh, authorize, the name rule, revocation and
 # anti-rollback (a store call, in a worker thread), then takes a CRL the leaf hands in.
 # Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with that text,
 # header ``:``), so the endpoint's existing refusal path serves it.
 #
 # serve() refuses a stats subscription that would reach the parent's unikernel
-# (naming.check_stats_path, one daemon query) and a state-changing leaf that already ran
+# (rules/naming.check_stats_path, one daemon query) and a state-changing leaf that already ran
 # (a read, so a replayed create is refused before its upload), then runs the command.
 # The command enters the gate again through *admit*, once it is ready for its daemon
 # (after the client's upload, before connecting), in this order:
@@ -29,7 +35,7 @@
 #   4. the command goes to the daemon (decision "allow" from here on).
 #
 # close() writes the allow's outcome, or the deny/error decision.  Audit writes run in a
-# worker thread under a deadline (audit.append_async).
+# worker thread under a deadline (state/auditlog.append_async).
 #
 # A request refused for another reason before step 2 keeps its leaf (a quota refusal:
 # the delegate may free resources and present the same leaf again).  From step 2 on the
@@ -53,7 +59,8 @@ from core.authorize import Refusal, Request, authorize
 from core.errors import AlbatrossError
 from core.wire import Failure, Payload
 from tlsendpoint.security import SecurityRefusal
-from tlsendpoint.security.process import Query, Security
+from tlsendpoint.security.daemonquery import Query, host_unikernels
+from tlsendpoint.security.process import Security
 from tlsendpoint.security.rules.auditformat import (
     AuditError,
     AuditRecord,
@@ -61,7 +68,20 @@ from tlsendpoint.security.rules.auditformat import (
     chain_summary,
     command_summary,
 )
-from tlsendpoint.security.rules.replay import is_state_changing
+from tlsendpoint.security.rules.naming import (
+    check_object_name,
+    check_stats_path,
+    filter_listing,
+    parents_object,
+)
+from tlsendpoint.security.rules.replay import (
+    already_used,
+    is_state_changing,
+    leaf_record,
+    owner_of,
+)
+from tlsendpoint.security.rules.revocation import submitted_crl
+from tlsendpoint.security.rules.rollback import delegations
 from tlsendpoint.security.state.auditlog import append_async
 from tlsendpoint.security.store import StoreError
 from tlsendpoint.session import Admit
@@ -117,12 +137,11 @@ class Gate:
         try:
             request = authorize(chain)
             self.request = request
-            security.check_name(request)
-            security.check_revocation(chain)
-            await security.check_rollback(chain, self.now)
-            if security.submitted_crl(chain) is not None:
-                stored = security.accept_crl(chain)
-                log.info("%s: installed the CRL handed in as %s", self.peer, stored.name)
+            check_object_name(request)
+            if security.crls is not None:
+                security.crls.check(chain)
+            await self._check_rollback(chain)
+            self._accept_crl(chain)
         except Refusal as refusal:
             self._deny(refusal.message)
             raise
@@ -143,9 +162,10 @@ class Gate:
         header, as any failure of the command would).
         """
         try:
-            await self.security.check_stats_path(request, self.query)
+            if parents_object(request) is not None:  # the stats path rule needs the host's names
+                check_stats_path(request, await host_unikernels(self.query))
             if self._leaf is not None:
-                await self.security.refuse_used_leaf(self._leaf, request)
+                await self._refuse_used_leaf(self._leaf, request)
             payload = await run(admit=lambda: self._admit(request))
         except SecurityRefusal as refusal:
             return Failure(self._deny(refusal.message))
@@ -154,7 +174,35 @@ class Gate:
                 raise
             log.error("%s: security state: %s", self.peer, exc.message)
             return Failure(self._deny(f"the endpoint cannot check this request: {exc.message}"))
-        return self.security.filter_reply(request, payload)
+        return filter_listing(request.name, payload)  # no parent's object at a delegate's path
+
+    # -- the chain rules on the process's state ---------------------------------------
+
+    async def _check_rollback(self, chain: Sequence[x509.Certificate]) -> None:
+        """Anti-rollback: refuse an older delegation, record newer ones (worker thread)."""
+        store = self.security.store
+        found = delegations(chain)
+        if found and not await store.call(
+            store.record_delegations, found, int(self.now.timestamp())
+        ):
+            log.warning("anti-rollback table full: a new delegation path was not recorded")
+
+    def _accept_crl(self, chain: Sequence[x509.Certificate]) -> None:
+        """Install the CRL the leaf carries, if any; SecurityRefusal if not acceptable."""
+        data = submitted_crl(chain[0])
+        if data is None:
+            return
+        if self.security.crls is None:
+            raise SecurityRefusal("this endpoint does not accept CRLs (no CRL directory)")
+        stored = self.security.crls.accept_submitted(chain, data)
+        log.info("%s: installed the CRL handed in as %s", self.peer, stored.name)
+
+    async def _refuse_used_leaf(self, leaf: x509.Certificate, request: Request) -> None:
+        """Refuse now a leaf that already ran (a read; the record itself comes later)."""
+        store = self.security.store
+        record = leaf_record(leaf, owner_of(request.name))
+        if await store.call(store.leaf_used, record.key):
+            raise already_used(record)
 
     @asynccontextmanager
     async def _admit(self, request: Request) -> AsyncIterator[None]:
@@ -162,8 +210,10 @@ class Gate:
         async with self.security.quota.guard(request, self.query):
             if self._leaf is not None:
                 leaf, self._leaf = self._leaf, None
-                try:
-                    await self.security.record_leaf(leaf, request, self.now)
+                store = self.security.store
+                record = leaf_record(leaf, owner_of(request.name))
+                try:  # durably, in a worker thread; ReplayRefusal if it ran meanwhile
+                    await store.call(store.record_leaf, record, int(self.now.timestamp()))
                 except StoreError as exc:
                     log.error("%s: cannot record the leaf: %s", self.peer, exc.message)
                     raise SecurityRefusal(

@@ -7,6 +7,9 @@
 # A state that cannot be opened, written or trusted stops the start (exit 125, like
 # albatross's other start-up errors) with what the operator can do, rather than running
 # without it: the endpoint records every state-changing leaf before running it.
+#
+# The only security module that imports click (the endpoint's CLI, tlsendpoint/cli.py,
+# uses it); it builds process.Security and may import the state's errors for advice.
 from __future__ import annotations
 
 import logging

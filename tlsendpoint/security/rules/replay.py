@@ -34,6 +34,7 @@ from core.wire import (
     BlockSet,
     BlockSetOld,
     Command,
+    Name,
     UnikernelCreate,
     UnikernelDestroy,
     UnikernelRestart,
@@ -51,6 +52,7 @@ __all__ = [
     "check_room",
     "is_state_changing",
     "leaf_record",
+    "owner_of",
     "replay_key",
 ]
 
@@ -95,6 +97,12 @@ class LeafRecord:
     owner: str  # the top-level delegation ("-" for leaves under the root itself)
     subject: str
     serial: int
+
+
+def owner_of(name: Name) -> str:
+    """The top-level delegation a request named *name* is under ("" for the root): the
+    delegation whose share of the records (``max_per_owner``) its leaf uses."""
+    return name.path[0] if name.path else ""
 
 
 def leaf_record(leaf: x509.Certificate, owner: str) -> LeafRecord:
