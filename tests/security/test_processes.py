@@ -18,7 +18,7 @@ from core.authorize import authorize
 from core.wire import BlockAdd, UnikernelDestroy
 from standin.testing import open_standin
 from tests.security.pki import NOW, create, policy, root
-from tests.security.test_hooks import alice_usage, endpoint_run, query_for
+from tests.security.test_quota_guard import alice_usage, endpoint_run, query_for
 from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.security.rules.auditformat import AuditRecord
 from tlsendpoint.security.rules.quota import QuotaError

@@ -1,8 +1,9 @@
-"""The hook API against the daemon stand-in: the quota guard with real daemon-reported usage.
+"""The quota guard and the daemon queries against the daemon stand-in (real usage), the
+gate over the per-process state, and the SIGHUP reload.
 
 These tests play the endpoint's part (policy insertion, then the command, on one
-vmmd connection, as behaviour.md §2.6 describes) so they run before the
-endpoint is wired; the end-to-end version through TLS is listed in the README.
+vmmd connection, as behaviour.md §2.6 describes) without TLS; the end-to-end
+versions through the endpoint are in test_e2e_*.py and test_audit_e2e.py.
 """
 
 from __future__ import annotations
