@@ -5,6 +5,8 @@
 * :mod:`.naming` - no collisions between a delegate's path and its parent's objects;
 * :mod:`.rollback` - per delegation path the newest intermediate; older ones refused;
 * :mod:`.replay` - a state-changing leaf runs once;
+* :mod:`.revocation` - which CRL counts for which certificate, and which CRL a delegate
+  may hand in;
 * :mod:`.auditformat` - the audit log's record format and its one reader (bytes in).
 
 These modules do no I/O, read no clock (the time is a parameter) and never await, so
