@@ -1,6 +1,6 @@
 """Replay protection: a state-changing leaf executes once during its validity (issue 6.6).
 
-The rules (replay.py) through the store that keeps the records (store/records.py).
+The rules (rules/replay.py) through the store that keeps the records (state/records.py).
 """
 
 from __future__ import annotations
