@@ -31,6 +31,7 @@ from ca.profiles import PrivateKey, generate_key, leaf
 from ca.store import load_signer, read_bytes, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
 from core.errors import AlbatrossError, UsageError
+from core.pem import crl_from
 from core.wire import PolicyInfo
 
 __all__ = [
@@ -302,15 +303,7 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
     """
     try:
         signer = load_signer(cacert, cakey)
-        data = read_bytes(crl_file, "CRL file")
-        try:
-            crl = (
-                x509.load_pem_x509_crl(data)
-                if b"-----BEGIN" in data
-                else x509.load_der_x509_crl(data)
-            )
-        except ValueError as exc:
-            raise UsageError(f"{crl_file} is not a CRL: {exc}") from None
+        crl = crl_from(read_bytes(crl_file, "CRL file"), f"CRL file {crl_file}")
         key = generate_key("ed25519")
         cert = crl_leaf(signer.cert, signer.key, crl, key, _now())
         write_new(Path(f"{out}.key"), key.private_bytes(

@@ -24,7 +24,9 @@ from cryptography import x509
 
 from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.errors import StoreError
-from ca.pem import (
+from ca.profiles import PrivateKey, generate_key, key_matches
+from core.errors import ParseError
+from core.pem import (
     certificates_from,
     csr_from,
     encode_certificates,
@@ -32,7 +34,6 @@ from ca.pem import (
     integer_octets,
     private_key_from,
 )
-from ca.profiles import PrivateKey, generate_key, key_matches
 
 __all__ = [
     "ALBATROSS_KEY_MODE",
@@ -191,5 +192,5 @@ def load_bundle(path: Path) -> Bundle:
     data = read_bytes(path, "bundle file")
     try:
         return parse_bundle(data)
-    except StoreError as exc:
-        raise StoreError(f"bundle file {path}: {exc.message}") from None
+    except (ParseError, StoreError) as exc:
+        raise type(exc)(f"bundle file {path}: {exc.message}") from None

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ca import store
 from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.errors import StoreError
-from ca.pem import certificates_from, encode_private_key, objects_from, private_key_from
 from ca.profiles import generate_key, intermediate, root_ca
+from core.errors import AlbatrossError, ParseError
+from core.pem import certificates_from, encode_private_key, objects_from, private_key_from
 from core.wire import Policy
 from tests.ca.helpers import CERTS, NOW, ca_of, load_cert
 
@@ -62,29 +63,39 @@ def test_load_signer_with_chain_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "error", "message"),
     [
-        (None, "does not exist"),
-        (b"", "not a valid X.509 certificate"),
-        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "no CERTIFICATE block"),
-        (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "bad base64"),
+        (None, StoreError, "does not exist"),
+        (b"", ParseError, "not a valid X.509 certificate"),
+        (
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ParseError,
+            "no CERTIFICATE block",
+        ),
+        (
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+            ParseError,
+            "bad base64",
+        ),
     ],
 )
-def test_certificate_file_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+def test_certificate_file_errors(
+    tmp_path: Path, content: bytes | None, error: type[AlbatrossError], message: str
+) -> None:
     path = tmp_path / "c.pem"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(StoreError, match=message):
+    with pytest.raises(error, match=message):
         store.load_certificates(path)
 
 
 def test_key_file_errors(tmp_path: Path) -> None:
     path = tmp_path / "k.key"
     path.write_bytes(CERTS.joinpath("ca/alice.pem").read_bytes())
-    with pytest.raises(StoreError, match="no PRIVATE KEY block found"):
+    with pytest.raises(ParseError, match="no PRIVATE KEY block found"):
         store.load_key(path)
     path.write_bytes(b"garbage")
-    with pytest.raises(StoreError, match="not a valid private key"):
+    with pytest.raises(ParseError, match="not a valid private key"):
         store.load_key(path)
 
 
