@@ -33,8 +33,8 @@ from ca.provision import (
     source_from_files,
 )
 from ca.revoke import crl_command, crl_leaf_command, revoke_command
-from ca.store import MAX_FILE, read_bytes
 from core.errors import AlbatrossError, UsageError
+from core.pemfiles import read_file, read_limited
 from core.wire import Policy
 
 __all__ = [
@@ -281,8 +281,8 @@ def _delegation_source(
 
 def _read_input(name: str) -> bytes:
     if name == "-":
-        return sys.stdin.buffer.read(MAX_FILE)
-    return read_bytes(Path(name), "input file")
+        return read_limited(sys.stdin.buffer, "standard input")
+    return read_file(Path(name), "input file")
 
 
 @click.command("inspect")

@@ -28,10 +28,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from ca.errors import CLI_FAILED, StoreError
 from ca.invocation import command_clock
 from ca.profiles import PrivateKey, generate_key, leaf
-from ca.store import load_signer, read_bytes, write_certificates, write_new
+from ca.store import load_signer, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
 from core.errors import AlbatrossError, UsageError
 from core.pem import crl_from
+from core.pemfiles import read_file
 from core.wire import PolicyInfo
 
 __all__ = [
@@ -303,7 +304,7 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
     """
     try:
         signer = load_signer(cacert, cakey)
-        crl = crl_from(read_bytes(crl_file, "CRL file"), f"CRL file {crl_file}")
+        crl = crl_from(read_file(crl_file, "CRL file"), f"CRL file {crl_file}")
         key = generate_key("ed25519")
         cert = crl_leaf(signer.cert, signer.key, crl, key, _now())
         write_new(Path(f"{out}.key"), key.private_bytes(

@@ -13,8 +13,9 @@ import click
 import trio
 
 from ca.invocation import command_clock
-from ca.store import load_bundle, load_certificates, load_key
+from ca.store import load_bundle
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates, load_key
 from core.wire import (
     BlockAdd,
     BlockInfo,

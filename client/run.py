@@ -27,8 +27,6 @@ from client.errors import CliFailed, CommunicationFailed
 from client.leafcert import (
     LeafChain,
     load_ca,
-    load_certs,
-    load_key,
     make_leaf,
     pem_chain,
     validate_chain,
@@ -37,6 +35,7 @@ from client.session import Mode, Settings, endpoint, read_replies, send_data
 from client.transport import connect_local, connect_remote
 from core.certs import albatross_command
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates, load_key
 from core.wire import Command, Header, Message, Name, encode_message, frame
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
@@ -89,7 +88,7 @@ async def _run_chain(
     data: DataSource | None,
     now: dt.datetime,
 ) -> None:
-    anchors = load_certs(dest.server_ca, "server CA")
+    anchors = load_certificates(dest.server_ca, "server CA")
     validate_chain(chain, anchors, now)
     if dest.host == "-":
         cas, leaf_pem = pem_chain(chain)
@@ -126,7 +125,7 @@ async def execute(
 async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Settings) -> None:
     """``certificate CERT KEY``: connect with a pre-signed chain and its key."""
     private = load_key(key, "key file")
-    certs = load_certs(cert, "certificate file")
+    certs = load_certificates(cert, "certificate file")
     if not key_matches(private, certs[0].public_key()):
         raise CliFailed("Public key of certificate doesn't match private key")
     try:

@@ -8,6 +8,8 @@ follows h11's Local/RemoteProtocolError:
   and nothing else.
 * :class:`UsageError` - *we* (or our user) asked for something invalid: a bad
   name, a value that cannot be encoded, a command line that makes no sense.
+  :class:`FileError` is the usage error of a file we were pointed at that
+  cannot be read (missing, unreadable, too big).
 * :class:`PolicyError` - a request that is well formed but not allowed by a
   resource policy.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlbatrossError",
+    "FileError",
     "ParseError",
     "PolicyError",
     "UsageError",
@@ -53,6 +56,14 @@ class UsageError(AlbatrossError):
     """A value or request that the caller should not have made."""
 
     exit_code = 2
+
+
+class FileError(UsageError):
+    """A file we were pointed at cannot be read; ``reason`` is the cause without the file."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class PolicyError(AlbatrossError):

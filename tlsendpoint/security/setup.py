@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.store import (
     FAULTS_ENV,
@@ -106,12 +107,10 @@ def open_security(
                 "--no-security cannot be combined with --crl-dir or --audit-log"
             )
         return None
-    from cryptography import x509  # only needed here
-
     try:
-        anchor = x509.load_pem_x509_certificates(ca_file.read_bytes())[0]
-    except (OSError, ValueError) as exc:
-        raise SecuritySetupError(f"cannot read the CA certificate {ca_file}: {exc}") from None
+        anchor = load_certificates(ca_file, "CA certificate")[0]
+    except AlbatrossError as exc:  # core.pemfiles names the file and the cause
+        raise SecuritySetupError(exc.message) from None
     try:
         faults = Faults.from_environ(os.environ)
     except ValueError as exc:
