@@ -5,14 +5,16 @@ with what they asked for, so we reproduce the text of src/vmm_commands.ml and
 src/vmm_core.ml.  albatross prints through OCaml's Format module, whose break
 hints (``@ ``) turn into newlines once a line would pass the 78-column margin
 (case 079 shows a create spread over three lines).  :func:`describe_command`
-returns the pieces between break hints and :func:`render` lays them out the way
-Format does for a box opened at a given column.
+returns the pieces between break hints and :func:`render` lays them out with
+:class:`core.ocaml_format.Formatter`, the one OCaml Format engine, in a box
+opened at a given column.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.ocaml_format import Formatter
 from core.wire import (
     BlockAdd,
     BlockAddOld,
@@ -51,23 +53,23 @@ MARGIN = 78
 
 
 def render(pieces: list[str], column: int = 0, margin: int = MARGIN) -> str:
-    """Join *pieces* with Format break hints in a box that starts at *column*.
+    """Join *pieces* with Format break hints (``@ ``) in a box (``@[``) opened at *column*.
 
     A break becomes a space if the next piece still fits before the margin,
     otherwise a newline indented to the box's column (Format's ``Pp_box`` rule).
+    The text before *column* is not part of the result; *column* stays within Format's
+    maximum indentation (68), as albatross's one use (column 0) does.
     """
     if not pieces:
         return ""
-    out = [pieces[0]]
-    position = column + len(pieces[0])
-    for piece in pieces[1:]:
-        if position + 1 + len(piece) > margin:
-            out.append("\n" + " " * column + piece)
-            position = column + len(piece)
-        else:
-            out.append(" " + piece)
-            position += 1 + len(piece)
-    return "".join(out)
+    f = Formatter(margin=margin)
+    f.text(" " * column).open_box()
+    for i, piece in enumerate(pieces):
+        if i:
+            f.brk()
+        f.text(piece)
+    f.newline()
+    return f.getvalue()[column:-1]
 
 
 def command_text(command: Command) -> str:

@@ -31,9 +31,9 @@ from client.cmd_cert import certificate
 from client.cmd_remote import remote
 from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
-from client.fmt import Formatter
 from client.output import format_log, json_line
 from core.errors import AlbatrossError
+from core.ocaml_format import Formatter
 
 __all__ = ["alba", "main", "term_error"]
 

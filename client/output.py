@@ -2,7 +2,7 @@
 
 The texts follow albatross 2.7.2's printers (``src/vmm_commands.ml`` ``pp_wire``,
 ``src/vmm_core.ml`` ``pp_info``, ``Policy.pp``, ``Stats.pp``) and go through
-:class:`client.fmt.Formatter` so that long lines break exactly where the real
+:class:`core.ocaml_format.Formatter` so that long lines break exactly where the real
 client breaks them (case 007 of the vectors).  Pure: text in, text out.
 """
 
@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from client.fmt import Formatter
+from core.ocaml_format import Formatter
 from core.wire import (
     BlockData,
     BlockDeviceImage,

@@ -23,11 +23,11 @@ from client.commands import (
     parse_path,
 )
 from client.destination import parse_host_port
-from client.fmt import Formatter
 from client.manifest import Device, devices_match, read_manifest
 from client.output import escaped, format_message, rfc3339
 from client.session import Mode, data_chunks, endpoint
 from core.errors import ParseError, UsageError
+from core.ocaml_format import Formatter
 from core.wire import (
     BlockDevice,
     BlockDump,

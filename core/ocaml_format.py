@@ -7,6 +7,9 @@ pretty-printer: tokens wait in a queue until the size of the material after a
 break hint is known or exceeds the space left on the line.  Scripts compare
 these lines, so we reproduce the algorithm (boxes, break hints, forced
 newlines) rather than approximate it.  Pure: it writes into a string buffer.
+The one OCaml Format engine of the project: the client's replies and log lines
+and the CA toolkit's ``signing ...`` line (:func:`ca.describe.render`) both
+break their lines here.
 
 Only what albatross's printers use is here: ``Box`` (``@[``) and ``HovBox``
 boxes, break hints (``@ ``, ``@,``), text, and ``newline`` (``@.``, which in
