@@ -12,9 +12,7 @@ opened at a given column.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from core.ocaml_format import Formatter
+from core.ocaml_format import Formatter, bool_text, rfc3339
 from core.wire import (
     BlockAdd,
     BlockAddOld,
@@ -46,7 +44,7 @@ from core.wire import (
 )
 from core.wire.messages import BlockDevice, FailBehaviour, NetIf, Restart
 
-__all__ = ["MARGIN", "command_text", "describe_command", "render"]
+__all__ = ["MARGIN", "command_text", "describe_command", "fail_behaviour_text", "render"]
 
 #: OCaml Format's default margin (``Format.get_margin ()``).
 MARGIN = 78
@@ -77,11 +75,8 @@ def command_text(command: Command) -> str:
     return " ".join(describe_command(command))
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _fail(behaviour: FailBehaviour) -> str:
+def fail_behaviour_text(behaviour: FailBehaviour) -> str:
+    """``Vmm_core.pp_fail_behaviour``."""
     if isinstance(behaviour, Restart):
         if not behaviour.exit_codes:
             return "restart all except 1"
@@ -107,9 +102,9 @@ def _common(args: UnikernelConfig | UnikernelArguments, boot_word: str) -> list[
     blocks = ", ".join(_block(b) for b in sorted(args.blocks, key=lambda b: b.name))
     nets = ", ".join(_net(n) for n in sorted(args.bridges, key=lambda n: n.name))
     return [
-        f"fail behaviour {_fail(args.fail_behaviour)}",
+        f"fail behaviour {fail_behaviour_text(args.fail_behaviour)}",
         f"startup at {_opt(args.startup)}",
-        f"add_name {_bool(args.add_name)}",
+        f"add_name {bool_text(args.add_name)}",
         "CPUids " + ", ".join(str(c) for c in sorted(args.cpuids)),
         f"{args.memory} MB memory",
         f"block devices {blocks}",
@@ -123,14 +118,9 @@ def _config(config: UnikernelConfig) -> list[str]:
     typ = "solo5" if config.typ is Typ.SOLO5 else "BHyve"
     return [
         f"typ {typ}",
-        f"compression {_bool(config.compressed)} image {len(config.image)} bytes",
+        f"compression {bool_text(config.compressed)} image {len(config.image)} bytes",
         *_common(config, "linux_boot"),
     ]
-
-
-def _rfc3339(when: datetime) -> str:
-    # Ptime.pp_rfc3339 () of a UTC time: whole seconds, unknown offset "-00:00".
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
 
 
 def describe_command(command: Command) -> list[str]:
@@ -139,7 +129,7 @@ def describe_command(command: Command) -> list[str]:
         case ConsoleAdd(limit):
             return [f"console add (max unikernels {limit})"]
         case ConsoleSubscribe(since, count):
-            what = f"since {_rfc3339(since)}" if since is not None else f"number {count}"
+            what = f"since {rfc3339(since)}" if since is not None else f"number {count}"
             return [f"console subscribe {what}"]
         case ConsoleListInactive():
             return ["console list inactive available ringbuffers"]
@@ -184,9 +174,9 @@ def _describe_block(command: Command) -> list[str]:
             return ["block remove"]
         case BlockAddOld(size, compressed, data):
             shown = "no data" if data is None else str(len(data))
-            return [f"old block add {size} (compressed {_bool(compressed)} data {shown})"]
+            return [f"old block add {size} (compressed {bool_text(compressed)} data {shown})"]
         case BlockSetOld(compressed, data):
-            return [f"old block set compressed {_bool(compressed)} {len(data)} bytes"]
+            return [f"old block set compressed {bool_text(compressed)} {len(data)} bytes"]
         case BlockDumpOld(level):
             return [f"old block dump, compress level {level}"]
         case BlockDump(level):
@@ -194,5 +184,5 @@ def _describe_block(command: Command) -> list[str]:
         case BlockAdd(size):
             return [f"block add {size}"]
         case BlockSet(compressed):
-            return [f"block set compressed {_bool(compressed)}"]
+            return [f"block set compressed {bool_text(compressed)}"]
     raise AssertionError(f"unknown command {command!r}")
