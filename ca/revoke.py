@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from ca.errors import CLI_FAILED, StoreError
+from ca.errors import StoreError
 from ca.invocation import command_clock
 from ca.profiles import PrivateKey, generate_key, leaf
 from ca.store import load_signer, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
-from core.errors import AlbatrossError, UsageError
+from core.errors import AlbatrossError, UsageError, exit_code
 from core.pem import crl_from
 from core.pemfiles import read_file
 from core.wire import PolicyInfo
@@ -223,7 +223,7 @@ def revoke_command(
         new = revoke(cacert.parent, numbers, _now())
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     for serial in numbers:
         click.echo(f"{serial:x} {'revoked' if serial in new else 'was already revoked'}")
     click.echo("now run `ca crl` and install the CRL on the endpoint", err=True)
@@ -251,7 +251,7 @@ def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
         crl = write_crl(cacert, cakey, out, _now(), days)
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     click.echo(f"{out}: {len(list(crl))} revoked certificate(s)")
 
 
@@ -312,5 +312,5 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
         write_certificates(Path(f"{out}.pem"), [cert, signer.cert, *signer.chain])
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     click.echo(f"wrote {out}.pem and {out}.key; run them with `alba certificate`")

@@ -20,7 +20,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from core.errors import AlbatrossError, ParseError
+from core.errors import AlbatrossError, ParseError, exit_code
 from core.pem import certificate_from_der, csr_from, objects_from
 from core.pemfiles import read_limited
 from core.wire import (
@@ -34,7 +34,7 @@ from core.wire import (
 from core.wire.describe import describe, to_json
 from core.wire.grammar import encode_extension, encode_message
 
-__all__ = ["inspect_bytes", "main"]
+__all__ = ["inspect_bytes", "inspect_exit_code", "main"]
 
 _OID = x509.ObjectIdentifier(EXTENSION_OID)
 #: Largest input: the biggest frame we accept with its length prefix, as hex text with
@@ -170,6 +170,11 @@ def _load_message(data: bytes) -> Message:
     return decode_message(data)
 
 
+def inspect_exit_code(exc: AlbatrossError) -> int:
+    """albatross-inspect's exit code: every error of ours means the input is bad, 2."""
+    return exit_code(exc, {AlbatrossError: 2})
+
+
 def inspect_bytes(data: bytes, *, as_json: bool = False, reencode: bool = False) -> str:
     """The report inspect prints for *data*; raises :class:`ParseError` for anything else."""
     objs = _load_x509(data)
@@ -218,7 +223,7 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
         click.echo(inspect_bytes(data, as_json=as_json, reencode=reencode))
     except AlbatrossError as e:
         click.echo(f"albatross-inspect: {e}", err=True)
-        sys.exit(e.exit_code)
+        sys.exit(inspect_exit_code(e))
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the subprocess smoke test
