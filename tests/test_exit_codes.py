@@ -31,6 +31,7 @@ from core.errors import (
 )
 from standin.persist import StandinError
 from tlsendpoint.activation import ActivationError
+from tlsendpoint.errors import SetupError
 from tlsendpoint.security.audit import AuditDamaged
 from tlsendpoint.security.auditformat import AuditError
 from tlsendpoint.security.setup import SecuritySetupError
@@ -75,6 +76,7 @@ def test_exit_code_per_cli(error: AlbatrossError, alba: int, inspect: int, audit
 @pytest.mark.parametrize(
     ("error", "code"),
     [
+        (SetupError("x"), 125),
         (TLSSetupError("x"), 125),
         (ActivationError("x"), 125),
         (SecuritySetupError("x"), 125),

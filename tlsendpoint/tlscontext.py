@@ -58,8 +58,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from core.errors import FileError, ParseError, UsageError
+from core.errors import FileError, ParseError
 from core.pemfiles import load_certificates
+from tlsendpoint.errors import SetupError
 
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",
@@ -85,10 +86,8 @@ _SSL_CTRL_MODE = 33  # SSL_CTX_set_mode / SSL_CTX_get_mode (larg 0 reads)
 _SSL_MODE_RELEASE_BUFFERS = 0x10
 
 
-class TLSSetupError(UsageError):
-    """The TLS configuration cannot be built; the endpoint must not start."""
-
-    exit_code = 125  # albatross exits 125 for every TLS configuration error
+class TLSSetupError(SetupError):
+    """The TLS configuration cannot be built; the endpoint must not start (exit 125)."""
 
 
 def _libssl() -> ctypes.CDLL:

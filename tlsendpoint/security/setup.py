@@ -18,6 +18,7 @@ import click
 
 from core.errors import AlbatrossError
 from core.pemfiles import load_certificates
+from tlsendpoint.errors import SetupError
 from tlsendpoint.security.hooks import Security, SecurityOptions
 from tlsendpoint.security.store import (
     FAULTS_ENV,
@@ -37,10 +38,8 @@ DEFAULT_STATE_DIR = Path("/var/lib/albatross-tls")
 log = logging.getLogger("albatross.security")
 
 
-class SecuritySetupError(AlbatrossError):
-    """The security state, CRL directory or audit log cannot be opened."""
-
-    exit_code = 125
+class SecuritySetupError(SetupError):
+    """The security state, CRL directory or audit log cannot be opened (exit 125)."""
 
 
 def security_options(func: Any) -> Any:
