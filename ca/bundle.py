@@ -35,16 +35,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.errors import StoreError
-from ca.pem import (
+from ca.profiles import PrivateKey, key_matches
+from core.certs import common_name, policy_of
+from core.pem import (
     certificate_from_der,
     certificates_from,
     encode_certificates,
     encode_private_key,
     pem_blocks,
 )
-from ca.pem import private_key_from as _private_key_from
-from ca.profiles import PrivateKey, key_matches
-from core.certs import common_name, policy_of
+from core.pem import private_key_from as _private_key_from
 from core.wire import check_label
 
 __all__ = ["BUNDLE_VERSION", "SERVER_CA_LABEL", "Bundle", "encode_bundle", "parse_bundle"]
@@ -170,7 +170,8 @@ def _headers(data: bytes) -> dict[str, str]:
 
 
 def parse_bundle(data: bytes) -> Bundle:
-    """Read and check a bundle file; raises :class:`StoreError` naming what is wrong."""
+    """Read and check a bundle file; raises :class:`StoreError` (or, for a PEM block that
+    does not decode, :class:`ParseError`) naming what is wrong."""
     headers = _headers(data)
     version = headers.get("albatross-bundle")
     if version != BUNDLE_VERSION:

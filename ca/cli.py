@@ -20,7 +20,6 @@ from pathlib import Path
 
 import click
 
-from ca.errors import CLI_FAILED
 from ca.inspect import describe_input, to_text
 from ca.invocation import command_clock
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
@@ -33,8 +32,8 @@ from ca.provision import (
     source_from_files,
 )
 from ca.revoke import crl_command, crl_leaf_command, revoke_command
-from ca.store import MAX_FILE, read_bytes
-from core.errors import AlbatrossError, UsageError
+from core.errors import AlbatrossError, UsageError, exit_code
+from core.pemfiles import read_file, read_limited
 from core.wire import Policy
 
 __all__ = [
@@ -78,17 +77,17 @@ def _albatross_errors(what: str) -> Iterator[None]:
         yield
     except AlbatrossError as exc:
         click.echo(f"{_program()}: [ERROR] error while {what}: {exc.message}")
-        sys.exit(CLI_FAILED)
+        sys.exit(exit_code(exc))
 
 
 @contextmanager
 def _our_errors() -> Iterator[None]:
-    """Report our errors on stderr and exit with 124."""
+    """Report our errors on stderr and exit (124: the toolkit's errors are the user's to fix)."""
     try:
         yield
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        sys.exit(CLI_FAILED)
+        sys.exit(exit_code(exc))
 
 
 _key_type = click.option(
@@ -281,8 +280,8 @@ def _delegation_source(
 
 def _read_input(name: str) -> bytes:
     if name == "-":
-        return sys.stdin.buffer.read(MAX_FILE)
-    return read_bytes(Path(name), "input file")
+        return read_limited(sys.stdin.buffer, "standard input")
+    return read_file(Path(name), "input file")
 
 
 @click.command("inspect")

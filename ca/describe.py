@@ -5,14 +5,14 @@ with what they asked for, so we reproduce the text of src/vmm_commands.ml and
 src/vmm_core.ml.  albatross prints through OCaml's Format module, whose break
 hints (``@ ``) turn into newlines once a line would pass the 78-column margin
 (case 079 shows a create spread over three lines).  :func:`describe_command`
-returns the pieces between break hints and :func:`render` lays them out the way
-Format does for a box opened at a given column.
+returns the pieces between break hints and :func:`render` lays them out with
+:class:`core.ocaml_format.Formatter`, the one OCaml Format engine, in a box
+opened at a given column.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from core.ocaml_format import Formatter, bool_text, rfc3339
 from core.wire import (
     BlockAdd,
     BlockAddOld,
@@ -44,30 +44,30 @@ from core.wire import (
 )
 from core.wire.messages import BlockDevice, FailBehaviour, NetIf, Restart
 
-__all__ = ["MARGIN", "command_text", "describe_command", "render"]
+__all__ = ["MARGIN", "command_text", "describe_command", "fail_behaviour_text", "render"]
 
 #: OCaml Format's default margin (``Format.get_margin ()``).
 MARGIN = 78
 
 
 def render(pieces: list[str], column: int = 0, margin: int = MARGIN) -> str:
-    """Join *pieces* with Format break hints in a box that starts at *column*.
+    """Join *pieces* with Format break hints (``@ ``) in a box (``@[``) opened at *column*.
 
     A break becomes a space if the next piece still fits before the margin,
     otherwise a newline indented to the box's column (Format's ``Pp_box`` rule).
+    The text before *column* is not part of the result; *column* stays within Format's
+    maximum indentation (68), as albatross's one use (column 0) does.
     """
     if not pieces:
         return ""
-    out = [pieces[0]]
-    position = column + len(pieces[0])
-    for piece in pieces[1:]:
-        if position + 1 + len(piece) > margin:
-            out.append("\n" + " " * column + piece)
-            position = column + len(piece)
-        else:
-            out.append(" " + piece)
-            position += 1 + len(piece)
-    return "".join(out)
+    f = Formatter(margin=margin)
+    f.text(" " * column).open_box()
+    for i, piece in enumerate(pieces):
+        if i:
+            f.brk()
+        f.text(piece)
+    f.newline()
+    return f.getvalue()[column:-1]
 
 
 def command_text(command: Command) -> str:
@@ -75,11 +75,8 @@ def command_text(command: Command) -> str:
     return " ".join(describe_command(command))
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _fail(behaviour: FailBehaviour) -> str:
+def fail_behaviour_text(behaviour: FailBehaviour) -> str:
+    """``Vmm_core.pp_fail_behaviour``."""
     if isinstance(behaviour, Restart):
         if not behaviour.exit_codes:
             return "restart all except 1"
@@ -105,9 +102,9 @@ def _common(args: UnikernelConfig | UnikernelArguments, boot_word: str) -> list[
     blocks = ", ".join(_block(b) for b in sorted(args.blocks, key=lambda b: b.name))
     nets = ", ".join(_net(n) for n in sorted(args.bridges, key=lambda n: n.name))
     return [
-        f"fail behaviour {_fail(args.fail_behaviour)}",
+        f"fail behaviour {fail_behaviour_text(args.fail_behaviour)}",
         f"startup at {_opt(args.startup)}",
-        f"add_name {_bool(args.add_name)}",
+        f"add_name {bool_text(args.add_name)}",
         "CPUids " + ", ".join(str(c) for c in sorted(args.cpuids)),
         f"{args.memory} MB memory",
         f"block devices {blocks}",
@@ -121,14 +118,9 @@ def _config(config: UnikernelConfig) -> list[str]:
     typ = "solo5" if config.typ is Typ.SOLO5 else "BHyve"
     return [
         f"typ {typ}",
-        f"compression {_bool(config.compressed)} image {len(config.image)} bytes",
+        f"compression {bool_text(config.compressed)} image {len(config.image)} bytes",
         *_common(config, "linux_boot"),
     ]
-
-
-def _rfc3339(when: datetime) -> str:
-    # Ptime.pp_rfc3339 () of a UTC time: whole seconds, unknown offset "-00:00".
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
 
 
 def describe_command(command: Command) -> list[str]:
@@ -137,7 +129,7 @@ def describe_command(command: Command) -> list[str]:
         case ConsoleAdd(limit):
             return [f"console add (max unikernels {limit})"]
         case ConsoleSubscribe(since, count):
-            what = f"since {_rfc3339(since)}" if since is not None else f"number {count}"
+            what = f"since {rfc3339(since)}" if since is not None else f"number {count}"
             return [f"console subscribe {what}"]
         case ConsoleListInactive():
             return ["console list inactive available ringbuffers"]
@@ -182,9 +174,9 @@ def _describe_block(command: Command) -> list[str]:
             return ["block remove"]
         case BlockAddOld(size, compressed, data):
             shown = "no data" if data is None else str(len(data))
-            return [f"old block add {size} (compressed {_bool(compressed)} data {shown})"]
+            return [f"old block add {size} (compressed {bool_text(compressed)} data {shown})"]
         case BlockSetOld(compressed, data):
-            return [f"old block set compressed {_bool(compressed)} {len(data)} bytes"]
+            return [f"old block set compressed {bool_text(compressed)} {len(data)} bytes"]
         case BlockDumpOld(level):
             return [f"old block dump, compress level {level}"]
         case BlockDump(level):
@@ -192,5 +184,5 @@ def _describe_block(command: Command) -> list[str]:
         case BlockAdd(size):
             return [f"block add {size}"]
         case BlockSet(compressed):
-            return [f"block set compressed {_bool(compressed)}"]
+            return [f"block set compressed {bool_text(compressed)}"]
     raise AssertionError(f"unknown command {command!r}")

@@ -21,11 +21,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ca.bundle import Bundle, parse_bundle
 from ca.describe import command_text
-from ca.pem import PemObject, integer_octets, objects_from
 from ca.provision import subject_text
 from core.authorize import authorize
 from core.certs import ALBATROSS_OID, albatross_command, common_name
 from core.errors import AlbatrossError, ParseError
+from core.pem import PemObject, integer_octets, objects_from
 from core.wire import Command, PolicyAdd
 
 __all__ = ["Json", "describe_input", "describe_object", "to_text"]

@@ -2,25 +2,20 @@
 
 ``--key-type`` names (ed25519 is the default); the signature hash follows the
 signing key as in ocaml-x509: none for Ed25519, SHA-256 for RSA and P-256,
-SHA-384 for P-384, SHA-512 for P-521.
+SHA-384 for P-384, SHA-512 for P-521.  The key types themselves and
+:func:`key_matches` belong to the protocol core (:mod:`core.keys`); they are
+re-exported here for the toolkit's callers.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from core.errors import UsageError
+from core.keys import PrivateKey, PublicKey, key_matches
 
 __all__ = ["KEY_TYPES", "PrivateKey", "PublicKey", "generate_key", "key_matches"]
-
-PrivateKey: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-PublicKey: TypeAlias = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-
-_PUBLIC_KEY_TYPES = (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 
 #: Key types of albatross-client's ``--key-type`` (the first is the default).
 KEY_TYPES = ("ed25519", "p256", "p384", "p521", "rsa2048", "rsa4096")
@@ -53,11 +48,3 @@ def _hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 
         if size > 256:
             return hashes.SHA384()
     return hashes.SHA256()
-
-
-def key_matches(key: PrivateKey, public_key: object) -> bool:
-    """Whether *key* is the private half of *public_key* (compared by SPKI DER)."""
-    if not isinstance(public_key, _PUBLIC_KEY_TYPES):
-        return False
-    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-    return key.public_key().public_bytes(*spki) == public_key.public_bytes(*spki)

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca.keys import (
-    _PUBLIC_KEY_TYPES,
     KEY_TYPES,
     PrivateKey,
     PublicKey,
@@ -42,6 +41,7 @@ from ca.keys import (
 )
 from core.certs import ALBATROSS_OID, albatross_command, policy_of
 from core.errors import UsageError
+from core.keys import PUBLIC_KEY_TYPES
 from core.wire import (
     Command,
     Policy,
@@ -410,7 +410,7 @@ def sign_csr(
     if not key_matches(issuer_key, issuer_cert.public_key()):
         raise UsageError("Public key of certificate doesn't match private key")
     public_key = csr.public_key()
-    if not isinstance(public_key, _PUBLIC_KEY_TYPES):
+    if not isinstance(public_key, PUBLIC_KEY_TYPES):
         raise UsageError("unsupported key type in CSR: use ed25519, ECDSA or RSA")
     policy = policy_of(issuer_cert) if issuer_policy is None else issuer_policy
     command = albatross_command(csr)

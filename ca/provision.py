@@ -45,14 +45,12 @@ from ca.store import (
     ensure_key,
     file_name_for,
     load_bundle,
-    load_certificates,
-    load_csr,
-    load_key,
     load_signer,
     write_bundle,
     write_certificates,
 )
 from core.certs import albatross_command, common_name, policy_of
+from core.pemfiles import load_certificates, load_csr, load_key
 from core.wire import Policy, check_label
 
 __all__ = [

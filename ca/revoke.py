@@ -25,12 +25,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from ca.errors import CLI_FAILED, StoreError
+from ca.errors import StoreError
 from ca.invocation import command_clock
 from ca.profiles import PrivateKey, generate_key, leaf
-from ca.store import load_signer, read_bytes, write_certificates, write_new
+from ca.store import load_signer, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
-from core.errors import AlbatrossError, UsageError
+from core.errors import AlbatrossError, UsageError, exit_code
+from core.pem import crl_from
+from core.pemfiles import read_file
 from core.wire import PolicyInfo
 
 __all__ = [
@@ -221,7 +223,7 @@ def revoke_command(
         new = revoke(cacert.parent, numbers, _now())
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     for serial in numbers:
         click.echo(f"{serial:x} {'revoked' if serial in new else 'was already revoked'}")
     click.echo("now run `ca crl` and install the CRL on the endpoint", err=True)
@@ -249,7 +251,7 @@ def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
         crl = write_crl(cacert, cakey, out, _now(), days)
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     click.echo(f"{out}: {len(list(crl))} revoked certificate(s)")
 
 
@@ -302,15 +304,7 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
     """
     try:
         signer = load_signer(cacert, cakey)
-        data = read_bytes(crl_file, "CRL file")
-        try:
-            crl = (
-                x509.load_pem_x509_crl(data)
-                if b"-----BEGIN" in data
-                else x509.load_der_x509_crl(data)
-            )
-        except ValueError as exc:
-            raise UsageError(f"{crl_file} is not a CRL: {exc}") from None
+        crl = crl_from(read_file(crl_file, "CRL file"), f"CRL file {crl_file}")
         key = generate_key("ed25519")
         cert = crl_leaf(signer.cert, signer.key, crl, key, _now())
         write_new(Path(f"{out}.key"), key.private_bytes(
@@ -318,5 +312,5 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
         write_certificates(Path(f"{out}.pem"), [cert, signer.cert, *signer.chain])
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(CLI_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     click.echo(f"wrote {out}.pem and {out}.key; run them with `alba certificate`")

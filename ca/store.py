@@ -11,8 +11,8 @@
 # * certificates are public and replaced atomically (temporary file + rename),
 #   like albatross-client overwrites `<name>.pem`;
 # * the serial database is appended to with O_APPEND, as albatross does;
-# * every read is bounded (MAX_FILE) and file names derived from a CSR's CN are
-#   refused if they could leave the directory.
+# * every read is bounded (core.pemfiles, the one reader of these files) and file
+#   names derived from a CSR's CN are refused if they could leave the directory.
 from __future__ import annotations
 
 import os
@@ -24,20 +24,14 @@ from cryptography import x509
 
 from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.errors import StoreError
-from ca.pem import (
-    certificates_from,
-    csr_from,
-    encode_certificates,
-    encode_private_key,
-    integer_octets,
-    private_key_from,
-)
 from ca.profiles import PrivateKey, generate_key, key_matches
+from core.errors import ParseError
+from core.pem import encode_certificates, encode_private_key, integer_octets
+from core.pemfiles import load_certificates, load_key, read_file
 
 __all__ = [
     "ALBATROSS_KEY_MODE",
     "CERT_MODE",
-    "MAX_FILE",
     "SECRET_MODE",
     "Signer",
     "append_db",
@@ -45,11 +39,7 @@ __all__ = [
     "ensure_key",
     "file_name_for",
     "load_bundle",
-    "load_certificates",
-    "load_csr",
-    "load_key",
     "load_signer",
-    "read_bytes",
     "write_bundle",
     "write_certificates",
     "write_new",
@@ -60,8 +50,6 @@ ALBATROSS_KEY_MODE = 0o400
 #: Our own secret files (delegation bundles, friends' keys).
 SECRET_MODE = 0o600
 CERT_MODE = 0o644
-#: Largest file we read: a CSR may embed a unikernel image (16 MiB DER, base64 in PEM).
-MAX_FILE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,32 +59,6 @@ class Signer:
     cert: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     key: PrivateKey
-
-
-def read_bytes(path: Path, what: str) -> bytes:
-    """The contents of *path*, at most :data:`MAX_FILE` octets."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE + 1)
-    except FileNotFoundError:
-        raise StoreError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise StoreError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE:
-        raise StoreError(f"{what} {path} is larger than {MAX_FILE} bytes")
-    return data
-
-
-def load_certificates(path: Path, what: str = "certificate file") -> list[x509.Certificate]:
-    return certificates_from(read_bytes(path, what), f"{what} {path}")
-
-
-def load_csr(path: Path) -> x509.CertificateSigningRequest:
-    return csr_from(read_bytes(path, "CSR file"), f"CSR file {path}")
-
-
-def load_key(path: Path, what: str = "key file") -> PrivateKey:
-    return private_key_from(read_bytes(path, what), f"{what} {path}")
 
 
 def load_signer(cert_path: Path, key_path: Path) -> Signer:
@@ -188,8 +150,8 @@ def write_bundle(path: Path, bundle: Bundle) -> None:
 
 
 def load_bundle(path: Path) -> Bundle:
-    data = read_bytes(path, "bundle file")
+    data = read_file(path, "bundle file")
     try:
         return parse_bundle(data)
-    except StoreError as exc:
-        raise StoreError(f"bundle file {path}: {exc.message}") from None
+    except (ParseError, StoreError) as exc:
+        raise type(exc)(f"bundle file {path}: {exc.message}") from None

@@ -1,7 +1,8 @@
 """``albatross-audit``: verify the endpoint's audit log, explain a decision offline.
 
 Data goes to stdout, diagnostics to stderr; exit 0 when the log verifies (or
-the request would be allowed), 1 when it does not, 2 for usage errors.
+the request would be allowed), 1 when it does not, 2 for usage errors
+(:func:`audit_exit_code`, also for ``albatross-explain``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import click
 import trio
 
 from ca.invocation import command_clock
-from ca.store import load_bundle, load_certificates, load_key
-from core.errors import AlbatrossError
+from ca.store import load_bundle
+from core.errors import AlbatrossError, exit_code
+from core.pemfiles import load_certificates, load_key
 from core.wire import (
     BlockAdd,
     BlockInfo,
@@ -44,7 +46,7 @@ from tlsendpoint.security.state.legacy import (
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
 from tlsendpoint.security.store import StoreError
 
-__all__ = ["check_state_command", "explain_command", "main", "verify_command"]
+__all__ = ["audit_exit_code", "check_state_command", "explain_command", "main", "verify_command"]
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 #: Deadline for each of explain's three vmmd queries.
@@ -54,6 +56,15 @@ MAX_NOTES = 20
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def audit_exit_code(exc: AlbatrossError) -> int:
+    """albatross-audit's (and albatross-explain's) exit code for *exc*.
+
+    A log that does not verify is the tool's "no", 1 (the code :class:`AuditError`
+    carries); any other error of ours means the input is bad, 2.
+    """
+    return exit_code(exc, {AuditError: AuditError.exit_code, AlbatrossError: 2})
 
 
 @click.group(help="Tools for the endpoint's security records.")
@@ -80,7 +91,7 @@ def verify_command(file: Path, head: str | None) -> None:
         result = verify(file, head)
     except AuditError as exc:
         click.echo(f"{file}: {exc.message}", err=True)
-        raise SystemExit(exc.exit_code) from None
+        raise SystemExit(audit_exit_code(exc)) from None
     click.echo(f"{file}: ok, {result.lines} lines, head {result.head}")
     for crash in result.crashes:
         click.echo(f"{file}: crash: {crash.text()}")
@@ -301,6 +312,6 @@ def explain_command(
             raise click.UsageError("give a CHAIN_FILE, --bundle or --remote")
     except AlbatrossError as exc:
         click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(audit_exit_code(exc)) from None
     click.echo(verdict.text())
     raise SystemExit(0 if verdict.allowed else 1)

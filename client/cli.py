@@ -5,7 +5,9 @@ toolkit's ``generate``, ``sign`` and ``ca`` commands), and turns errors into
 albatross-client's output and exit codes (behaviour.md §4.6-4.7): log lines
 (``prog: [ERROR] ...``) on stdout, command-line errors (``prog: ...``) on
 stderr, click usage errors exit 124 like cmdliner's.  Tracebacks only with
-``ALBA_DEBUG=1``.
+``ALBA_DEBUG=1``.  The exit code of an error is the one its class carries
+(:func:`alba_exit_code`): albatross-client's for the client's failures, 124 for
+input the user must fix (the core's and the CA toolkit's errors).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from client.cmd_cert import certificate
 from client.cmd_remote import remote
 from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
-from client.fmt import Formatter
 from client.output import format_log, json_line
-from core.errors import AlbatrossError
+from core.errors import AlbatrossError, exit_code
+from core.ocaml_format import Formatter
 
-__all__ = ["alba", "main", "term_error"]
+__all__ = ["alba", "alba_exit_code", "main", "term_error"]
 
 
 def term_error(prog: str, message: str) -> str:
@@ -70,8 +72,8 @@ class AlbaGroup(click.Group):
                 raise
             if not (isinstance(exc, ClientError) and exc.log == "none"):
                 click.echo(json_line({"type": "error", "message": exc.message,
-                                      "exit_code": exc_code(exc)}), nl=False)  # fmt: skip
-            raise _Reported(exc_code(exc)) from None
+                                      "exit_code": alba_exit_code(exc)}), nl=False)  # fmt: skip
+            raise _Reported(alba_exit_code(exc)) from None
 
     def main(
         self,
@@ -113,22 +115,25 @@ class AlbaGroup(click.Group):
         sys.exit(ExitStatus.SUCCESS)
 
 
-def exc_code(exc: AlbatrossError) -> int:
-    """The exit code: ours for client errors, 124 (a command-line error) for the core's."""
-    return exc.exit_code if isinstance(exc, ClientError) else int(ExitStatus.CLI_FAILED)
+def alba_exit_code(exc: AlbatrossError) -> int:
+    """alba's exit code for *exc*: albatross-client's, which the error's class carries.
+
+    The core's and the CA toolkit's errors reaching here come from checking the
+    user's input (a manifest, a policy, a name, a file): albatross reports those as
+    command-line errors, 124, and that is their classes' code.
+    """
+    return exit_code(exc)
 
 
 def _report(prog: str, exc: AlbatrossError) -> int:
-    if isinstance(exc, ClientError):
-        if exc.log == "error":
-            click.echo(format_log(f"{prog}: [ERROR] ", lambda f: f.text(exc.message)), nl=False)
-        elif exc.log == "term":
-            click.echo(term_error(prog, exc.message), nl=False, err=True)
-        return exc.exit_code
-    # Core errors reaching here come from checking the user's input (a manifest, a
-    # policy, a name): albatross reports those as command-line errors, exit 124.
-    click.echo(term_error(prog, exc.message), nl=False, err=True)
-    return int(ExitStatus.CLI_FAILED)
+    # A client failure says how albatross reports it; any other error of ours is
+    # reported like a command-line error.
+    log = exc.log if isinstance(exc, ClientError) else "term"
+    if log == "error":
+        click.echo(format_log(f"{prog}: [ERROR] ", lambda f: f.text(exc.message)), nl=False)
+    elif log == "term":
+        click.echo(term_error(prog, exc.message), nl=False, err=True)
+    return alba_exit_code(exc)
 
 
 @click.group(cls=AlbaGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,6 +13,7 @@ from client.destination import parse_host_port
 from client.errors import CliFailed
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
 from core.errors import AlbatrossError
+from core.pemfiles import read_file
 
 __all__ = ["remote"]
 
@@ -124,11 +125,11 @@ def import_(bundle: Path, name: str | None, force: bool) -> None:
     """
     from ca.bundle import parse_bundle
 
+    data = read_file(bundle, "delegation bundle")
     try:
-        parsed = parse_bundle(bundle.read_bytes())
-    except (OSError, AlbatrossError) as exc:
-        message = exc.message if isinstance(exc, AlbatrossError) else str(exc)
-        raise CliFailed(f"delegation bundle {bundle}: {message}", log="term") from None
+        parsed = parse_bundle(data)
+    except AlbatrossError as exc:
+        raise CliFailed(f"delegation bundle {bundle}: {exc.message}", log="term") from None
     name = _check_name(name or parsed.name)
     directory = config_path().parent / name
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

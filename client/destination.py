@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
+from core.routing import Socket
 
 __all__ = [
     "DEFAULT_PORT",
@@ -61,8 +62,9 @@ class Local:
     socket: str | None  # explicit --socket, "-" = print the DER command
     tmpdir: Path
 
-    def socket_path(self, daemon: str) -> str:
-        return self.socket or str(self.tmpdir / "util" / f"{daemon}.sock")
+    def socket_path(self, daemon: Socket) -> str:
+        """``--socket``, or the daemon's socket under ``$TMPDIR/util/`` (the routing table's)."""
+        return self.socket or str(self.tmpdir / "util" / daemon.filename)
 
 
 @dataclass(frozen=True)

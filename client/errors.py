@@ -2,14 +2,14 @@
 
 albatross-client reports every outcome as an exit status; we keep its numbers so
 that scripts written against it keep working.  The classes derive from the
-project's one hierarchy (:mod:`core.errors`).
+project's one hierarchy (:mod:`core.errors`, which holds the numbers,
+:class:`ExitStatus`, re-exported here); alba exits with the code the class
+carries (:func:`core.errors.exit_code`).
 """
 
 from __future__ import annotations
 
-import enum
-
-from core.errors import AlbatrossError
+from core.errors import AlbatrossError, ExitStatus
 
 __all__ = [
     "ChainFailure",
@@ -24,21 +24,6 @@ __all__ = [
     "RemoteAuthenticationFailed",
     "RemoteCommandFailed",
 ]
-
-
-class ExitStatus(enum.IntEnum):
-    """albatross-client's exit codes (client/albatross_client.ml)."""
-
-    SUCCESS = 0
-    CHAIN_FAILURE = 116
-    REMOTE_COMMAND_FAILED = 117
-    HTTP_FAILED = 118
-    LOCAL_AUTHENTICATION_FAILED = 119
-    REMOTE_AUTHENTICATION_FAILED = 120
-    COMMUNICATION_FAILED = 121
-    CONNECT_FAILED = 122
-    CLI_FAILED = 124
-    INTERNAL_ERROR = 125
 
 
 class ClientError(AlbatrossError):

@@ -20,14 +20,26 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from core.errors import AlbatrossError, ParseError
-from core.wire import EXTENSION_OID, Command, Message, decode_extension, decode_message
+from core.errors import AlbatrossError, ParseError, exit_code
+from core.pem import certificate_from_der, csr_from, objects_from
+from core.pemfiles import read_limited
+from core.wire import (
+    DEFAULT_MAX_FRAME,
+    EXTENSION_OID,
+    Command,
+    Message,
+    decode_extension,
+    decode_message,
+)
 from core.wire.describe import describe, to_json
 from core.wire.grammar import encode_extension, encode_message
 
-__all__ = ["inspect_bytes", "main"]
+__all__ = ["inspect_bytes", "inspect_exit_code", "main"]
 
 _OID = x509.ObjectIdentifier(EXTENSION_OID)
+#: Largest input: the biggest frame we accept with its length prefix, as hex text with
+#: a space after each octet (``--hex``); certificates and CSRs are smaller still.
+MAX_INPUT = 3 * (DEFAULT_MAX_FRAME + 4)
 
 
 @dataclass(frozen=True)
@@ -133,19 +145,21 @@ def _view(obj: x509.Certificate | x509.CertificateSigningRequest) -> CertView:
 
 
 def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRequest] | None:
-    """Certificates or CSRs in *data* (PEM, or one DER object); ``None`` if it holds none."""
+    """Certificates and CSRs in *data* (PEM, or one DER object); ``None`` if it holds none.
+
+    Parsed by :mod:`core.pem`, the one reader of certificates; keys in a PEM file are skipped.
+    """
     if b"-----BEGIN" in data:
-        objs: list[x509.Certificate | x509.CertificateSigningRequest] = []
-        if b"CERTIFICATE REQUEST-----" in data:
-            objs.append(x509.load_pem_x509_csr(data))
-        if b"BEGIN CERTIFICATE-----" in data:
-            objs.extend(x509.load_pem_x509_certificates(data))
+        objs = [
+            o
+            for o in objects_from(data)
+            if isinstance(o, x509.Certificate | x509.CertificateSigningRequest)
+        ]
         return objs or None
-    for loader in (x509.load_der_x509_certificate, x509.load_der_x509_csr):
-        try:
-            return [loader(data)]
-        except ValueError:
-            continue
+    with contextlib.suppress(ParseError):
+        return [certificate_from_der(data, "input")]
+    with contextlib.suppress(ParseError):
+        return [csr_from(data, "input")]
     return None
 
 
@@ -156,12 +170,14 @@ def _load_message(data: bytes) -> Message:
     return decode_message(data)
 
 
+def inspect_exit_code(exc: AlbatrossError) -> int:
+    """albatross-inspect's exit code: every error of ours means the input is bad, 2."""
+    return exit_code(exc, {AlbatrossError: 2})
+
+
 def inspect_bytes(data: bytes, *, as_json: bool = False, reencode: bool = False) -> str:
     """The report inspect prints for *data*; raises :class:`ParseError` for anything else."""
-    try:
-        objs = _load_x509(data)
-    except ValueError as e:
-        raise ParseError(f"not a readable certificate or CSR: {e}") from None
+    objs = _load_x509(data)
     if objs is not None:
         views = [_view(o) for o in objs]
         if reencode:
@@ -197,8 +213,8 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
     SOURCE may be a certificate, chain or CSR (PEM or DER) or a wire message
     (DER, with or without its 4-byte length prefix).
     """
-    data: bytes = source.read()
     try:
+        data = read_limited(source, "the input", MAX_INPUT)
         if hex_input:
             try:
                 data = bytes.fromhex("".join(data.decode("ascii").split()))
@@ -207,7 +223,7 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
         click.echo(inspect_bytes(data, as_json=as_json, reencode=reencode))
     except AlbatrossError as e:
         click.echo(f"albatross-inspect: {e}", err=True)
-        sys.exit(e.exit_code)
+        sys.exit(inspect_exit_code(e))
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised by the subprocess smoke test

@@ -16,29 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import crypto
 
 from ca.profiles import PrivateKey, generate_key, key_matches, leaf
 from client.errors import ChainFailure, CliFailed
 from core.certs import policy_of
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates, load_key
 from core.wire import Command, PolicyAdd, UnikernelCreate
 
 __all__ = [
     "CaMaterial",
     "LeafChain",
     "load_ca",
-    "load_certs",
-    "load_key",
     "make_leaf",
     "precheck",
     "validate_chain",
 ]
-
-#: Largest PEM file we read (a CA chain or key); bigger files are not certificates.
-MAX_PEM = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -57,44 +52,10 @@ class LeafChain:
     key: PrivateKey
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_PEM + 1)
-    except OSError as exc:
-        raise CliFailed(f"{what} {path}: {exc.strerror or exc}", log="term") from None
-    if len(data) > MAX_PEM:
-        raise CliFailed(f"{what} {path} is larger than {MAX_PEM} octets", log="term")
-    return data
-
-
-def load_certs(path: Path, what: str = "certificate file") -> list[x509.Certificate]:
-    data = _read(path, what)
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        certs = []
-    if not certs:
-        raise CliFailed(f"{what} {path} holds no PEM certificate", log="term")
-    return certs
-
-
-def load_key(path: Path, what: str = "key file") -> PrivateKey:
-    data = _read(path, what)
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise CliFailed(f"{what} {path}: not a PEM private key ({exc})", log="term") from None
-    if not isinstance(
-        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    ):
-        raise CliFailed(f"{what} {path}: use an ed25519, ECDSA or RSA key", log="term")
-    return key
-
-
 def load_ca(ca: Path, ca_key: Path) -> CaMaterial:
+    """The ``--ca`` chain and ``--ca-key`` (read by :mod:`core.pemfiles`, the one reader)."""
     key = load_key(ca_key, "CA key")
-    certs = load_certs(ca, "CA certificate")
+    certs = load_certificates(ca, "CA certificate")
     return CaMaterial(certs[0], tuple(certs[1:]), key)
 
 

@@ -2,7 +2,7 @@
 
 The texts follow albatross 2.7.2's printers (``src/vmm_commands.ml`` ``pp_wire``,
 ``src/vmm_core.ml`` ``pp_info``, ``Policy.pp``, ``Stats.pp``) and go through
-:class:`client.fmt.Formatter` so that long lines break exactly where the real
+:class:`core.ocaml_format.Formatter` so that long lines break exactly where the real
 client breaks them (case 007 of the vectors).  Pure: text in, text out.
 """
 
@@ -14,7 +14,8 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from client.fmt import Formatter
+from ca.describe import fail_behaviour_text
+from core.ocaml_format import Formatter, bool_text, escaped, rfc3339
 from core.wire import (
     BlockData,
     BlockDeviceImage,
@@ -28,7 +29,6 @@ from core.wire import (
     OldBlockDeviceImage,
     Policy,
     PolicyList,
-    Quit,
     StatsData,
     StringReply,
     Typ,
@@ -37,7 +37,7 @@ from core.wire import (
     UnikernelInfoRecord,
 )
 from core.wire.grammar import BLOCK_INFO, NET_INFO
-from core.wire.messages import FailBehaviour, Ifdata, KinfoMem, Rusage, Timeval
+from core.wire.messages import Ifdata, KinfoMem, Rusage, Timeval
 from core.wire.state import StoredUnikernel
 
 __all__ = [
@@ -54,40 +54,8 @@ __all__ = [
 # -- small albatross printers ----------------------------------------------------
 
 
-def rfc3339(ts: datetime) -> str:
-    """``Ptime.pp_rfc3339 ()``: whole seconds in UTC, offset written ``-00:00``."""
-    utc = ts.astimezone(UTC) if ts.tzinfo else ts
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
-
-
-def escaped(line: str) -> str:
-    """OCaml ``String.escaped`` of the line's octets (console lines, since albatross 2.7.0)."""
-    out: list[str] = []
-    specials = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r", 0x08: "\\b"}
-    for octet in line.encode("utf-8", "surrogateescape"):
-        if octet in specials:
-            out.append(specials[octet])
-        elif 0x20 <= octet <= 0x7E:
-            out.append(chr(octet))
-        else:
-            out.append(f"\\{octet:03d}")
-    return "".join(out)
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
 def _mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
-
-
-def _fail_behaviour(fb: FailBehaviour) -> str:
-    if isinstance(fb, Quit):
-        return "quit"
-    if not fb.exit_codes:
-        return "restart all except 1"
-    return "restart " + ", ".join(str(c) for c in sorted(fb.exit_codes))
 
 
 def _timeval(tv: Timeval) -> str:
@@ -127,7 +95,7 @@ def _pp_info(f: Formatter, info: UnikernelInfoRecord, verbose: bool = False) -> 
         [
             f"typ {typ}",
             f"started {started}",
-            f"fail behaviour {_fail_behaviour(info.fail_behaviour)}",
+            f"fail behaviour {fail_behaviour_text(info.fail_behaviour)}",
             f"startup at {startup}",
             "CPUids " + ", ".join(str(c) for c in sorted(info.cpuids)),
             f"{info.memory} MB memory",
@@ -160,10 +128,10 @@ def _pp_config(f: Formatter, u: StoredUnikernel, argv: bool) -> None:
     )
     pieces = [
         f"typ {typ}",
-        f"compression {_bool(c.compressed)} image {len(c.image)} bytes",
-        f"fail behaviour {_fail_behaviour(c.fail_behaviour)}",
+        f"compression {bool_text(c.compressed)} image {len(c.image)} bytes",
+        f"fail behaviour {fail_behaviour_text(c.fail_behaviour)}",
         "startup at " + ("not specified" if c.startup is None else str(c.startup)),
-        f"add_name {_bool(c.add_name)}",
+        f"add_name {bool_text(c.add_name)}",
         "CPUids " + ", ".join(str(x) for x in sorted(c.cpuids)),
         f"{c.memory} MB memory",
         f"block devices {blocks}",
@@ -227,17 +195,19 @@ def _pp_success(f: Formatter, reply: object, verbose: bool = False) -> None:
         items = [_info_item(n, i, verbose) for n, i in reply.unikernels]
         _list(f, "no unikernels", items)
     elif isinstance(reply, UnikernelImage):
-        f.text(f"image (compression {_bool(reply.compressed)}) {len(reply.image)} bytes")
+        f.text(f"image (compression {bool_text(reply.compressed)}) {len(reply.image)} bytes")
     elif isinstance(reply, BlockDeviceList):
         items = [
-            _text_item(f"block {d.name.pretty()} size {d.size} MB active {_bool(d.active)}")
+            _text_item(f"block {d.name.pretty()} size {d.size} MB active {bool_text(d.active)}")
             for d in reply.devices
         ]
         _list(f, "no block devices", items)
     elif isinstance(reply, OldBlockDeviceImage):
-        f.text(f"old block device compressed {_bool(reply.compressed)}, {len(reply.image)} bytes")
+        f.text(
+            f"old block device compressed {bool_text(reply.compressed)}, {len(reply.image)} bytes"
+        )
     elif isinstance(reply, BlockDeviceImage):
-        f.text(f"block device compressed {_bool(reply.compressed)}")
+        f.text(f"block device compressed {bool_text(reply.compressed)}")
     elif isinstance(reply, ConsoleList):
         _list(f, "no consoles", [_text_item(n.pretty()) for n in reply.consoles])
     else:  # pragma: no cover - every success type is handled above

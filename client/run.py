@@ -27,16 +27,16 @@ from client.errors import CliFailed, CommunicationFailed
 from client.leafcert import (
     LeafChain,
     load_ca,
-    load_certs,
-    load_key,
     make_leaf,
     pem_chain,
     validate_chain,
 )
-from client.session import Mode, Settings, endpoint, read_replies, send_data
+from client.session import Settings, read_replies, send_data
 from client.transport import connect_local, connect_remote
 from core.certs import albatross_command
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates, load_key
+from core.routing import ReplyMode, route
 from core.wire import Command, Header, Message, Name, encode_message, frame
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
@@ -56,17 +56,17 @@ def hexdump(data: bytes) -> str:
 async def _run_local(
     command: Command, name: Name, dest: Local, settings: Settings, data: DataSource | None
 ) -> None:
-    daemon, mode = endpoint(command)
+    target = route(command)
     wire = encode_message(Message(Header(name), command))
     if dest.socket == "-":
         settings.printer.app("out:\n" + hexdump(wire))
         raise CommunicationFailed("printed the command instead of sending it", log="none")
-    stream = await connect_local(dest.socket_path(daemon))
+    stream = await connect_local(dest.socket_path(target.socket))
     try:
         await stream.send_all(frame(wire))
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)
-        await read_replies(stream, mode, settings)
+        await read_replies(stream, target.mode, settings)
     finally:
         await stream.aclose()
 
@@ -83,13 +83,13 @@ def build_chain(command: Command, name: Name, dest: Remote, now: dt.datetime) ->
 
 async def _run_chain(
     chain: LeafChain,
-    mode: Mode,
+    mode: ReplyMode,
     dest: Remote,
     settings: Settings,
     data: DataSource | None,
     now: dt.datetime,
 ) -> None:
-    anchors = load_certs(dest.server_ca, "server CA")
+    anchors = load_certificates(dest.server_ca, "server CA")
     validate_chain(chain, anchors, now)
     if dest.host == "-":
         cas, leaf_pem = pem_chain(chain)
@@ -118,7 +118,7 @@ async def execute(
     elif isinstance(dest, Remote):
         now = settings.clock()
         chain = build_chain(command, name, dest, now)
-        await _run_chain(chain, endpoint(command)[1], dest, settings, data, now)
+        await _run_chain(chain, route(command).mode, dest, settings, data, now)
     else:
         write_csr(command, name, dest, Path.cwd())
 
@@ -126,14 +126,14 @@ async def execute(
 async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Settings) -> None:
     """``certificate CERT KEY``: connect with a pre-signed chain and its key."""
     private = load_key(key, "key file")
-    certs = load_certs(cert, "certificate file")
+    certs = load_certificates(cert, "certificate file")
     if not key_matches(private, certs[0].public_key()):
         raise CliFailed("Public key of certificate doesn't match private key")
     try:
         command = albatross_command(certs[0])
     except AlbatrossError:
         command = None
-    mode = endpoint(command)[1] if command is not None else Mode.READ
+    mode = route(command).mode if command is not None else ReplyMode.READ
     chain = LeafChain(certs[0], tuple(certs[1:]), private)
     await _run_chain(chain, mode, dest, settings, None, settings.clock())
 

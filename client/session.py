@@ -1,9 +1,10 @@
 """Reading replies the way albatross-client does (``output_result`` / ``read``).
 
-A command's reply mode comes from one table (``Vmm_commands.endpoint``): a
-single reply, a stream that is printed until the peer closes (console, stats),
-or a block dump.  ``read_replies`` drives that state machine over any byte
-stream, under a deadline for every wait except while following a stream.
+A command's reply mode comes from the routing table (:data:`core.routing.ROUTES`,
+albatross's ``Vmm_commands.endpoint``): a single reply, a stream that is printed
+until the peer closes (console, stats), or a block dump.  ``read_replies`` drives
+that state machine over any byte stream, under a deadline for every wait except
+while following a stream.
 
 One deliberate difference from albatross: a peer that closes before sending
 any reply is an error (exit 121, "closed the connection without replying"),
@@ -12,7 +13,6 @@ and so is a block dump that ends before its end marker.
 
 from __future__ import annotations
 
-import enum
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -27,21 +27,16 @@ from client.errors import CommunicationFailed, InternalError, RemoteCommandFaile
 from client.output import format_log, format_message, json_line, rfc3339, to_json
 from core.clock import Clock, system_clock
 from core.errors import ParseError
+from core.routing import ReplyMode
 from core.wire import (
-    BLOCK_COMMANDS,
-    CONSOLE_COMMANDS,
     DEFAULT_MAX_FRAME,
     BlockData,
     BlockDeviceImage,
-    BlockDump,
-    Command,
-    ConsoleListInactive,
     Failure,
     FrameDecoder,
     Message,
     Name,
     OldBlockDeviceImage,
-    StatsSubscribe,
     UnikernelImage,
     decode_message,
     end_marker,
@@ -54,11 +49,9 @@ from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
 
 __all__ = [
     "ByteStream",
-    "Mode",
     "Printer",
     "Settings",
     "data_chunks",
-    "endpoint",
     "read_replies",
     "send_data",
 ]
@@ -73,27 +66,6 @@ MAX_BLOCK = 1 << 40
 UPLOAD_CHUNK = 4096
 #: Largest chunk of a compressed upload (albatross flushes at most 64 KiB).
 COMPRESSED_CHUNK = 65536
-
-
-class Mode(enum.Enum):
-    SINGLE = "single"
-    READ = "read"
-    DUMP = "dump"
-
-
-def endpoint(command: Command) -> tuple[str, Mode]:
-    """Daemon socket and reply mode of *command* (``Vmm_commands.endpoint``)."""
-    if isinstance(command, CONSOLE_COMMANDS):
-        return "console", Mode.SINGLE if isinstance(command, ConsoleListInactive) else Mode.READ
-    if isinstance(command, StatsSubscribe):
-        return "stat", Mode.READ
-    if isinstance(command, BlockDump):
-        return "vmmd", Mode.DUMP
-    if isinstance(command, BLOCK_COMMANDS):
-        return "vmmd", Mode.SINGLE
-    if type(command).__name__.startswith("Stats"):
-        return "stat", Mode.SINGLE
-    return "vmmd", Mode.SINGLE
 
 
 class ByteStream(Protocol):
@@ -225,7 +197,7 @@ def _write_image(settings: Settings, name: Name, compressed: bool, image: bytes)
     printer.app(f"dumped image to {path}", file=str(path))
 
 
-async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> None:
+async def read_replies(stream: ByteStream, mode: ReplyMode, settings: Settings) -> None:
     """Read and print replies until the mode says stop; raise ClientError on failure."""
     printer = settings.printer
     decoder = FrameDecoder(settings.max_frame)
@@ -233,7 +205,7 @@ async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> No
     got_reply = False
     try:
         while True:
-            following = mode is Mode.READ and got_reply
+            following = mode is ReplyMode.READ and got_reply
             timeout = math.inf if following else settings.reply_timeout
             try:
                 msg = await _next_message(stream, decoder, timeout)
@@ -264,9 +236,9 @@ async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> No
                     return
                 if isinstance(payload, BlockDeviceImage):
                     dump = _Dump(settings.output_file(msg.header.name), payload.compressed)
-                    mode = Mode.DUMP
+                    mode = ReplyMode.DUMP
                     continue
-                if mode is Mode.SINGLE:
+                if mode is ReplyMode.SINGLE:
                     return
                 continue
             if isinstance(payload, BlockData):
@@ -284,7 +256,7 @@ async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> No
                     settings.progress(dump.written)
                 continue
             if is_data(payload):
-                if mode is not Mode.READ:
+                if mode is not ReplyMode.READ:
                     printer.warn("Unexpected console data received")
                     raise CommunicationFailed("unexpected data", log="none")
                 printer.message(msg)

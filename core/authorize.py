@@ -73,9 +73,10 @@ _NEEDS_NAME: dict[type[object], str] = {
 
 
 class Refusal(AlbatrossError):
-    """The verified chain does not make an acceptable request; ``message`` says why."""
+    """The verified chain does not make an acceptable request; ``message`` says why.
 
-    exit_code = 4
+    An answer to a client, never the end of a command-line tool: no exit code of its own.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,10 @@ of ``Vmm_tls.handle``; spec behaviour.md §1.6 and §2.5 step 6):
 * ``leaf_allowed`` - whether a client leaf certificate may carry the command;
 * ``name`` - the text we use in logs and refusal reasons.
 
+The one source of these facts: the endpoint relays by it, the client picks its
+local socket and reads replies by it (``client.run``, ``client.session``), and the
+stand-in serves the sockets named here.
+
 Two per-value rules complete the table (:func:`uploads_image`,
 :func:`streams_upward`): a create whose certificate carries an empty image is
 followed by the image as a data stream; block set (and the legacy add/set with

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import trio
 
-from core.errors import UsageError
+from core.errors import UsageError, exit_code
 from standin import sockets
 from standin.config import StandinConfig, discovered_host
 from standin.daemon import Daemon, StandinError
@@ -169,7 +169,7 @@ def main(
         if error is None:
             raise
         click.echo(f"albatross-standin: {error}", err=True)
-        sys.exit(error.exit_code)
+        sys.exit(exit_code(error))
 
 
 def _standin_error(exc: BaseException) -> StandinError | None:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.routing import Socket
 from core.wire import DEFAULT_MAX_FRAME, Policy
 from core.wire.policy import MAX_INT
 
@@ -53,7 +54,8 @@ class StandinConfig:
         return self.tmpdir / "util"
 
     def socket(self, name: str) -> Path:
-        return self.util_dir / f"{name}.sock"
+        """The socket of daemon *name* (``vmmd``, ``console``, ``stat``: :class:`Socket`)."""
+        return self.util_dir / Socket(name).filename
 
     @property
     def block_dir(self) -> Path:

@@ -13,12 +13,11 @@ __all__ = ["PolicyRefused", "Refused"]
 
 
 class Refused(AlbatrossError):
-    """albatrossd refuses a command; ``message`` is the failure text it replies with."""
+    """albatrossd refuses a command; ``message`` is the failure text it replies with.
 
-    exit_code = 117
+    A reply to a peer, never the end of the stand-in: no exit code of its own.
+    """
 
 
 class PolicyRefused(Refused, PolicyError):
     """A refusal because of a resource policy (same reply, but also a :class:`PolicyError`)."""
-
-    exit_code = 117

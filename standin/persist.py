@@ -29,7 +29,11 @@ log = logging.getLogger("standin")
 
 
 class StandinError(AlbatrossError):
-    """The stand-in cannot start (bad directory, unreadable state, socket in use)."""
+    """The stand-in cannot start (bad directory, unreadable state, socket in use).
+
+    albatross-standin exits 1 for it (:func:`core.errors.exit_code`), like a daemon that
+    cannot start under a service manager.
+    """
 
     exit_code = 1
 

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from core.clock import Clock, system_clock
+from core.routing import Socket
 from standin import sockets
 from standin.config import StandinConfig
 from standin.daemon import Daemon
@@ -217,7 +218,7 @@ def standin_process(
     proc = StandinProcess(popen, tmpdir, state_dir)
     try:
         deadline = time.monotonic() + startup_timeout
-        while not all(proc.socket(n).exists() for n in ("vmmd", "console", "stat")):
+        while not all(proc.socket(s.value).exists() for s in Socket):
             if popen.poll() is not None:
                 raise RuntimeError(f"albatross-standin exited with {popen.returncode} at start")
             if time.monotonic() > deadline:

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.errors import UsageError
+from tlsendpoint.errors import SetupError
 
 __all__ = [
     "SD_LISTEN_FDS_START",
@@ -35,8 +35,8 @@ __all__ = [
 SD_LISTEN_FDS_START = 3
 
 
-class ActivationError(UsageError):
-    exit_code = 125
+class ActivationError(SetupError):
+    """The listening socket cannot be made or inherited (exit 125)."""
 
 
 @dataclass(frozen=True)

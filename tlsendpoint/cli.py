@@ -23,7 +23,7 @@ from typing import Any
 import click
 import trio
 
-from core.errors import AlbatrossError
+from core.errors import AlbatrossError, ExitStatus, exit_code
 from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
 from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.limits import Limits
@@ -39,8 +39,10 @@ VERSION_TEXT = "version 0.1.0 protocol version 5"
 DEFAULT_TMPDIR = "/run/albatross" if sys.platform.startswith("linux") else "/var/run/albatross"
 DEFAULT_PORT = 1025
 DEFAULT_BACKLOG = 128
+# Exits that are no error of ours (README, "Exit codes"); errors exit with exit_code(exc).
+EXIT_NO_LOGGING = 2  # albatross: "couldn't install syslog reporter"
 EXIT_INETD_LOGGING = 3
-EXIT_USAGE = 124
+EXIT_USAGE = ExitStatus.CLI_FAILED
 
 _LEVELS = {
     "quiet": None,
@@ -253,7 +255,7 @@ def cli(
         # albatross: "ERROR: couldn't install syslog reporter", exit 2
         if not inetd:
             click.echo(f"ERROR: couldn't install {target} logging: {exc.strerror}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_NO_LOGGING)
     limits = Limits(**limit_values)
     if not inetd:  # a long-running process: what a big handshake took goes back after it
         fix_mmap_threshold()
@@ -283,7 +285,7 @@ def cli(
         LOGGER.error("%s", exc.message)
         if not inetd:
             click.echo(f"albatross-tls-endpoint: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code(exc))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from core.errors import UsageError
+from core.errors import FileError, ParseError
+from core.pemfiles import load_certificates
+from tlsendpoint.errors import SetupError
 
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",
@@ -84,10 +86,8 @@ _SSL_CTRL_MODE = 33  # SSL_CTX_set_mode / SSL_CTX_get_mode (larg 0 reads)
 _SSL_MODE_RELEASE_BUFFERS = 0x10
 
 
-class TLSSetupError(UsageError):
-    """The TLS configuration cannot be built; the endpoint must not start."""
-
-    exit_code = 125  # albatross exits 125 for every TLS configuration error
+class TLSSetupError(SetupError):
+    """The TLS configuration cannot be built; the endpoint must not start (exit 125)."""
 
 
 def _libssl() -> ctypes.CDLL:
@@ -232,26 +232,25 @@ def release_buffers(ctx: ssl.SSLContext) -> None:
         raise TLSSetupError("OpenSSL did not accept SSL_MODE_RELEASE_BUFFERS")
 
 
-def _read_pem_certs(path: Path, what: str) -> list[x509.Certificate]:
+def _read_certs(path: Path, what: str) -> list[x509.Certificate]:
+    """The certificates of *path*, read by :mod:`core.pemfiles` (the one reader, bounded)."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TLSSetupError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    try:
-        return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise TLSSetupError(f"{what} {path} holds no valid PEM certificate: {exc}") from exc
+        return load_certificates(path, what)
+    except FileError as exc:
+        raise TLSSetupError(f"cannot read {what} {path}: {exc.reason}") from None
+    except ParseError as exc:
+        raise TLSSetupError(exc.message) from None
 
 
 def load_server_context(
     ca: Path, cert: Path, key: Path, max_chain: int = DEFAULT_MAX_CERT_LIST
 ) -> ssl.SSLContext:
     """TLS 1.3 server context that requires a client certificate issued under *ca*."""
-    cas = _read_pem_certs(ca, "CA file")
+    cas = _read_certs(ca, "CA file")
     if len(cas) != 1:
         # albatross: "expect single ca as cacert"
         raise TLSSetupError(f"expect single ca as cacert: {ca} holds {len(cas)} certificates")
-    _read_pem_certs(cert, "certificate file")
+    _read_certs(cert, "certificate file")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3

@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
 
-from ca.pem import certificates_from, csr_from, private_key_from
 from ca.profiles import PrivateKey
+from core.pem import certificates_from, csr_from, private_key_from
 from tests.vectors import CASES, CERTS
 
 __all__ = [

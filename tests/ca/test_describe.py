@@ -135,8 +135,11 @@ def test_render_breaks_like_ocaml_format() -> None:
     ("pieces", "column", "expected"),
     [
         ([], 0, ""),
-        (["a" * 70, "b" * 7], 0, "a" * 70 + " " + "b" * 7),  # 78 columns fit
-        (["a" * 70, "b" * 8], 0, "a" * 70 + "\n" + "b" * 8),  # 79 do not
+        # Format's advance_left forces a pending break once the material waiting fills the
+        # space left (format.ml: pending_count >= pp_space_left), so a line ends before
+        # column 78.  The hand-written layout this replaced let 78 columns fit.
+        (["a" * 70, "b" * 6], 0, "a" * 70 + " " + "b" * 6),  # 77 columns fit
+        (["a" * 70, "b" * 7], 0, "a" * 70 + "\n" + "b" * 7),  # 78 do not
         (["a" * 10, "b" * 10], 60, "a" * 10 + "\n" + " " * 60 + "b" * 10),  # indent to the box
     ],
 )

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.cli import ca_group, generate_command
-from ca.pem import encode_certificates, encode_private_key
 from ca.profiles import generate_key, leaf
 from ca.store import load_bundle
+from core.pem import encode_certificates, encode_private_key
 from core.wire import (
     FrameDecoder,
     Header,

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.inspect import describe_input
-from ca.pem import certificates_from, csr_from, objects_from, private_key_from
 from ca.profiles import generate_key, intermediate
 from core.errors import AlbatrossError
+from core.pem import certificates_from, csr_from, objects_from, private_key_from
 from core.wire import Policy
 from tests.ca.helpers import CERTS, NOW, ca_of
 

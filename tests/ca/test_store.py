@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ca import store
 from ca.bundle import Bundle, encode_bundle, parse_bundle
 from ca.errors import StoreError
-from ca.pem import certificates_from, encode_private_key, objects_from, private_key_from
 from ca.profiles import generate_key, intermediate, root_ca
+from core import pemfiles
+from core.errors import AlbatrossError, FileError, ParseError
+from core.pem import certificates_from, encode_private_key, objects_from, private_key_from
 from core.wire import Policy
 from tests.ca.helpers import CERTS, NOW, ca_of, load_cert
 
@@ -62,38 +64,54 @@ def test_load_signer_with_chain_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "error", "message"),
     [
-        (None, "does not exist"),
-        (b"", "not a valid X.509 certificate"),
-        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "no CERTIFICATE block"),
-        (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "bad base64"),
+        (None, FileError, "does not exist"),
+        (b"", ParseError, "not a valid X.509 certificate"),
+        (
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ParseError,
+            "no CERTIFICATE block",
+        ),
+        (
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+            ParseError,
+            "bad base64",
+        ),
     ],
 )
-def test_certificate_file_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+def test_certificate_file_errors(
+    tmp_path: Path, content: bytes | None, error: type[AlbatrossError], message: str
+) -> None:
     path = tmp_path / "c.pem"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(StoreError, match=message):
-        store.load_certificates(path)
+    with pytest.raises(error, match=message):
+        pemfiles.load_certificates(path)
 
 
 def test_key_file_errors(tmp_path: Path) -> None:
     path = tmp_path / "k.key"
     path.write_bytes(CERTS.joinpath("ca/alice.pem").read_bytes())
-    with pytest.raises(StoreError, match="no PRIVATE KEY block found"):
-        store.load_key(path)
+    with pytest.raises(ParseError, match="no PRIVATE KEY block found"):
+        pemfiles.load_key(path)
     path.write_bytes(b"garbage")
-    with pytest.raises(StoreError, match="not a valid private key"):
-        store.load_key(path)
+    with pytest.raises(ParseError, match="not a valid private key"):
+        pemfiles.load_key(path)
 
 
-def test_oversized_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "MAX_FILE", 10)
+def test_oversized_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "big"
     path.write_bytes(b"x" * 11)
-    with pytest.raises(StoreError, match="larger than 10 bytes"):
-        store.read_bytes(path, "input")
+    assert pemfiles.read_file(path, "input", limit=11) == b"x" * 11
+    with pytest.raises(FileError, match=r"^input .*big is larger than 10 bytes$"):
+        pemfiles.read_file(path, "input", limit=10)
+
+
+def test_the_one_bound_fits_the_largest_chain() -> None:
+    # a 2^24-octet leaf plus intermediates (17 MiB of DER) as PEM: base64, a newline per 64
+    pem_of_largest_chain = 17 * 1024 * 1024 * 4 // 3 * 65 // 64
+    assert pem_of_largest_chain < pemfiles.MAX_PEM_FILE < 2 * pem_of_largest_chain
 
 
 def test_der_and_pem_are_both_read() -> None:

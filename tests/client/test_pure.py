@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import struct
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,16 +23,18 @@ from client.commands import (
     parse_net,
     parse_path,
 )
-from client.destination import parse_host_port
-from client.fmt import Formatter
+from client.destination import Local, parse_host_port
 from client.manifest import Device, devices_match, read_manifest
 from client.output import escaped, format_message, rfc3339
-from client.session import Mode, data_chunks, endpoint
+from client.session import data_chunks
 from core.errors import ParseError, UsageError
+from core.ocaml_format import Formatter
+from core.routing import ReplyMode, route
 from core.wire import (
     BlockDevice,
     BlockDump,
     BlockInfoRecord,
+    Command,
     ConsoleListInactive,
     ConsoleSubscribe,
     Header,
@@ -41,6 +44,7 @@ from core.wire import (
     NetInfoRecord,
     PolicyInfo,
     Quit,
+    StatsRemove,
     StatsSubscribe,
     Typ,
     UnikernelDestroy,
@@ -139,12 +143,24 @@ def test_host_port_errors(text: str, message: str) -> None:
         parse_host_port(text)
 
 
-def test_reply_modes_table() -> None:
-    assert endpoint(UnikernelInfo()) == ("vmmd", Mode.SINGLE)
-    assert endpoint(BlockDump(9)) == ("vmmd", Mode.DUMP)
-    assert endpoint(ConsoleSubscribe(count=1)) == ("console", Mode.READ)
-    assert endpoint(ConsoleListInactive()) == ("console", Mode.SINGLE)
-    assert endpoint(StatsSubscribe()) == ("stat", Mode.READ)
+@pytest.mark.parametrize(
+    ("command", "daemon", "mode"),
+    [
+        (UnikernelInfo(), "vmmd", ReplyMode.SINGLE),
+        (BlockDump(9), "vmmd", ReplyMode.DUMP),
+        (ConsoleSubscribe(count=1), "console", ReplyMode.READ),
+        (ConsoleListInactive(), "console", ReplyMode.SINGLE),
+        (StatsSubscribe(), "stat", ReplyMode.READ),
+        (StatsRemove(), "stat", ReplyMode.SINGLE),
+    ],
+)
+def test_local_socket_and_reply_mode_from_the_routing_table(
+    tmp_path: Path, command: Command, daemon: str, mode: ReplyMode
+) -> None:
+    target = route(command)
+    assert Local(None, tmp_path).socket_path(target.socket) == f"{tmp_path}/util/{daemon}.sock"
+    assert Local("/run/x.sock", tmp_path).socket_path(target.socket) == "/run/x.sock"
+    assert target.mode is mode
 
 
 def test_manifest() -> None:

@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from client.cli import alba
-from client.session import Mode, endpoint
 from core.clock import fixed_clock
+from core.routing import ReplyMode, route
 from core.wire import (
     Header,
     Message,
@@ -73,8 +73,8 @@ def _conversations(case: Path) -> list[tuple[Message, list[bytes], list[bytes]]]
             skip += 1
         command = decode_message(to_daemon[skip])
         replies = from_daemon[skip:]
-        mode = endpoint(command.payload)[1]  # type: ignore[arg-type]
-        if mode is Mode.SINGLE:
+        mode = route(command.payload).mode  # type: ignore[arg-type]
+        if mode is ReplyMode.SINGLE:
             first = decode_message(replies[0])
             relayed = [frame(encode_message(Message(Header(command.header.name), first.payload)))]
         else:

@@ -10,7 +10,8 @@ import trio
 import trio.testing
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
-from client.session import Mode, Printer, Settings, read_replies, send_data
+from client.session import Printer, Settings, read_replies, send_data
+from core.routing import ReplyMode
 from core.wire import (
     BlockData,
     ConsoleData,
@@ -54,7 +55,7 @@ def settings(tmp_path: Path, out: list[str]) -> Settings:
 async def test_reply_fed_one_byte_at_a_time(tmp_path: Path) -> None:
     data = reply(NAME, StringReply("destroyed unikernel"))
     out: list[str] = []
-    await read_replies(Memory([data[i : i + 1] for i in range(len(data))]), Mode.SINGLE,
+    await read_replies(Memory([data[i : i + 1] for i in range(len(data))]), ReplyMode.SINGLE,
                        settings(tmp_path, out))  # fmt: skip
     assert out == ["host [unikernel: :t]: success: destroyed unikernel\n"]
 
@@ -64,7 +65,7 @@ async def test_no_reply_times_out(tmp_path: Path, autojump_clock: trio.testing.M
     s = settings(tmp_path, out)
     s.reply_timeout = 5
     with pytest.raises(CommunicationFailed, match=r"no reply within 5 s"):
-        await read_replies(Memory([], hang=True), Mode.SINGLE, s)
+        await read_replies(Memory([], hang=True), ReplyMode.SINGLE, s)
 
 
 async def test_following_a_stream_has_no_deadline(
@@ -75,7 +76,7 @@ async def test_following_a_stream_has_no_deadline(
     s.reply_timeout = 5
     stream = Memory([reply(NAME, StringReply("subscribed"))], hang=True)
     with trio.move_on_after(3600) as scope:
-        await read_replies(stream, Mode.READ, s)
+        await read_replies(stream, ReplyMode.READ, s)
     assert scope.cancelled_caught  # still following after an hour of silence
     assert out == ["host [unikernel: :t]: success: subscribed\n"]
 
@@ -100,7 +101,7 @@ async def test_bad_replies(
 ) -> None:
     out: list[str] = []
     with pytest.raises(error):
-        await read_replies(Memory(frames), Mode.SINGLE, settings(tmp_path, out))
+        await read_replies(Memory(frames), ReplyMode.SINGLE, settings(tmp_path, out))
     assert out == ([printed] if printed else [])
 
 
@@ -108,7 +109,7 @@ async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
     s = settings(tmp_path, [])
     s.max_frame = 100
     with pytest.raises(CommunicationFailed, match="exceeds the limit"):
-        await read_replies(Memory([b"\x00\x10\x00\x00"]), Mode.SINGLE, s)
+        await read_replies(Memory([b"\x00\x10\x00\x00"]), ReplyMode.SINGLE, s)
 
 
 async def test_stalled_upload_times_out(autojump_clock: trio.testing.MockClock) -> None:

@@ -9,9 +9,9 @@ import trio
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from ca.pem import encode_certificates
 from ca.revoke import make_crl
 from client import audit_cli as cli
+from core.pem import encode_certificates
 from core.wire import (
     Command,
     Failure,

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.bundle import Bundle
-from ca.pem import encode_certificates, encode_private_key
 from ca.revoke import make_crl
 from ca.store import write_bundle
 from client import audit_cli as cli
 from core.authorize import Refusal, authorize
+from core.pem import encode_certificates, encode_private_key
 from core.wire import BlockAdd, UnikernelInfo
 from tests.security.pki import NOW, Ca, create, policy, root
 from tests.security.test_quota import HOST, host_usage

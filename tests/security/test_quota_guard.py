@@ -19,10 +19,10 @@ import trio
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca.pem import encode_certificates
 from ca.revoke import make_crl
 from client import audit_cli as cli
 from core.authorize import Request, authorize
+from core.pem import encode_certificates
 from core.wire import (
     ROOT,
     BlockAdd,

@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
-from ca.pem import encode_certificates, encode_private_key
 from ca.revoke import (
     crl_command,
     parse_serial,
@@ -20,6 +19,7 @@ from ca.revoke import (
 )
 from ca.store import db_line
 from core.errors import UsageError
+from core.pem import encode_certificates, encode_private_key
 from tests.security.pki import NOW, Ca, create, policy, root
 from tlsendpoint.security.rules.revocation import RevocationRefusal
 from tlsendpoint.security.state.crldir import CrlStore

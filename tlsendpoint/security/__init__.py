@@ -31,6 +31,7 @@ __all__ = ["SecurityRefusal"]
 
 
 class SecurityRefusal(PolicyError):
-    """The endpoint refuses the request for a security reason; ``message`` says which and why."""
+    """The endpoint refuses the request for a security reason; ``message`` says which and why.
 
-    exit_code = 4
+    An answer to a client, never the end of a command-line tool: no exit code of its own.
+    """

@@ -20,6 +20,8 @@ from typing import Any
 import click
 
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates
+from tlsendpoint.errors import SetupError
 from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
 from tlsendpoint.security.state.legacy import OldFileDamaged
@@ -33,10 +35,8 @@ DEFAULT_STATE_DIR = Path("/var/lib/albatross-tls")
 log = logging.getLogger("albatross.security")
 
 
-class SecuritySetupError(AlbatrossError):
-    """The security state, CRL directory or audit log cannot be opened."""
-
-    exit_code = 125
+class SecuritySetupError(SetupError):
+    """The security state, CRL directory or audit log cannot be opened (exit 125)."""
 
 
 def security_options(func: Any) -> Any:
@@ -103,12 +103,10 @@ def open_security(
                 "--no-security cannot be combined with --crl-dir or --audit-log"
             )
         return None
-    from cryptography import x509  # only needed here
-
     try:
-        anchor = x509.load_pem_x509_certificates(ca_file.read_bytes())[0]
-    except (OSError, ValueError) as exc:
-        raise SecuritySetupError(f"cannot read the CA certificate {ca_file}: {exc}") from None
+        anchor = load_certificates(ca_file, "CA certificate")[0]
+    except AlbatrossError as exc:  # core.pemfiles names the file and the cause
+        raise SecuritySetupError(exc.message) from None
     try:
         faults = Faults.from_environ(os.environ)
     except ValueError as exc:

@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives import serialization
 
 from core.certs import CRL_EXTENSION_OID
 from core.chainrules import subject_text
-from core.errors import UsageError
+from core.errors import ParseError, UsageError
+from core.pem import crl_from
 from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
@@ -66,13 +67,11 @@ class RevocationError(UsageError):
 
 
 def parse_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
-    """A CRL from PEM or DER bytes; raises :class:`RevocationError`."""
+    """A CRL from PEM or DER bytes (:func:`core.pem.crl_from`); raises :class:`RevocationError`."""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise RevocationError(f"{what} is not a CRL (PEM or DER): {exc}") from None
+        return crl_from(data, what)
+    except ParseError as exc:
+        raise RevocationError(exc.message) from None
 
 
 def submitted_crl(leaf: x509.Certificate) -> bytes | None:

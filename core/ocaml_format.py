@@ -7,10 +7,14 @@ pretty-printer: tokens wait in a queue until the size of the material after a
 break hint is known or exceeds the space left on the line.  Scripts compare
 these lines, so we reproduce the algorithm (boxes, break hints, forced
 newlines) rather than approximate it.  Pure: it writes into a string buffer.
+The one OCaml Format engine of the project: the client's replies and log lines
+and the CA toolkit's ``signing ...`` line (:func:`ca.describe.render`) both
+break their lines here.
 
 Only what albatross's printers use is here: ``Box`` (``@[``) and ``HovBox``
 boxes, break hints (``@ ``, ``@,``), text, and ``newline`` (``@.``, which in
-Format closes every box and starts afresh).
+Format closes every box and starts afresh); and the few OCaml library printers
+albatross's texts are made of (``%b``, ``String.escaped``, ``Ptime.pp_rfc3339``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-__all__ = ["BoxKind", "Formatter"]
+__all__ = ["BoxKind", "Formatter", "bool_text", "escaped", "rfc3339"]
 
 _INFINITY = 1000000010
 
@@ -271,3 +276,31 @@ class Formatter:
                 if word:
                     self.text(word)
         return self
+
+
+# -- OCaml library printers ------------------------------------------------------
+
+
+def bool_text(value: bool) -> str:
+    """OCaml's ``%b``."""
+    return "true" if value else "false"
+
+
+def rfc3339(ts: datetime) -> str:
+    """``Ptime.pp_rfc3339 ()``: whole seconds in UTC, offset written ``-00:00``."""
+    utc = ts.astimezone(UTC) if ts.tzinfo else ts
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + "-00:00"
+
+
+def escaped(line: str) -> str:
+    """OCaml ``String.escaped`` of the line's octets (console lines, since albatross 2.7.0)."""
+    out: list[str] = []
+    specials = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r", 0x08: "\\b"}
+    for octet in line.encode("utf-8", "surrogateescape"):
+        if octet in specials:
+            out.append(specials[octet])
+        elif 0x20 <= octet <= 0x7E:
+            out.append(chr(octet))
+        else:
+            out.append(f"\\{octet:03d}")
+    return "".join(out)

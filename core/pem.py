@@ -1,9 +1,12 @@
 """PEM and DER in and out of cryptography objects, pure (bytes in, objects out).
 
-Every reader raises :class:`StoreError` with a message naming what was expected,
-never a cryptography ``ValueError``, because the bytes come from files a user
-handed us.  Keys are written as unencrypted PKCS#8 PEM, which is what
-albatross-client writes (``X509.Private_key.encode_pem``).
+The one parser of certificates, chains, CSRs, private keys and CRLs for every
+package: the CA toolkit, the client, the endpoint and the inspect tools.  Every
+reader raises :class:`ParseError` with a message naming what was expected, never
+a cryptography ``ValueError``, because the bytes come from files a user handed
+us.  Reading the files is left to the callers.
+Keys are written as unencrypted PKCS#8 PEM, which is what albatross-client
+writes (``X509.Private_key.encode_pem``).
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ca.errors import StoreError
-from ca.profiles import PrivateKey
+from core.errors import ParseError
+from core.keys import PRIVATE_KEY_TYPES, PrivateKey
 
 __all__ = [
     "PemObject",
     "certificate_from_der",
     "certificates_from",
+    "crl_from",
     "csr_from",
     "encode_certificates",
     "encode_private_key",
@@ -54,7 +57,7 @@ def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
             der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
         except (binascii.Error, ValueError):
             label = match.group(1).decode("ascii")
-            raise StoreError(f"bad base64 in PEM block {label}") from None
+            raise ParseError(f"bad base64 in PEM block {label}") from None
         blocks.append((match.group(1).decode("ascii"), der))
     return blocks
 
@@ -74,7 +77,7 @@ def certificate_from_der(der: bytes, what: str) -> x509.Certificate:
         _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
         _ = (cert.signature_algorithm_oid, cert.public_key(), list(cert.extensions))
     except _BAD_X509 as exc:
-        raise StoreError(f"{what}: not a valid X.509 certificate ({exc})") from None
+        raise ParseError(f"{what}: not a valid X.509 certificate ({exc})") from None
     return cert
 
 
@@ -86,7 +89,7 @@ def certificates_from(data: bytes, what: str = "certificate file") -> list[x509.
         certificate_from_der(der, what) for label, der in pem_blocks(data) if label == "CERTIFICATE"
     ]
     if not certs:
-        raise StoreError(f"{what}: no CERTIFICATE block found")
+        raise ParseError(f"{what}: no CERTIFICATE block found")
     return certs
 
 
@@ -94,7 +97,7 @@ def csr_from(data: bytes, what: str = "CSR file") -> x509.CertificateSigningRequ
     """The certificate signing request in a PEM or DER file."""
     ders = [der for label, der in pem_blocks(data) if label.encode() in _CSR_LABELS]
     if _is_pem(data) and not ders:
-        raise StoreError(f"{what}: no CERTIFICATE REQUEST block found")
+        raise ParseError(f"{what}: no CERTIFICATE REQUEST block found")
     try:
         csr = x509.load_der_x509_csr(ders[0] if ders else data)
         with warnings.catch_warnings():
@@ -102,7 +105,7 @@ def csr_from(data: bytes, what: str = "CSR file") -> x509.CertificateSigningRequ
             _ = csr.subject
         _ = (csr.public_key(), list(csr.extensions), csr.is_signature_valid)
     except _BAD_X509 as exc:
-        raise StoreError(f"{what}: not a valid certificate signing request ({exc})") from None
+        raise ParseError(f"{what}: not a valid certificate signing request ({exc})") from None
     return csr
 
 
@@ -114,19 +117,27 @@ def private_key_from(data: bytes, what: str = "key file") -> PrivateKey:
                 (label, der) for label, der in pem_blocks(data) if label.encode() in _KEY_LABELS
             ]
             if not blocks:
-                raise StoreError(f"{what}: no PRIVATE KEY block found")
+                raise ParseError(f"{what}: no PRIVATE KEY block found")
             key = serialization.load_pem_private_key(_reencode(*blocks[0]), None)
         else:
             key = serialization.load_der_private_key(data, None)
     except TypeError:
-        raise StoreError(f"{what}: the key is encrypted; give an unencrypted key") from None
+        raise ParseError(f"{what}: the key is encrypted; give an unencrypted key") from None
     except _BAD_X509 as exc:
-        raise StoreError(f"{what}: not a valid private key ({exc})") from None
-    if not isinstance(
-        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    ):
-        raise StoreError(f"{what}: unsupported key type; use ed25519, p256/p384/p521 or RSA")
+        raise ParseError(f"{what}: not a valid private key ({exc})") from None
+    if not isinstance(key, PRIVATE_KEY_TYPES):
+        raise ParseError(f"{what}: unsupported key type; use ed25519, p256/p384/p521 or RSA")
     return key
+
+
+def crl_from(data: bytes, what: str = "CRL file") -> x509.CertificateRevocationList:
+    """A CRL from PEM or DER bytes."""
+    try:
+        if _is_pem(data):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise ParseError(f"{what} is not a CRL (PEM or DER): {exc}") from None
 
 
 def _reencode(label: str, der: bytes) -> bytes:
@@ -140,14 +151,14 @@ def _reencode(label: str, der: bytes) -> bytes:
 def objects_from(data: bytes) -> list[PemObject]:
     """Every certificate, CSR and key in a PEM file, or the one object of a DER file."""
     if not _is_pem(data):
-        with contextlib.suppress(StoreError):
+        with contextlib.suppress(ParseError):
             return [certificate_from_der(data, "input")]
-        with contextlib.suppress(StoreError):
+        with contextlib.suppress(ParseError):
             return [csr_from(data, "input")]
         try:
             return [private_key_from(data, "input")]
-        except StoreError:
-            raise StoreError(
+        except ParseError:
+            raise ParseError(
                 "no certificate, certificate request or private key found in the input "
                 "(neither PEM nor DER)"
             ) from None
@@ -160,7 +171,7 @@ def objects_from(data: bytes) -> list[PemObject]:
         elif label.encode() in _KEY_LABELS:
             found.append(private_key_from(_reencode(label, der), f"PEM block {label}"))
     if not found:
-        raise StoreError("no certificate, certificate request or private key found in the input")
+        raise ParseError("no certificate, certificate request or private key found in the input")
     return found
 
 
