@@ -1,19 +1,17 @@
-"""The endpoint's crash-safe state (issue 11): one SQLite store and one host-wide lock.
+"""The endpoint's crash-safe security state (issue 11), kept in a :mod:`durable` store.
 
-* :mod:`.database` - a SQLite file: atomic creation, WAL with synchronous=FULL,
-  per-process connections, transactions, a worker-thread runner, failures named;
-* :mod:`.records` - the security records in it (replay, anti-rollback);
+* :mod:`.records` - the security records (replay, anti-rollback) in one SQLite file
+  (:class:`durable.database.Database`);
 * :mod:`.legacy` - the previous format's files, migrated once at start;
-* :mod:`.locks` - an flock shared by every endpoint process, waited for with a deadline;
 * :mod:`.faults` - the crash tests' kill points (ALBATROSS_TLS_TEST_FAULTS).
 
-``database`` and ``locks`` know nothing about security: other state (the CA toolkit's
-files, say) can use them.
+The generic parts (the database file, the host-wide lock, atomic files) live in
+:mod:`durable`; their names are re-exported here for the security package's callers.
 """
 
 from __future__ import annotations
 
-from tlsendpoint.security.store.database import (
+from durable.database import (
     BUSY_TIMEOUT,
     Database,
     Schema,
@@ -22,8 +20,8 @@ from tlsendpoint.security.store.database import (
     StoreError,
     StoreUnwritable,
 )
+from durable.locks import HostLock, LockTimeout
 from tlsendpoint.security.store.faults import FAULTS_ENV, NO_FAULTS, Faults
-from tlsendpoint.security.store.locks import HostLock, LockTimeout
 from tlsendpoint.security.store.records import STORE_FILE, Counts, SecurityStore
 
 __all__ = [

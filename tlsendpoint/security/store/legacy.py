@@ -18,8 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from durable.database import StoreDamaged, StoreError
 from tlsendpoint.security.rollback import Seen
-from tlsendpoint.security.store.database import StoreDamaged, StoreError
 from tlsendpoint.security.store.records import STORE_FILE, SecurityStore
 
 __all__ = [

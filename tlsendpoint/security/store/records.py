@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tlsendpoint.security import replay, rollback
-from tlsendpoint.security.replay import LeafRecord, ReplayBounds
-from tlsendpoint.security.rollback import Delegation, Seen
-from tlsendpoint.security.store.database import (
+from durable.database import (
     BUSY_TIMEOUT,
     Database,
     Schema,
     StoreDamaged,
 )
+from tlsendpoint.security import replay, rollback
+from tlsendpoint.security.replay import LeafRecord, ReplayBounds
+from tlsendpoint.security.rollback import Delegation, Seen
 from tlsendpoint.security.store.faults import NO_FAULTS, Faults
 
 __all__ = ["SCHEMA", "STORE_FILE", "Counts", "SecurityStore"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-from tlsendpoint.security.store.database import StoreError
+from durable.database import StoreError
 
 __all__ = ["LOCK_POLL", "HostLock", "LockTimeout"]
 
