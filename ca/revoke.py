@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ca.store import load_signer, read_bytes, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
 from core.errors import AlbatrossError, UsageError
 from core.wire import PolicyInfo
+from durable.files import write_file
 
 __all__ = [
     "CRL_DAYS",
@@ -164,10 +164,10 @@ def _next_number(directory: Path) -> int:
         current = 0
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
-    fd, temporary = tempfile.mkstemp(prefix=".crlnumber.", dir=directory)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(f"{current + 1}\n")
-    os.replace(temporary, path)
+    try:
+        write_file(path, f"{current + 1}\n".encode("ascii"), mode=0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     return current + 1
 
 
@@ -180,14 +180,9 @@ def write_crl(
     crl = make_crl(
         signer.cert, signer.key, read_revoked(directory), now, _next_number(directory), days
     )
-    fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(crl.public_bytes(Encoding.PEM))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
+        write_file(out, crl.public_bytes(Encoding.PEM), mode=0o644)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise StoreError(f"cannot write {out}: {exc.strerror}") from None
     return crl
 

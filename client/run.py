@@ -8,7 +8,6 @@ carrying albatross's exit code.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from client.transport import connect_local, connect_remote
 from core.certs import albatross_command
 from core.errors import AlbatrossError
 from core.wire import Command, Header, Message, Name, encode_message, frame
+from durable.files import write_file
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
 
@@ -144,9 +144,7 @@ def _private_key(path: Path, key_type: str) -> PrivateKey:
         return load_key(path, "key file")
     key = generate_key(key_type)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    write_file(path, pem, mode=0o400, overwrite=False)
     return key
 
 

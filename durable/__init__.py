@@ -1,5 +1,8 @@
 """Files that must survive crashes: one owner for atomic files, locks and the SQLite store.
 
+* :mod:`durable.files` - a whole file written atomically and durably (temporary file in
+  the same directory, fsync, rename, fsync of the directory), with its mode, never
+  overwriting when asked not to (keys);
 * :mod:`durable.database` - a SQLite file: atomic creation, WAL with synchronous=FULL,
   per-process connections, transactions, a worker-thread runner, failures named;
 * :mod:`durable.locks` - an flock shared by every process of a host, waited for with a

@@ -41,7 +41,6 @@ import errno
 import hashlib
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from core.certs import CRL_EXTENSION_OID
 from core.chainrules import subject_text
 from core.errors import UsageError
+from durable.files import write_file
 from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
@@ -368,15 +368,9 @@ class CrlStore:
                     f"{crl.last_update_utc:%Y-%m-%d %H:%M:%S} UTC, before the installed one "
                     f"({current.last_update_utc:%Y-%m-%d %H:%M:%S} UTC): send the newest CRL"
                 )
-        fd, temporary = tempfile.mkstemp(prefix=".submitted.", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(crl.public_bytes(serialization.Encoding.PEM))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
+        try:  # the temporary file's name starts with ".": _load() ignores it
+            write_file(target, crl.public_bytes(serialization.Encoding.PEM), mode=0o600)
         except OSError as exc:
-            Path(temporary).unlink(missing_ok=True)
             raise RevocationError(f"cannot write {target}: {exc.strerror}") from None
         self.reload()
         return target

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from durable.database import StoreDamaged, StoreError
+from durable.files import sync_directory
 from tlsendpoint.security.rollback import Seen
 from tlsendpoint.security.store.records import STORE_FILE, SecurityStore
 
@@ -115,11 +116,7 @@ def migrate(store: SecurityStore) -> str | None:
             os.replace(path, path.with_name(path.name + ".migrated"))
         for path in old:
             path.with_name(path.name + ".lock").unlink(missing_ok=True)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(directory)
     except FileNotFoundError:  # another process (inetd) migrated them at the same time
         pass
     except OSError as exc:
