@@ -48,7 +48,6 @@ from core.routing import Socket, command_name
 from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
-from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
 from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.hooks import Security, daemon_query, reload_on_sighup
@@ -66,7 +65,8 @@ from tlsendpoint.tlscontext import (
     set_verify_time,
 )
 from tlsendpoint.tlsstream import TLSStream
-from tlsendpoint.unixstream import UnixStream
+from transport.framed import FramedStream, TransportError
+from transport.unix import UnixStream
 
 __all__ = ["Endpoint", "describe_peer"]
 

@@ -48,9 +48,9 @@ from core.wire import (
     PolicyAdd,
     UnikernelCreate,
 )
-from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
-from tlsendpoint.unixstream import UnixStream, open_unix
+from transport.framed import FramedStream, TransportError
+from transport.unix import UnixStream, open_unix
 
 __all__ = [
     "Admit",

@@ -50,7 +50,6 @@ from core.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
-from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.audit import AuditRecord, command_summary, open_audit_log
 from tlsendpoint.security.naming import (
@@ -80,7 +79,8 @@ from tlsendpoint.security.store import (
     StoreError,
 )
 from tlsendpoint.security.store.legacy import migrate
-from tlsendpoint.unixstream import open_unix
+from transport.framed import FramedStream
+from transport.unix import open_unix
 
 __all__ = [
     "QUERY_TIMEOUT",

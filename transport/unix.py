@@ -42,7 +42,7 @@ class UnixStream(trio.abc.HalfCloseableStream):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise trio.ClosedResourceError("the daemon stream was already closed")
+            raise trio.ClosedResourceError("the stream was already closed")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
