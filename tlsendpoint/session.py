@@ -332,4 +332,4 @@ async def _forward(
         if isinstance(daemon.stream, UnixStream):
             daemon.stream.close()  # synchronous: no cancellation exception
         else:
-            await trio.aclose_forcefully(daemon.stream)
+            await trio.aclose_forcefully(daemon)
