@@ -32,12 +32,13 @@ from client.leafcert import (
     pem_chain,
     validate_chain,
 )
-from client.session import Mode, Settings, endpoint, read_replies, send_data
+from client.session import Mode, Settings, endpoint, read_replies, send_data, send_frame
 from client.transport import connect_local, connect_remote
 from core.certs import albatross_command
 from core.errors import AlbatrossError
-from core.wire import Command, Header, Message, Name, encode_message, frame
+from core.wire import Command, Header, Message, Name, encode_message
 from durable.files import write_file
+from transport.framed import FramedStream
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
 
@@ -61,9 +62,10 @@ async def _run_local(
     if dest.socket == "-":
         settings.printer.app("out:\n" + hexdump(wire))
         raise CommunicationFailed("printed the command instead of sending it", log="none")
-    stream = await connect_local(dest.socket_path(daemon))
+    path = dest.socket_path(daemon)
+    stream = FramedStream(await connect_local(path), settings.max_frame, path)
     try:
-        await stream.send_all(frame(wire))
+        await send_frame(stream, wire)
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)
         await read_replies(stream, mode, settings)
@@ -95,7 +97,8 @@ async def _run_chain(
         cas, leaf_pem = pem_chain(chain)
         settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
         raise CommunicationFailed("printed the chain instead of connecting", log="none")
-    stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    tls = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    stream = FramedStream(tls, settings.max_frame, f"{dest.host}:{dest.port}")
     try:
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)

@@ -16,10 +16,11 @@ import enum
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import trio
 
@@ -36,24 +37,22 @@ from core.wire import (
     BlockDump,
     Command,
     ConsoleListInactive,
+    End,
     Failure,
-    FrameDecoder,
     Message,
     Name,
     OldBlockDeviceImage,
     StatsSubscribe,
     UnikernelImage,
     decode_message,
-    end_marker,
-    frame,
     is_command,
     is_data,
     is_success,
 )
 from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
+from transport.framed import FramedStream, TransportError
 
 __all__ = [
-    "ByteStream",
     "Mode",
     "Printer",
     "Settings",
@@ -61,6 +60,7 @@ __all__ = [
     "endpoint",
     "read_replies",
     "send_data",
+    "send_frame",
 ]
 
 #: Default deadline for a reply (albatross waits forever; a create may take a while).
@@ -94,12 +94,6 @@ def endpoint(command: Command) -> tuple[str, Mode]:
     if type(command).__name__.startswith("Stats"):
         return "stat", Mode.SINGLE
     return "vmmd", Mode.SINGLE
-
-
-class ByteStream(Protocol):
-    async def send_all(self, data: bytes) -> None: ...
-    async def receive_some(self) -> bytes: ...
-    async def aclose(self) -> None: ...
 
 
 Write = Callable[[str], None]
@@ -158,26 +152,33 @@ class Settings:
         return self.tmpdir / f"{name}.{rfc3339(self.started)}"
 
 
-async def _next_message(
-    stream: ByteStream, decoder: FrameDecoder, timeout: float
-) -> Message | None:
-    with trio.fail_after(timeout):
-        while True:
-            try:
-                item = decoder.next_frame()
-            except ParseError as exc:
-                raise CommunicationFailed(f"reading reply: {exc.message}") from None
-            if isinstance(item, bytes):
-                try:
-                    return decode_message(item)
-                except ParseError as exc:
-                    raise CommunicationFailed(f"reading reply: {exc.message}") from None
-            if item is not None:
-                return None  # end marker
-            data = await stream.receive_some()
-            if not data:
-                return None
-            decoder.feed(data)
+async def _next_message(stream: FramedStream, timeout: float) -> Message | None:
+    """The next reply; None when the replies end (end marker, or the peer closed)."""
+    try:
+        with trio.fail_after(timeout):
+            item = await stream.receive_frame()
+        if isinstance(item, End):
+            return None
+        return decode_message(item)
+    except TransportError:  # closed or broken: the replies end there, as albatross reads it
+        return None
+    except ParseError as exc:  # an oversized frame or a reply that does not decode
+        raise CommunicationFailed(f"reading reply: {exc.message}") from None
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """The connection breaking under a write: albatross-client's communication failure."""
+    try:
+        yield
+    except TransportError as exc:
+        raise CommunicationFailed(f"write failed: {exc.cause or exc}") from None
+
+
+async def send_frame(stream: FramedStream, body: bytes) -> None:
+    """One frame (the command) to the peer; CommunicationFailed if the connection broke."""
+    with _writing():
+        await stream.send_frame(body)
 
 
 class _Dump:
@@ -225,10 +226,9 @@ def _write_image(settings: Settings, name: Name, compressed: bool, image: bytes)
     printer.app(f"dumped image to {path}", file=str(path))
 
 
-async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> None:
+async def read_replies(stream: FramedStream, mode: Mode, settings: Settings) -> None:
     """Read and print replies until the mode says stop; raise ClientError on failure."""
     printer = settings.printer
-    decoder = FrameDecoder(settings.max_frame)
     dump: _Dump | None = None
     got_reply = False
     try:
@@ -236,7 +236,7 @@ async def read_replies(stream: ByteStream, mode: Mode, settings: Settings) -> No
             following = mode is Mode.READ and got_reply
             timeout = math.inf if following else settings.reply_timeout
             try:
-                msg = await _next_message(stream, decoder, timeout)
+                msg = await _next_message(stream, timeout)
             except trio.TooSlowError:
                 raise CommunicationFailed(
                     f"no reply within {settings.reply_timeout:g} s (raise it with --timeout)"
@@ -323,7 +323,7 @@ def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
 
 async def send_data(
-    stream: ByteStream,
+    stream: FramedStream,
     chunks: Iterable[bytes],
     progress: Callable[[int], None] | None = None,
     stall_timeout: float = REPLY_TIMEOUT,
@@ -336,13 +336,13 @@ async def send_data(
     try:
         for chunk in chunks:
             if chunk:
-                with trio.fail_after(stall_timeout):
-                    await stream.send_all(frame(chunk))
+                with trio.fail_after(stall_timeout), _writing():
+                    await stream.send_frame(chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(sent)
-        with trio.fail_after(stall_timeout):
-            await stream.send_all(end_marker())
+        with trio.fail_after(stall_timeout), _writing():
+            await stream.send_end()
     except trio.TooSlowError:
         raise CommunicationFailed(
             f"upload stalled: the peer took no data for {stall_timeout:g} s"

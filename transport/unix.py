@@ -1,8 +1,9 @@
 """A connected stream socket as a trio stream, without trio's per-call overhead.
 
-Named for its first use, the daemon sockets; the endpoint also serves its
-accepted TCP connections through it (:mod:`tlsendpoint.tlsstream` calls the
-socket directly when its transport is one of these).
+Named for its first use, the daemon sockets (the endpoint's and the local
+client's connections to them); the endpoint also serves its accepted TCP
+connections through it (:mod:`tlsendpoint.tlsstream` calls the socket directly
+when its transport is one of these).
 
 Every command talks to a daemon over a fresh unix socket: connect, one small
 write, one or a few reads, close.  ``trio.SocketStream`` spends more CPU on
@@ -33,7 +34,8 @@ RECEIVE_SIZE = 65536
 
 
 class UnixStream(trio.abc.HalfCloseableStream):
-    """A connected, non-blocking ``AF_UNIX`` stream socket (owned: closed by :meth:`aclose`)."""
+    """A connected, non-blocking stream socket - ``AF_UNIX``, or an accepted TCP
+    connection - owned: closed by :meth:`aclose`."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
