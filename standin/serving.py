@@ -5,7 +5,9 @@ closes without a reply); a peer that sends nothing for too long is dropped;
 an unexpected exception is logged with its traceback.  The other connections
 carry on in every case.
 
-Each connection is a :class:`transport.framed.FramedStream`: reads are bounded
+Each connection is a :class:`transport.framed.FramedStream` over a
+:class:`transport.unix.UnixStream` (the endpoint's lean socket stream: the
+stand-in shares the cores with what it serves in the benches): reads are bounded
 by the daemon's ``max_frame`` and by the timeout each caller passes, a send by
 :data:`SEND_TIMEOUT`; a subscriber's pump and the replies to its requests share
 the stream, so sends take turns.
@@ -22,6 +24,7 @@ import trio
 from core.errors import ParseError
 from core.wire import End, Message, decode_message
 from transport.framed import FramedStream, PeerClosed, TransportError
+from transport.unix import lean_stream
 
 __all__ = [
     "SEND_TIMEOUT",
@@ -50,7 +53,9 @@ async def serve_socket(sock: socket.socket, label: str, max_frame: int, handler:
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
     async def guarded(stream: trio.SocketStream) -> None:
-        conn = FramedStream(stream, max_frame, label, send_timeout=SEND_TIMEOUT, shared_sender=True)
+        conn = FramedStream(
+            lean_stream(stream), max_frame, label, send_timeout=SEND_TIMEOUT, shared_sender=True
+        )
         try:
             await handler(conn)
         except (

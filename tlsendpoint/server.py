@@ -66,7 +66,7 @@ from tlsendpoint.tlscontext import (
 )
 from tlsendpoint.tlsstream import TLSStream
 from transport.framed import FramedStream, TransportError
-from transport.unix import UnixStream
+from transport.unix import UnixStream, lean_stream
 
 __all__ = ["Endpoint", "describe_peer"]
 
@@ -92,17 +92,6 @@ def describe_peer(stream: trio.abc.Stream) -> str:
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return "unix" if not address else str(address)
     return "stream"
-
-
-def _lean(stream: trio.abc.Stream) -> trio.abc.Stream:
-    """A trio socket stream as a :class:`UnixStream` (TLSStream then calls the socket itself)."""
-    if not isinstance(stream, trio.SocketStream):
-        return stream
-    trio_socket = stream.socket
-    fd = trio_socket.detach()  # the descriptor moves; trio's object no longer owns it
-    return UnixStream(
-        socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto, fileno=fd)
-    )
 
 
 def _accepted(sock: socket.socket) -> UnixStream:
@@ -286,7 +275,9 @@ class Endpoint:
         now = self.clock()
         if self.clock is not system_clock:
             set_verify_time(self.ssl_context, now)
-        tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget, linger=True)
+        tls = TLSStream(
+            lean_stream(transport), self.ssl_context, budget=self.cert_budget, linger=True
+        )
         gate = (
             None
             if self.security is None
@@ -353,7 +344,7 @@ class Endpoint:
             except BaseException:
                 self.limiter.release_on_behalf_of(token)
                 raise
-            connections.start_soon(self._run_connection, _lean(transport), token)
+            connections.start_soon(self._run_connection, lean_stream(transport), token)
             if isinstance(listener, trio.SocketListener):
                 # borrowed (not dup'ed: no extra descriptor); O_NONBLOCK is trio's
                 backlog = socket.socket(fileno=listener.socket.fileno())

@@ -27,7 +27,7 @@ import socket
 
 import trio
 
-__all__ = ["RECEIVE_SIZE", "UnixStream", "open_unix"]
+__all__ = ["RECEIVE_SIZE", "UnixStream", "lean_stream", "open_unix"]
 
 #: Default and largest read size, as trio's.
 RECEIVE_SIZE = 65536
@@ -97,6 +97,18 @@ class UnixStream(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()
+
+
+def lean_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """A ``trio.SocketStream`` (what trio's listeners accept) as a :class:`UnixStream`;
+    any other stream as it is.  The descriptor moves: trio's object no longer owns it."""
+    if not isinstance(stream, trio.SocketStream):
+        return stream
+    trio_socket = stream.socket
+    fd = trio_socket.detach()
+    return UnixStream(
+        socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto, fileno=fd)
+    )
 
 
 #: First pause before retrying a connect refused with EAGAIN (doubles up to CONNECT_PAUSE_MAX).
