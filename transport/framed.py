@@ -101,12 +101,13 @@ class FramedStream(trio.abc.AsyncResource):
     ) -> None:
         self.stream = stream
         self.peer = peer
-        self.send_timeout = send_timeout
+        self._send_timeout = send_timeout
         self._decoder = FrameDecoder(max_frame)
         self._closed_by_peer = False
         self._send_lock = trio.Lock() if shared_sender else None
+        self._plain = send_timeout == math.inf and not shared_sender  # no scope, no lock
 
-    async def receive_frame(self, timeout: float = math.inf) -> bytes | End:
+    async def receive_frame(self, timeout: float | None = None) -> bytes | End:
         """The next frame body, or :data:`END` for an end marker.
 
         *timeout*: how long to wait for each piece of data (:class:`PeerTimeout`).
@@ -118,7 +119,7 @@ class FramedStream(trio.abc.AsyncResource):
             if self._closed_by_peer:
                 raise self._closed()
             try:
-                if timeout == math.inf:
+                if timeout is None:  # the endpoint's path: its caller holds the deadline
                     data = await self.stream.receive_some(_READ_SIZE)
                 else:
                     with trio.fail_after(timeout):
@@ -139,7 +140,7 @@ class FramedStream(trio.abc.AsyncResource):
         where = "in the middle of a frame" if partial else "before sending a frame"
         return PeerClosed(f"{self.peer} closed the connection {where}")
 
-    async def receive_message(self, timeout: float = math.inf) -> Message:
+    async def receive_message(self, timeout: float | None = None) -> Message:
         """The next wire message; an end marker here is a protocol error."""
         item = await self.receive_frame(timeout)
         if isinstance(item, End):
@@ -151,21 +152,27 @@ class FramedStream(trio.abc.AsyncResource):
 
     async def send_bytes(self, data: bytes) -> None:
         """Send *data* as it is (already framed)."""
-        await self._send(data)
+        if not self._plain:
+            await self._send_guarded((data,))
+            return
+        try:  # the endpoint's path: nothing around the write
+            await self.stream.send_all(data)
+        except _BROKEN as exc:
+            raise self._cannot_write(exc) from exc
 
     async def send_frame(self, body: bytes) -> None:
         if len(body) < _SEPARATE_PREFIX:
-            await self._send(frame(body))  # one write for the usual small frame
-        else:  # a big image: no copy just to put four octets in front
-            await self._send(frame_prefix(len(body)), body)
+            await self.send_bytes(frame(body))  # one write for the usual small frame
+        elif self._plain:  # a big image: no copy just to put four octets in front
+            await self.send_bytes(frame_prefix(len(body)))
+            await self.send_bytes(body)
+        else:
+            await self._send_guarded((frame_prefix(len(body)), body))
 
-    async def _send(self, *pieces: bytes) -> None:
-        """Write *pieces* together: within ``send_timeout``, in turn if the sender is shared."""
-        if self.send_timeout == math.inf and self._send_lock is None:
-            await self._write(pieces)  # the endpoint's path: nothing around the write
-            return
+    async def _send_guarded(self, pieces: tuple[bytes, ...]) -> None:
+        """Write *pieces* together within ``send_timeout``, in turn if the sender is shared."""
         try:
-            with trio.fail_after(self.send_timeout):
+            with trio.fail_after(self._send_timeout):
                 if self._send_lock is None:
                     await self._write(pieces)
                 else:
@@ -173,7 +180,7 @@ class FramedStream(trio.abc.AsyncResource):
                         await self._write(pieces)
         except trio.TooSlowError:
             raise PeerTimeout(
-                f"{self.peer}: the peer took nothing for {self.send_timeout:g} s"
+                f"{self.peer}: the peer took nothing for {self._send_timeout:g} s"
             ) from None
 
     async def _write(self, pieces: tuple[bytes, ...]) -> None:
@@ -181,10 +188,13 @@ class FramedStream(trio.abc.AsyncResource):
             for piece in pieces:
                 await self.stream.send_all(piece)
         except _BROKEN as exc:
-            raise TransportError(f"{self.peer}: cannot write ({_why(exc)})", exc) from exc
+            raise self._cannot_write(exc) from exc
+
+    def _cannot_write(self, exc: BaseException) -> TransportError:
+        return TransportError(f"{self.peer}: cannot write ({_why(exc)})", exc)
 
     async def send_end(self) -> None:
-        await self._send(end_marker())
+        await self.send_bytes(end_marker())
 
     async def send_message(self, message: Message) -> None:
         await self.send_frame(encode_message(message))
