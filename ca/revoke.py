@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from ca.store import load_signer, read_bytes, write_certificates, write_new
 from core.certs import CRL_EXTENSION_OID
 from core.errors import AlbatrossError, UsageError
 from core.wire import PolicyInfo
-from durable.files import write_file
+from durable.files import append_file, write_file
 
 __all__ = [
     "CRL_DAYS",
@@ -110,11 +109,7 @@ def revoke(directory: Path, serials: Sequence[int], now: dt.datetime) -> list[in
             f"{s:x} {now.astimezone(dt.UTC).isoformat(timespec='seconds')}\n" for s in new
         )
         try:
-            fd = os.open(directory / REVOKED_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            with os.fdopen(fd, "a", encoding="ascii") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_file(directory / REVOKED_FILE, text.encode("ascii"), mode=0o644)
         except OSError as exc:
             raise StoreError(f"cannot write {directory / REVOKED_FILE}: {exc.strerror}") from None
     return new

@@ -10,12 +10,12 @@
 #   fails here and not later with an opaque TLS error;
 # * certificates are public and replaced atomically (durable.write_file),
 #   like albatross-client overwrites `<name>.pem`;
-# * the serial database is appended to with O_APPEND, as albatross does;
+# * the serial database is appended to with O_APPEND, as albatross does (and
+#   fsync'd: durable.append_file);
 # * every read is bounded (MAX_FILE) and file names derived from a CSR's CN are
 #   refused if they could leave the directory.
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from ca.pem import (
     private_key_from,
 )
 from ca.profiles import PrivateKey, generate_key, key_matches
-from durable.files import write_file
+from durable.files import append_file, write_file
 
 __all__ = [
     "ALBATROSS_KEY_MODE",
@@ -147,9 +147,7 @@ def db_line(cert: x509.Certificate, name: str) -> str:
 def append_db(path: Path, cert: x509.Certificate, name: str) -> None:
     """Append the serial line for *cert* to the database file *path* (created if missing)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, CERT_MODE)
-        with os.fdopen(fd, "ab") as handle:
-            handle.write(db_line(cert, name).encode("utf-8"))
+        append_file(path, db_line(cert, name).encode("utf-8"), mode=CERT_MODE)
     except OSError as exc:
         raise StoreError(f"cannot append to database {path}: {exc.strerror}") from None
 

@@ -18,6 +18,11 @@
 # is never readable by others, not even for a moment, and the umask neither widens nor
 # narrows it.
 #
+# append_file() is the other way: a line added to a log-like file (the CA's serial
+# database, its revocation list) with O_APPEND, then fsync'd.  A crash during the write
+# may leave the last line cut short; the readers of those files report such a line as
+# damage (the endpoint's audit log, which must recover from it, has its own writer).
+#
 # Errors are the OSError the failing call raised, re-raised naming the target (not the
 # temporary file): each caller turns it into its own error, in its own words and with
 # its own exit code, as it does for any other OSError of its files.
@@ -27,7 +32,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["sync_directory", "write_file"]
+__all__ = ["append_file", "sync_directory", "write_file"]
 
 
 def sync_directory(directory: Path) -> None:
@@ -82,3 +87,26 @@ def write_file(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def append_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Append *data* to *path* (created with exactly *mode* if missing) and fsync it.
+
+    Raises OSError naming *path*.
+    """
+    created = not path.exists()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        try:
+            if created:
+                os.fchmod(fd, mode)  # as write_file: the umask does not change it
+            view = memoryview(data)
+            while view:  # a write may take less than asked (a nearly full disk)
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            sync_directory(path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from durable.files import sync_directory, write_file
+from durable.files import append_file, sync_directory, write_file
 
 
 def mode_of(path: Path) -> int:
@@ -133,3 +133,21 @@ def test_concurrent_writers_never_mix_nor_fail(tmp_path: Path) -> None:
     assert errors == []
     assert path.read_bytes() in contents
     assert leftovers(tmp_path) == []
+
+
+def test_append_creates_with_exactly_the_mode_then_appends(tmp_path: Path) -> None:
+    path = tmp_path / "revoked.txt"
+    old = os.umask(0o077)
+    try:
+        append_file(path, b"one\n", mode=0o644)
+        append_file(path, b"two\n", mode=0o600)  # the mode is for creating only
+    finally:
+        os.umask(old)
+    assert (path.read_bytes(), mode_of(path)) == (b"one\ntwo\n", 0o644)
+
+
+def test_append_to_a_missing_directory_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "db"
+    with pytest.raises(FileNotFoundError) as caught:
+        append_file(path, b"x\n", mode=0o644)
+    assert caught.value.filename == str(path)
