@@ -122,10 +122,7 @@ class FramedStream(trio.abc.AsyncResource):
                 if timeout is None:  # the endpoint's path: its caller holds the deadline
                     data = await self.stream.receive_some(_READ_SIZE)
                 else:
-                    with trio.fail_after(timeout):
-                        data = await self.stream.receive_some(_READ_SIZE)
-            except trio.TooSlowError:
-                raise PeerTimeout(f"{self.peer}: no data for {timeout:g} s") from None
+                    data = await self._receive_within(timeout)
             except _BROKEN as exc:
                 raise TransportError(
                     f"{self.peer}: connection broken ({exc.__cause__ or exc})", exc
@@ -134,6 +131,13 @@ class FramedStream(trio.abc.AsyncResource):
                 self._closed_by_peer = True
                 raise self._closed()
             self._decoder.feed(data)
+
+    async def _receive_within(self, timeout: float) -> bytes | bytearray:
+        try:
+            with trio.fail_after(timeout):
+                return await self.stream.receive_some(_READ_SIZE)
+        except trio.TooSlowError:
+            raise PeerTimeout(f"{self.peer}: no data for {timeout:g} s") from None
 
     def _closed(self) -> PeerClosed:
         partial = self._decoder.buffered or self._decoder.pending_length
