@@ -60,7 +60,7 @@ from tlsendpoint.limits import Limits
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.tlsstream import TLSStream
-from tlsendpoint.unixstream import UnixStream
+from transport.unix import UnixStream
 
 
 def _pki(work: Path, key_type: str) -> list[str]:

@@ -28,7 +28,7 @@ from core.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
-from tlsendpoint.framedio import FramedStream, TransportError
+from transport.framed import FramedStream, TransportError
 
 MAX_FRAME = 1 << 26
 IO_TIMEOUT = 60.0

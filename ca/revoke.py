@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from core.errors import AlbatrossError, UsageError, exit_code
 from core.pem import crl_from
 from core.pemfiles import read_file
 from core.wire import PolicyInfo
+from durable.files import append_file, write_file
 
 __all__ = [
     "CRL_DAYS",
@@ -112,11 +111,7 @@ def revoke(directory: Path, serials: Sequence[int], now: dt.datetime) -> list[in
             f"{s:x} {now.astimezone(dt.UTC).isoformat(timespec='seconds')}\n" for s in new
         )
         try:
-            fd = os.open(directory / REVOKED_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            with os.fdopen(fd, "a", encoding="ascii") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_file(directory / REVOKED_FILE, text.encode("ascii"), mode=0o644)
         except OSError as exc:
             raise StoreError(f"cannot write {directory / REVOKED_FILE}: {exc.strerror}") from None
     return new
@@ -166,10 +161,10 @@ def _next_number(directory: Path) -> int:
         current = 0
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
-    fd, temporary = tempfile.mkstemp(prefix=".crlnumber.", dir=directory)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(f"{current + 1}\n")
-    os.replace(temporary, path)
+    try:
+        write_file(path, f"{current + 1}\n".encode("ascii"), mode=0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     return current + 1
 
 
@@ -182,14 +177,9 @@ def write_crl(
     crl = make_crl(
         signer.cert, signer.key, read_revoked(directory), now, _next_number(directory), days
     )
-    fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(crl.public_bytes(Encoding.PEM))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
+        write_file(out, crl.public_bytes(Encoding.PEM), mode=0o644)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise StoreError(f"cannot write {out}: {exc.strerror}") from None
     return crl
 

@@ -1,22 +1,21 @@
 # The one module of the CA toolkit that touches the disk.
 #
 # Security reasoning.  Private keys are the CA's authority, so:
-# * a key file is created with O_CREAT|O_EXCL and its mode set on the open file
-#   descriptor (0400 where albatross-client uses it, 0600 for our own files), so
-#   it is never readable by others, not even for a moment, and never replaces an
-#   existing file (a clear error instead);
+# * a key file is created with its mode set on the open file descriptor (0400
+#   where albatross-client uses it, 0600 for our own files), so it is never
+#   readable by others, not even for a moment, appears whole or not at all, and
+#   never replaces an existing file (a clear error instead): durable.write_file;
 # * a key loaded together with a certificate must match it (albatross's text
 #   "Public key of certificate doesn't match private key"), so a mixed-up pair
 #   fails here and not later with an opaque TLS error;
-# * certificates are public and replaced atomically (temporary file + rename),
+# * certificates are public and replaced atomically (durable.write_file),
 #   like albatross-client overwrites `<name>.pem`;
-# * the serial database is appended to with O_APPEND, as albatross does;
+# * the serial database is appended to with O_APPEND, as albatross does (and
+#   fsync'd: durable.append_file);
 # * every read is bounded (core.pemfiles, the one reader of these files) and file
 #   names derived from a CSR's CN are refused if they could leave the directory.
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ca.profiles import PrivateKey, generate_key, key_matches
 from core.errors import ParseError
 from core.pem import encode_certificates, encode_private_key, integer_octets
 from core.pemfiles import load_certificates, load_key, read_file
+from durable.files import append_file, write_file
 
 __all__ = [
     "ALBATROSS_KEY_MODE",
@@ -71,25 +71,15 @@ def load_signer(cert_path: Path, key_path: Path) -> Signer:
 
 
 def write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create *path* with exactly *mode*; refuse if it exists."""
+    """Create *path* with exactly *mode*, atomically; refuse if it exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        write_file(path, data, mode=mode, overwrite=False)
     except FileExistsError:
         raise StoreError(
             f"refusing to overwrite {path}: move it away or choose another name"
         ) from None
     except OSError as exc:
         raise StoreError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
-        with os.fdopen(fd, "wb") as handle:
-            fd = -1
-            handle.write(data)
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def ensure_key(
@@ -105,18 +95,9 @@ def ensure_key(
 
 def write_certificates(path: Path, certs: list[x509.Certificate]) -> None:
     """Write PEM certificates to *path*, replacing it atomically (mode 0644)."""
-    directory = path.parent
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        write_file(path, encode_certificates(certs), mode=CERT_MODE)
     except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:  # closes fd whatever happens next
-            os.fchmod(handle.fileno(), CERT_MODE)
-            handle.write(encode_certificates(certs))
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise StoreError(f"cannot write {path}: {exc.strerror}") from None
 
 
@@ -128,9 +109,7 @@ def db_line(cert: x509.Certificate, name: str) -> str:
 def append_db(path: Path, cert: x509.Certificate, name: str) -> None:
     """Append the serial line for *cert* to the database file *path* (created if missing)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, CERT_MODE)
-        with os.fdopen(fd, "ab") as handle:
-            handle.write(db_line(cert, name).encode("utf-8"))
+        append_file(path, db_line(cert, name).encode("utf-8"), mode=CERT_MODE)
     except OSError as exc:
         raise StoreError(f"cannot append to database {path}: {exc.strerror}") from None
 

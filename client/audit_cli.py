@@ -30,6 +30,7 @@ from core.wire import (
     UnikernelInfo,
     UnikernelRestart,
 )
+from durable.database import StoreError
 from tlsendpoint.security.daemonquery import daemon_query, host_usage
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
 from tlsendpoint.security.rules.auditformat import AuditError
@@ -44,7 +45,6 @@ from tlsendpoint.security.state.legacy import (
     read_rollback,
 )
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
-from tlsendpoint.security.store import StoreError
 
 __all__ = ["audit_exit_code", "check_state_command", "explain_command", "main", "verify_command"]
 

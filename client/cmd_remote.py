@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -14,6 +13,7 @@ from client.errors import CliFailed
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
 from core.errors import AlbatrossError
 from core.pemfiles import read_file
+from durable.files import write_file
 
 __all__ = ["remote"]
 
@@ -108,12 +108,6 @@ def remove(name: str) -> None:
     click.echo(f"remote {name} removed")
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 @remote.command("import")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", help="Remote name (default: the bundle's Name).")
@@ -149,7 +143,7 @@ def import_(bundle: Path, name: str | None, force: bool) -> None:
             raise CliFailed(f"{directory / fname} exists (use --force to replace)", log="term")
         (directory / fname).unlink(missing_ok=True)
     for fname, (content, mode) in files.items():
-        _write_new(directory / fname, content, mode)
+        write_file(directory / fname, content, mode=mode, overwrite=False)
     entry = RemoteEntry(
         parsed.endpoint,
         str(directory / "chain.pem"),

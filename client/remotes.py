@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from client.errors import CliFailed
+from durable.files import write_file
 
 __all__ = ["RemoteEntry", "config_path", "load_remotes", "save_remotes"]
 
@@ -91,9 +92,7 @@ def save_remotes(remotes: dict[str, RemoteEntry], path: Path | None = None) -> P
             if value is not None:
                 lines.append(f"{f.name} = {_quote(value)}")
         lines.append("")
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines))
-    os.replace(tmp, path)
+    # a temporary file of its own: two `alba remote` commands at once never clobber
+    # each other's half-written file (the last one wins, whole)
+    write_file(path, "\n".join(lines).encode(), mode=0o600)
     return path

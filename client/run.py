@@ -8,7 +8,6 @@ carrying albatross's exit code.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,13 +30,15 @@ from client.leafcert import (
     pem_chain,
     validate_chain,
 )
-from client.session import Settings, read_replies, send_data
+from client.session import Settings, read_replies, send_data, send_frame
 from client.transport import connect_local, connect_remote
 from core.certs import albatross_command
 from core.errors import AlbatrossError
 from core.pemfiles import load_certificates, load_key
 from core.routing import ReplyMode, route
-from core.wire import Command, Header, Message, Name, encode_message, frame
+from core.wire import Command, Header, Message, Name, encode_message
+from durable.files import write_file
+from transport.framed import FramedStream
 
 __all__ = ["DataSource", "build_chain", "execute", "execute_certificate", "write_csr"]
 
@@ -61,9 +62,10 @@ async def _run_local(
     if dest.socket == "-":
         settings.printer.app("out:\n" + hexdump(wire))
         raise CommunicationFailed("printed the command instead of sending it", log="none")
-    stream = await connect_local(dest.socket_path(target.socket))
+    path = dest.socket_path(target.socket)
+    stream = FramedStream(await connect_local(path), settings.max_frame, path)
     try:
-        await stream.send_all(frame(wire))
+        await send_frame(stream, wire)
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)
         await read_replies(stream, target.mode, settings)
@@ -95,7 +97,8 @@ async def _run_chain(
         cas, leaf_pem = pem_chain(chain)
         settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
         raise CommunicationFailed("printed the chain instead of connecting", log="none")
-    stream = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    tls = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    stream = FramedStream(tls, settings.max_frame, f"{dest.host}:{dest.port}")
     try:
         if data is not None:
             await send_data(stream, data(), settings.progress, settings.reply_timeout)
@@ -144,9 +147,7 @@ def _private_key(path: Path, key_type: str) -> PrivateKey:
         return load_key(path, "key file")
     key = generate_key(key_type)
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    write_file(path, pem, mode=0o400, overwrite=False)
     return key
 
 

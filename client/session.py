@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import trio
 
@@ -32,28 +33,27 @@ from core.wire import (
     DEFAULT_MAX_FRAME,
     BlockData,
     BlockDeviceImage,
+    End,
     Failure,
-    FrameDecoder,
     Message,
     Name,
     OldBlockDeviceImage,
     UnikernelImage,
     decode_message,
-    end_marker,
-    frame,
     is_command,
     is_data,
     is_success,
 )
 from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
+from transport.framed import FramedStream, TransportError
 
 __all__ = [
-    "ByteStream",
     "Printer",
     "Settings",
     "data_chunks",
     "read_replies",
     "send_data",
+    "send_frame",
 ]
 
 #: Default deadline for a reply (albatross waits forever; a create may take a while).
@@ -66,12 +66,6 @@ MAX_BLOCK = 1 << 40
 UPLOAD_CHUNK = 4096
 #: Largest chunk of a compressed upload (albatross flushes at most 64 KiB).
 COMPRESSED_CHUNK = 65536
-
-
-class ByteStream(Protocol):
-    async def send_all(self, data: bytes) -> None: ...
-    async def receive_some(self) -> bytes: ...
-    async def aclose(self) -> None: ...
 
 
 Write = Callable[[str], None]
@@ -130,26 +124,33 @@ class Settings:
         return self.tmpdir / f"{name}.{rfc3339(self.started)}"
 
 
-async def _next_message(
-    stream: ByteStream, decoder: FrameDecoder, timeout: float
-) -> Message | None:
-    with trio.fail_after(timeout):
-        while True:
-            try:
-                item = decoder.next_frame()
-            except ParseError as exc:
-                raise CommunicationFailed(f"reading reply: {exc.message}") from None
-            if isinstance(item, bytes):
-                try:
-                    return decode_message(item)
-                except ParseError as exc:
-                    raise CommunicationFailed(f"reading reply: {exc.message}") from None
-            if item is not None:
-                return None  # end marker
-            data = await stream.receive_some()
-            if not data:
-                return None
-            decoder.feed(data)
+async def _next_message(stream: FramedStream, timeout: float) -> Message | None:
+    """The next reply; None when the replies end (end marker, or the peer closed)."""
+    try:
+        with trio.fail_after(timeout):
+            item = await stream.receive_frame()
+        if isinstance(item, End):
+            return None
+        return decode_message(item)
+    except TransportError:  # closed or broken: the replies end there, as albatross reads it
+        return None
+    except ParseError as exc:  # an oversized frame or a reply that does not decode
+        raise CommunicationFailed(f"reading reply: {exc.message}") from None
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """The connection breaking under a write: albatross-client's communication failure."""
+    try:
+        yield
+    except TransportError as exc:
+        raise CommunicationFailed(f"write failed: {exc.cause or exc}") from None
+
+
+async def send_frame(stream: FramedStream, body: bytes) -> None:
+    """One frame (the command) to the peer; CommunicationFailed if the connection broke."""
+    with _writing():
+        await stream.send_frame(body)
 
 
 class _Dump:
@@ -197,10 +198,9 @@ def _write_image(settings: Settings, name: Name, compressed: bool, image: bytes)
     printer.app(f"dumped image to {path}", file=str(path))
 
 
-async def read_replies(stream: ByteStream, mode: ReplyMode, settings: Settings) -> None:
+async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings) -> None:
     """Read and print replies until the mode says stop; raise ClientError on failure."""
     printer = settings.printer
-    decoder = FrameDecoder(settings.max_frame)
     dump: _Dump | None = None
     got_reply = False
     try:
@@ -208,7 +208,7 @@ async def read_replies(stream: ByteStream, mode: ReplyMode, settings: Settings) 
             following = mode is ReplyMode.READ and got_reply
             timeout = math.inf if following else settings.reply_timeout
             try:
-                msg = await _next_message(stream, decoder, timeout)
+                msg = await _next_message(stream, timeout)
             except trio.TooSlowError:
                 raise CommunicationFailed(
                     f"no reply within {settings.reply_timeout:g} s (raise it with --timeout)"
@@ -295,7 +295,7 @@ def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
 
 
 async def send_data(
-    stream: ByteStream,
+    stream: FramedStream,
     chunks: Iterable[bytes],
     progress: Callable[[int], None] | None = None,
     stall_timeout: float = REPLY_TIMEOUT,
@@ -308,13 +308,13 @@ async def send_data(
     try:
         for chunk in chunks:
             if chunk:
-                with trio.fail_after(stall_timeout):
-                    await stream.send_all(frame(chunk))
+                with trio.fail_after(stall_timeout), _writing():
+                    await stream.send_frame(chunk)
                 sent += len(chunk)
                 if progress is not None:
                     progress(sent)
-        with trio.fail_after(stall_timeout):
-            await stream.send_all(end_marker())
+        with trio.fail_after(stall_timeout), _writing():
+            await stream.send_end()
     except trio.TooSlowError:
         raise CommunicationFailed(
             f"upload stalled: the peer took no data for {stall_timeout:g} s"

@@ -239,7 +239,8 @@ class TLSClientStream:
             view = view[sent:]
             await self._flush()
 
-    async def receive_some(self) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to 64 KiB of plaintext (whatever *max_bytes*: a TLS record is read whole)."""
         if self._eof:
             return b""
         while True:

@@ -1,4 +1,8 @@
-"""Connections to a daemon socket or to a TLS endpoint, under deadlines (the I/O shell)."""
+"""Connections to a daemon socket or to a TLS endpoint, under deadlines (the I/O shell).
+
+Both return a byte stream; the caller frames it with :class:`transport.framed.FramedStream`,
+whose errors :mod:`client.session` turns into albatross-client's texts.
+"""
 
 from __future__ import annotations
 
@@ -10,67 +14,23 @@ from cryptography import x509
 from client.errors import ClientError, CommunicationFailed, ConnectFailed
 from client.leafcert import LeafChain
 from client.tls import TLSClientStream, check_server_cert
+from transport.unix import UnixStream, open_unix
 
-__all__ = ["CONNECT_TIMEOUT", "HANDSHAKE_TIMEOUT", "UnixStream", "connect_local", "connect_remote"]
+__all__ = ["CONNECT_TIMEOUT", "HANDSHAKE_TIMEOUT", "connect_local", "connect_remote"]
 
 #: Deadline for opening a socket or a TCP connection.
 CONNECT_TIMEOUT = 10.0
 #: Deadline for the TLS handshake.
 HANDSHAKE_TIMEOUT = 30.0
-_CHUNK = 65536
-
-
-class UnixStream:
-    """A trio stream with the small interface the session needs."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self._stream = stream
-
-    async def send_all(self, data: bytes) -> None:
-        try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, OSError) as exc:
-            raise CommunicationFailed(f"write failed: {exc}") from None
-
-    async def receive_some(self) -> bytes:
-        try:
-            return bytes(await self._stream.receive_some(_CHUNK))
-        except (trio.BrokenResourceError, OSError):
-            return b""
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
 
 async def connect_local(path: str) -> UnixStream:
+    """Connect to a daemon socket (retrying while its backlog is full) within CONNECT_TIMEOUT."""
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
-            stream = await trio.open_unix_socket(path)
+            return await open_unix(path)
     except (OSError, trio.TooSlowError):
         raise ConnectFailed(f"couldn't connect to {path}") from None
-    return UnixStream(stream)
-
-
-class _Guarded:
-    """TLS stream whose transport errors become CommunicationFailed."""
-
-    def __init__(self, tls: TLSClientStream) -> None:
-        self.tls = tls
-
-    async def send_all(self, data: bytes) -> None:
-        try:
-            await self.tls.send_all(data)
-        except (trio.BrokenResourceError, OSError) as exc:
-            raise CommunicationFailed(f"write failed: {exc}") from None
-
-    async def receive_some(self) -> bytes:
-        try:
-            return await self.tls.receive_some()
-        except (trio.BrokenResourceError, OSError):
-            return b""
-
-    async def aclose(self) -> None:
-        await self.tls.aclose()
 
 
 async def connect_remote(
@@ -80,7 +40,7 @@ async def connect_remote(
     anchors: list[x509.Certificate],
     server_name: str | None = None,
     now: dt.datetime | None = None,
-) -> _Guarded:
+) -> TLSClientStream:
     """TCP connect (happy eyeballs), TLS 1.3 handshake, server certificate checks."""
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
@@ -103,4 +63,4 @@ async def connect_remote(
     except ClientError:
         await trio.aclose_forcefully(tcp)
         raise
-    return _Guarded(tls)
+    return tls

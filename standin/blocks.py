@@ -27,9 +27,10 @@ from core.wire import (
     StringReply,
 )
 from core.wire.compress import StreamCompressor, StreamDecompressor, compress
-from standin.conn import Conn
 from standin.daemon import Daemon
 from standin.outcomes import AddBlock, DumpBlock, ReadBlock, RemoveBlock, SetBlock, WriteBlock
+from standin.serving import read_frame
+from transport.framed import FramedStream
 
 __all__ = [
     "DUMP_PIECE",
@@ -109,7 +110,7 @@ def read_block(daemon: Daemon, outcome: ReadBlock) -> Payload:
     return OldBlockDeviceImage(True, compress(data, max(1, min(outcome.level, 9))))
 
 
-async def receive_block(daemon: Daemon, conn: Conn, outcome: SetBlock) -> Payload:
+async def receive_block(daemon: Daemon, conn: FramedStream, outcome: SetBlock) -> Payload:
     path = daemon.block_file(outcome.name)
     limit = outcome.size_bytes
     inflate = StreamDecompressor(limit) if outcome.compressed else None
@@ -117,7 +118,7 @@ async def receive_block(daemon: Daemon, conn: Conn, outcome: SetBlock) -> Payloa
     failure: str | None = None
     with open(path, "r+b") as f:
         while True:
-            item = await conn.read_frame(daemon.config.stream_timeout)
+            item = await read_frame(conn, daemon.config.stream_timeout)
             if item is None or isinstance(item, End):
                 break
             if failure is not None:
@@ -144,16 +145,18 @@ async def receive_block(daemon: Daemon, conn: Conn, outcome: SetBlock) -> Payloa
     return StringReply("set block device")
 
 
-async def send_block(daemon: Daemon, conn: Conn, request: Message, outcome: DumpBlock) -> None:
+async def send_block(
+    daemon: Daemon, conn: FramedStream, request: Message, outcome: DumpBlock
+) -> None:
     header = request.header
     level = max(0, min(outcome.level, 9))
     path = daemon.block_file(outcome.name)
     try:
         f = open(path, "rb")  # noqa: SIM115  (closed in finally; reads interleave with awaits)
     except OSError as e:
-        await conn.send(Message(header, Failure(f"dump block: {e.strerror}")))
+        await conn.send_message(Message(header, Failure(f"dump block: {e.strerror}")))
         return
-    await conn.send(Message(header, BlockDeviceImage(outcome.level != 0)))
+    await conn.send_message(Message(header, BlockDeviceImage(outcome.level != 0)))
     compressor = StreamCompressor(level) if outcome.level != 0 else None
     failure: str | None = None
     try:
@@ -167,14 +170,14 @@ async def send_block(daemon: Daemon, conn: Conn, request: Message, outcome: Dump
                 break
             out = compressor.feed(piece) if compressor is not None else piece
             if out:
-                await conn.send(Message(header, BlockData(out)))
+                await conn.send_message(Message(header, BlockData(out)))
             await trio.lowlevel.checkpoint()
         if compressor is not None:
             tail = compressor.finish()
             if tail:
-                await conn.send(Message(header, BlockData(tail)))
+                await conn.send_message(Message(header, BlockData(tail)))
     finally:
         f.close()
-    await conn.send(Message(header, BlockData(None)))
+    await conn.send_message(Message(header, BlockData(None)))
     if failure is not None:
-        await conn.send(Message(header, Failure(failure)))
+        await conn.send_message(Message(header, Failure(failure)))

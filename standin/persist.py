@@ -13,13 +13,13 @@ kept as ``state.bak``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from core.errors import AlbatrossError, ParseError
 from core.wire import Name, Policy, UnikernelConfig
 from core.wire.state import CURRENT_LAYOUT, decode_state, encode_state
+from durable.files import write_file
 from standin.errors import Refused
 from standin.vmmd import Vmmd
 
@@ -113,11 +113,7 @@ def dump_state(vmmd: Vmmd[Any], state_file: Path) -> None:
     data = encode_state(
         [(n, u.config) for n, u in resources.unikernels.all()], resources.policies.all()
     )
-    tmp = state_file.with_suffix(".new")
     try:
-        tmp.write_bytes(data)
-        if state_file.exists():
-            os.replace(state_file, state_file.with_suffix(".bak"))
-        os.replace(tmp, state_file)
+        write_file(state_file, data, mode=0o644, backup=state_file.with_suffix(".bak"))
     except OSError as e:
         log.error("failed to dump state: %s", e)

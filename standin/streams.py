@@ -34,24 +34,24 @@ from core.wire import (
     StatsSubscribe,
     StringReply,
 )
-from standin.conn import Conn
 from standin.daemon import Daemon, Subscriber
 from standin.serving import read_message
 from standin.stats import Watched
+from transport.framed import FramedStream
 
 __all__ = ["console_connection", "stats_connection", "stats_timer"]
 
 log = logging.getLogger("standin")
 
 
-async def _reply(conn: Conn, request: Message, payload: Payload) -> None:
-    await conn.send(Message(request.header, payload))
+async def _reply(conn: FramedStream, request: Message, payload: Payload) -> None:
+    await conn.send_message(Message(request.header, payload))
 
 
 # -- console ------------------------------------------------------------------------------
 
 
-async def console_connection(daemon: Daemon, conn: Conn) -> None:
+async def console_connection(daemon: Daemon, conn: FramedStream) -> None:
     request = await read_message(conn, daemon.config.idle_timeout)
     if request is None:
         return
@@ -76,7 +76,9 @@ async def console_connection(daemon: Daemon, conn: Conn) -> None:
     await _subscribe(daemon, conn, request, payload)
 
 
-async def _subscribe(daemon: Daemon, conn: Conn, request: Message, cmd: ConsoleSubscribe) -> None:
+async def _subscribe(
+    daemon: Daemon, conn: FramedStream, request: Message, cmd: ConsoleSubscribe
+) -> None:
     name = request.header.name
     subscriber = Subscriber()
     ring, text, dropped = daemon.consoles.subscribe(name, request.header.version, subscriber)
@@ -92,19 +94,19 @@ async def _subscribe(daemon: Daemon, conn: Conn, request: Message, cmd: ConsoleS
                 history = ring.read_history(cmd.since)
             header = Header(name, 0, request.header.version)
             for when, line in history:
-                await conn.send(Message(header, ConsoleData(when, line)))
+                await conn.send_message(Message(header, ConsoleData(when, line)))
         await _pump_until_peer_speaks(conn, subscriber)
     finally:
         daemon.consoles.unsubscribe(name, subscriber)
         subscriber.close()
 
 
-async def _pump_until_peer_speaks(conn: Conn, subscriber: Subscriber) -> None:
+async def _pump_until_peer_speaks(conn: FramedStream, subscriber: Subscriber) -> None:
     """Forward queued data until the subscriber is dropped or the peer sends anything/closes."""
 
     async def pump(cancel: trio.CancelScope) -> None:
         async for message in subscriber.receive:
-            await conn.send(message)
+            await conn.send_message(message)
         cancel.cancel()
 
     async with trio.open_nursery() as nursery:
@@ -125,7 +127,7 @@ async def stats_timer(daemon: Daemon) -> None:
                 daemon.stats.unsubscribe(sub_name, subscriber)
 
 
-async def stats_connection(daemon: Daemon, conn: Conn) -> None:
+async def stats_connection(daemon: Daemon, conn: FramedStream) -> None:
     subscriber: Subscriber | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -169,7 +171,7 @@ def _stats_command(daemon: Daemon, request: Message) -> Payload:
     return Failure("unexpected command")
 
 
-async def _stats_pump(conn: Conn, subscriber: Subscriber, cancel: trio.CancelScope) -> None:
+async def _stats_pump(conn: FramedStream, subscriber: Subscriber, cancel: trio.CancelScope) -> None:
     async for message in subscriber.receive:
-        await conn.send(message)
+        await conn.send_message(message)
     cancel.cancel()  # replaced by a newer subscriber: albatross closes the old socket

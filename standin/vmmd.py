@@ -209,6 +209,10 @@ class Vmmd(Generic[W]):
         if u is None:
             raise Refused("get: no unikernel found")
         cfg = u.config
+        if cmd.level < 0:
+            # albatross hands a negative level to the zlib encoder, which rejects it
+            # (decompress: invalid_arg); the stand-in answers with a Failure instead.
+            raise Refused(f"get: compression level {cmd.level} is not within 0..9")
         if cfg.compressed:
             if cmd.level > 0:
                 return Reply(UnikernelImage(True, cfg.image))

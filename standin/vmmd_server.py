@@ -32,7 +32,6 @@ from standin.blocks import (
     send_block,
     write_block,
 )
-from standin.conn import Conn
 from standin.daemon import Daemon, Subscriber, Waiter
 from standin.outcomes import (
     AddBlock,
@@ -49,6 +48,7 @@ from standin.outcomes import (
     WriteBlock,
 )
 from standin.serving import read_message
+from transport.framed import FramedStream
 
 __all__ = ["vmmd_connection"]
 
@@ -58,7 +58,7 @@ log = logging.getLogger("standin")
 STATS_REPLY_TIMEOUT = 10.0
 
 
-async def vmmd_connection(daemon: Daemon, conn: Conn) -> None:
+async def vmmd_connection(daemon: Daemon, conn: FramedStream) -> None:
     while True:
         request = await read_message(conn, daemon.config.idle_timeout)
         if request is None:
@@ -67,7 +67,7 @@ async def vmmd_connection(daemon: Daemon, conn: Conn) -> None:
             return
 
 
-async def _reply(conn: Conn, request: Message, payload: Payload) -> None:
+async def _reply(conn: FramedStream, request: Message, payload: Payload) -> None:
     """Send the reply; one the (old) encoding asked for cannot carry becomes a failure.
 
     albatross raises ("expected a single CPUid for v4 unikernel info") and drops the
@@ -78,10 +78,10 @@ async def _reply(conn: Conn, request: Message, payload: Payload) -> None:
     except UsageError as e:
         log.warning("reply to %s cannot be encoded: %s", request.header.name, e)
         body = encode_message(Message(request.header, Failure(f"cannot encode the reply: {e}")))
-    await conn.send_body(body)
+    await conn.send_frame(body)
 
 
-async def _request(daemon: Daemon, conn: Conn, request: Message) -> bool:
+async def _request(daemon: Daemon, conn: FramedStream, request: Message) -> bool:
     """Handle one request; True if the connection stays open for another."""
     waiter: Waiter | None = None
     outcome: Outcome
@@ -143,7 +143,7 @@ async def _under_lock(daemon: Daemon, outcome: Outcome) -> Payload | None:
     return None
 
 
-async def _stats_channel(daemon: Daemon, conn: Conn, sequence: int) -> None:
+async def _stats_channel(daemon: Daemon, conn: FramedStream, sequence: int) -> None:
     """Forward stats add/remove to an external albatross-stats (albatrossd.ml ``stat_out``)."""
     channel = Subscriber()
     async with daemon.lock:
@@ -163,7 +163,7 @@ async def _stats_channel(daemon: Daemon, conn: Conn, sequence: int) -> None:
             channel.offer(daemon.stats_message(name, StatsAdd(f"solo5-hvt-{u.pid}", u.pid, taps)))
     try:
         async for message in channel.receive:
-            await conn.send(message)
+            await conn.send_message(message)
             reply = await read_message(conn, STATS_REPLY_TIMEOUT)
             if reply is None:
                 log.warning("stats channel closed")

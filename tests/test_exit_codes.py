@@ -29,13 +29,13 @@ from core.errors import (
     UsageError,
     exit_code,
 )
+from durable.database import StoreError as SecurityStoreError
 from standin.persist import StandinError
 from tlsendpoint.activation import ActivationError
 from tlsendpoint.errors import SetupError
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.setup import SecuritySetupError
 from tlsendpoint.security.state.auditlog import AuditDamaged
-from tlsendpoint.security.store import StoreError as SecurityStoreError
 from tlsendpoint.tlscontext import TLSSetupError
 
 # error: its exit code in alba (and the CA commands in it), albatross-inspect, albatross-audit

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import grimp
 
-PACKAGES = ("core", "ca", "tlsendpoint", "client", "standin")
+PACKAGES = ("core", "durable", "transport", "ca", "tlsendpoint", "client", "standin")
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -48,7 +48,6 @@ from core.routing import Socket, command_name
 from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
-from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
 from tlsendpoint.security.daemonquery import daemon_query
 from tlsendpoint.security.gate import Gate
@@ -67,7 +66,8 @@ from tlsendpoint.tlscontext import (
     set_verify_time,
 )
 from tlsendpoint.tlsstream import TLSStream
-from tlsendpoint.unixstream import UnixStream
+from transport.framed import FramedStream, TransportError
+from transport.unix import UnixStream, lean_stream
 
 __all__ = ["Endpoint", "describe_peer"]
 
@@ -93,17 +93,6 @@ def describe_peer(stream: trio.abc.Stream) -> str:
             return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return "unix" if not address else str(address)
     return "stream"
-
-
-def _lean(stream: trio.abc.Stream) -> trio.abc.Stream:
-    """A trio socket stream as a :class:`UnixStream` (TLSStream then calls the socket itself)."""
-    if not isinstance(stream, trio.SocketStream):
-        return stream
-    trio_socket = stream.socket
-    fd = trio_socket.detach()  # the descriptor moves; trio's object no longer owns it
-    return UnixStream(
-        socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto, fileno=fd)
-    )
 
 
 def _accepted(sock: socket.socket) -> UnixStream:
@@ -287,7 +276,9 @@ class Endpoint:
         now = self.clock()
         if self.clock is not system_clock:
             set_verify_time(self.ssl_context, now)
-        tls = TLSStream(_lean(transport), self.ssl_context, budget=self.cert_budget, linger=True)
+        tls = TLSStream(
+            lean_stream(transport), self.ssl_context, budget=self.cert_budget, linger=True
+        )
         gate = (
             None
             if self.security is None
@@ -354,7 +345,7 @@ class Endpoint:
             except BaseException:
                 self.limiter.release_on_behalf_of(token)
                 raise
-            connections.start_soon(self._run_connection, _lean(transport), token)
+            connections.start_soon(self._run_connection, lean_stream(transport), token)
             if isinstance(listener, trio.SocketListener):
                 # borrowed (not dup'ed: no extra descriptor); O_NONBLOCK is trio's
                 backlog = socket.socket(fileno=listener.socket.fileno())

@@ -48,9 +48,9 @@ from core.wire import (
     PolicyAdd,
     UnikernelCreate,
 )
-from tlsendpoint.framedio import FramedStream, TransportError
 from tlsendpoint.limits import Limits
-from tlsendpoint.unixstream import UnixStream, open_unix
+from transport.framed import FramedStream, TransportError
+from transport.unix import UnixStream, open_unix
 
 __all__ = [
     "Admit",
@@ -332,4 +332,4 @@ async def _forward(
         if isinstance(daemon.stream, UnixStream):
             daemon.stream.close()  # synchronous: no cancellation exception
         else:
-            await trio.aclose_forcefully(daemon.stream)
+            await trio.aclose_forcefully(daemon)

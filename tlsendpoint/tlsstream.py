@@ -48,7 +48,7 @@ import trio
 
 from tlsendpoint.certbudget import FULL_RECORD, CertificateBudget, FirstRecordScanner
 from tlsendpoint.tlscontext import set_connection_max_cert_list
-from tlsendpoint.unixstream import UnixStream
+from transport.unix import UnixStream
 
 __all__ = ["READ_SIZE", "WRITE_CHUNK", "TLSStream"]
 

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,29 @@ def test_save_and_load_round_trip(remotes_file: Path) -> None:
     entries = {"a b": RemoteEntry('h"1', "c", "k", "s", None, "p256")}
     save_remotes(entries)
     assert load_remotes() == entries
+
+
+def test_concurrent_saves_never_clobber_each_other(remotes_file: Path) -> None:
+    """Two `alba remote` commands at once: each writes a temporary file of its own (it was
+    one fixed name, so one command renamed the other's half-written file away)."""
+    versions = [{f"r{n}": RemoteEntry(f"h{n}:1025", "c" * 5000, "k", "s")} for n in range(4)]
+    failures: list[BaseException] = []
+
+    def saver(entries: dict[str, RemoteEntry]) -> None:
+        try:
+            for _ in range(30):
+                save_remotes(entries)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=saver, args=(v,)) for v in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert load_remotes() in versions
+    assert [p.name for p in remotes_file.parent.iterdir()] == ["remotes.toml"]
 
 
 def test_certificate_runs_presigned_leaf(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
-from client.session import Printer, Settings, read_replies, send_data
+from client.session import Printer, Settings, read_replies, send_data, send_frame
 from core.routing import ReplyMode
 from core.wire import (
     BlockData,
@@ -22,12 +22,13 @@ from core.wire import (
     end_marker,
 )
 from tests.client.helpers import reply
+from transport.framed import FramedStream
 
 NAME = Name.parse(":t")
 
 
 class Memory:
-    """A ByteStream over a list of chunks; ``hang`` waits forever after them."""
+    """A byte stream over a list of chunks; ``hang`` waits forever after them."""
 
     def __init__(self, chunks: list[bytes], hang: bool = False) -> None:
         self.chunks = chunks
@@ -36,7 +37,7 @@ class Memory:
     async def send_all(self, data: bytes) -> None:
         raise AssertionError("nothing is sent while reading")
 
-    async def receive_some(self) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self.chunks:
             return self.chunks.pop(0)
         if self.hang:
@@ -47,6 +48,10 @@ class Memory:
         pass
 
 
+def framed(stream: Memory, max_frame: int = 1 << 20) -> FramedStream:
+    return FramedStream(stream, max_frame, "the server")
+
+
 def settings(tmp_path: Path, out: list[str]) -> Settings:
     printer = Printer("albatross-client", out.append, out.append)
     return Settings(printer, tmpdir=tmp_path, started=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
@@ -55,8 +60,8 @@ def settings(tmp_path: Path, out: list[str]) -> Settings:
 async def test_reply_fed_one_byte_at_a_time(tmp_path: Path) -> None:
     data = reply(NAME, StringReply("destroyed unikernel"))
     out: list[str] = []
-    await read_replies(Memory([data[i : i + 1] for i in range(len(data))]), ReplyMode.SINGLE,
-                       settings(tmp_path, out))  # fmt: skip
+    one_byte_each = framed(Memory([data[i : i + 1] for i in range(len(data))]))
+    await read_replies(one_byte_each, ReplyMode.SINGLE, settings(tmp_path, out))
     assert out == ["host [unikernel: :t]: success: destroyed unikernel\n"]
 
 
@@ -65,7 +70,7 @@ async def test_no_reply_times_out(tmp_path: Path, autojump_clock: trio.testing.M
     s = settings(tmp_path, out)
     s.reply_timeout = 5
     with pytest.raises(CommunicationFailed, match=r"no reply within 5 s"):
-        await read_replies(Memory([], hang=True), ReplyMode.SINGLE, s)
+        await read_replies(framed(Memory([], hang=True)), ReplyMode.SINGLE, s)
 
 
 async def test_following_a_stream_has_no_deadline(
@@ -74,7 +79,7 @@ async def test_following_a_stream_has_no_deadline(
     out: list[str] = []
     s = settings(tmp_path, out)
     s.reply_timeout = 5
-    stream = Memory([reply(NAME, StringReply("subscribed"))], hang=True)
+    stream = framed(Memory([reply(NAME, StringReply("subscribed"))], hang=True))
     with trio.move_on_after(3600) as scope:
         await read_replies(stream, ReplyMode.READ, s)
     assert scope.cancelled_caught  # still following after an hour of silence
@@ -101,15 +106,14 @@ async def test_bad_replies(
 ) -> None:
     out: list[str] = []
     with pytest.raises(error):
-        await read_replies(Memory(frames), ReplyMode.SINGLE, settings(tmp_path, out))
+        await read_replies(framed(Memory(frames)), ReplyMode.SINGLE, settings(tmp_path, out))
     assert out == ([printed] if printed else [])
 
 
 async def test_oversized_frame_is_refused(tmp_path: Path) -> None:
-    s = settings(tmp_path, [])
-    s.max_frame = 100
     with pytest.raises(CommunicationFailed, match="exceeds the limit"):
-        await read_replies(Memory([b"\x00\x10\x00\x00"]), ReplyMode.SINGLE, s)
+        await read_replies(framed(Memory([b"\x00\x10\x00\x00"]), 100), ReplyMode.SINGLE,
+                           settings(tmp_path, []))  # fmt: skip
 
 
 async def test_stalled_upload_times_out(autojump_clock: trio.testing.MockClock) -> None:
@@ -118,7 +122,7 @@ async def test_stalled_upload_times_out(autojump_clock: trio.testing.MockClock) 
             await trio.sleep_forever()
 
     with pytest.raises(CommunicationFailed, match=r"upload stalled: the peer took no data for 7 s"):
-        await send_data(Stalled([]), [b"abc"], stall_timeout=7)
+        await send_data(framed(Stalled([])), [b"abc"], stall_timeout=7)
 
 
 async def test_upload_frames_and_terminator() -> None:
@@ -129,6 +133,33 @@ async def test_upload_frames_and_terminator() -> None:
             sent.append(data)
 
     progress: list[int] = []
-    await send_data(Sink([]), [b"ab", b"", b"cde"], progress.append)
+    await send_data(framed(Sink([])), [b"ab", b"", b"cde"], progress.append)
     assert sent == [b"\x00\x00\x00\x02ab", b"\x00\x00\x00\x03cde", b"\x00\x00\x00\x00"]
     assert progress == [2, 5]
+
+
+class Broken(Memory):
+    """A connection reset under us: trio's error, as UnixStream and SocketStream raise it."""
+
+    async def send_all(self, data: bytes) -> None:
+        raise trio.BrokenResourceError("sending failed: [Errno 32] Broken pipe")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise trio.BrokenResourceError("receiving failed: [Errno 104] Connection reset by peer")
+
+
+async def test_a_write_on_a_broken_connection_is_a_communication_failure() -> None:
+    for send in (send_frame(framed(Broken([])), b"command"), send_data(framed(Broken([])), [b"x"])):
+        with pytest.raises(CommunicationFailed) as caught:
+            await send
+        assert caught.value.message == "write failed: sending failed: [Errno 32] Broken pipe"
+
+
+async def test_a_broken_read_ends_the_replies(tmp_path: Path) -> None:
+    """As albatross-client reads it: the connection is over (here: before any reply)."""
+    with pytest.raises(CommunicationFailed) as caught:
+        await read_replies(framed(Broken([])), ReplyMode.SINGLE, settings(tmp_path, []))
+    assert caught.value.message == (
+        "the server closed the connection without replying "
+        "(the command was refused or the server failed)"
+    )

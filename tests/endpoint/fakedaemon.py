@@ -30,7 +30,7 @@ from core.wire import (
     encode_message,
     frame,
 )
-from tlsendpoint.framedio import FramedStream, PeerClosed, TransportError
+from transport.framed import FramedStream, PeerClosed, TransportError
 
 __all__ = ["Behaviour", "Conn", "FakeDaemon", "open_fake_daemon", "reply_table"]
 

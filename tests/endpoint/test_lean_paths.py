@@ -33,9 +33,9 @@ from tests.endpoint.harness import with_fake_daemon
 from tests.endpoint.pki import Pki
 from tests.vectors import all_frames
 from tlsendpoint.connlog import LOGGER
-from tlsendpoint.framedio import FramedStream
 from tlsendpoint.tlscontext import buffers_released, load_server_context, release_buffers
-from tlsendpoint.unixstream import UnixStream, open_unix
+from transport.framed import FramedStream
+from transport.unix import UnixStream, open_unix
 
 
 def test_frame_prefix_is_the_prefix_of_frame() -> None:

@@ -53,7 +53,7 @@ from core.wire import (
 from tests.endpoint.fakedaemon import Behaviour, Conn, open_fake_daemon
 from tests.endpoint.harness import Harness, open_harness
 from tests.endpoint.pki import POLICY, Identity, Pki, custom_cert
-from tlsendpoint.framedio import PeerClosed
+from transport.framed import PeerClosed
 
 ALBATROSS = x509.ObjectIdentifier(EXTENSION_OID)
 #: Same encoded length as the albatross OID (last arc 43 instead of 42): swapped in afterwards.

@@ -23,7 +23,7 @@ from tests.endpoint.pki import Identity, Pki
 from tests.endpoint.test_refusals import _expired, _foreign, _unknown_critical
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.tlsstream import WRITE_CHUNK, TLSStream
-from tlsendpoint.unixstream import UnixStream
+from transport.unix import UnixStream
 
 
 @contextmanager

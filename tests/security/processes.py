@@ -22,7 +22,7 @@ from core.wire import Message, Payload, PolicyAdd, StringReply, UnikernelDestroy
 from tests.endpoint.fakedaemon import Behaviour, Conn, FakeDaemon
 from tests.endpoint.harness import Client
 from tests.endpoint.pki import Identity, Pki
-from tlsendpoint.framedio import PeerClosed
+from transport.framed import PeerClosed
 
 __all__ = ["DESTROYED", "Destroys", "Endpoints", "open_endpoints"]
 

@@ -25,13 +25,13 @@ from core.wire import (
     UnikernelInfoList,
     UnikernelRestart,
 )
+from durable.locks import HostLock, LockTimeout
 from tests.security.pki import policy, root
 from tests.security.rig import failure, open_rig, small
 from tests.standin.helpers import request
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.quotaguard import QuotaGuard
 from tlsendpoint.security.state.records import STORE_FILE
-from tlsendpoint.security.store import HostLock, LockTimeout
 
 CREATED = StringReply("created unikernel")
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.wire import Name
+from durable.database import StoreError
 from tests.security.pki import policy
 from tests.security.test_audit import record
 from tlsendpoint.security.rules.auditformat import AuditError
@@ -26,7 +27,6 @@ from tlsendpoint.security.rules.revocation import RevocationError, parse_crl
 from tlsendpoint.security.state.auditlog import AuditLog, verify
 from tlsendpoint.security.state.legacy import OldFileDamaged, read_journal, read_rollback
 from tlsendpoint.security.state.records import SecurityStore
-from tlsendpoint.security.store import StoreError
 
 FS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from client import audit_cli as cli
 from core.wire import UnikernelDestroy
+from durable.database import StoreBusy, StoreDamaged
 from tests.endpoint.pki import Pki
 from tests.security.pki import NOW, create, policy, root
 from tlsendpoint.cli import cli as endpoint_cli
@@ -27,7 +28,6 @@ from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
-from tlsendpoint.security.store import StoreBusy, StoreDamaged
 
 SECONDS = int(NOW.timestamp())
 PAGE = 4096

@@ -61,9 +61,9 @@ from core.wire import (
     frame,
 )
 from core.wire.state import decode_state
-from standin.conn import SEND_TIMEOUT
 from standin.daemon import StandinError
 from standin.images import make_image as make_demo_image
+from standin.serving import SEND_TIMEOUT
 from standin.testing import Standin, open_standin
 from tests.standin.helpers import Client, make_image, request
 from tests.wire import statefiles as sf

@@ -150,6 +150,16 @@ def test_get_compression(
     assert handle(v, ":ghost", UnikernelGet(9)) == Reply(Failure("get: no unikernel found"))
 
 
+@pytest.mark.parametrize("stored_compressed", [True, False])
+def test_get_with_a_negative_level_fails(ticker: bytes, stored_compressed: bool) -> None:
+    v: Vmmd[object] = Vmmd()
+    stored = zlib.compress(ticker, 9) if stored_compressed else ticker
+    start(v, ":t", UnikernelConfig(image=stored, compressed=stored_compressed))
+    assert handle(v, ":t", UnikernelGet(-1)) == Reply(
+        Failure("get: compression level -1 is not within 0..9")
+    )
+
+
 def test_create_checks_in_prepare(ticker: bytes, net_image: bytes) -> None:
     v: Vmmd[object] = Vmmd(host_bridges=frozenset({"service"}))
     config = UnikernelConfig(image=ticker)

@@ -37,10 +37,10 @@ from core.wire import (
     UnikernelInfo,
     UnikernelInfoList,
 )
-from tlsendpoint.framedio import FramedStream
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.rules.quota import Usage, root_policy_from, usage_from_replies
-from tlsendpoint.unixstream import open_unix
+from transport.framed import FramedStream
+from transport.unix import open_unix
 
 __all__ = ["QUERY_TIMEOUT", "Query", "daemon_query", "host_unikernels", "host_usage"]
 

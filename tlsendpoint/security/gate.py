@@ -58,6 +58,7 @@ from cryptography import x509
 from core.authorize import Refusal, Request, authorize
 from core.errors import AlbatrossError
 from core.wire import Failure, Payload
+from durable.database import StoreError
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import Query, host_unikernels
 from tlsendpoint.security.process import Security
@@ -83,7 +84,6 @@ from tlsendpoint.security.rules.replay import (
 from tlsendpoint.security.rules.revocation import submitted_crl
 from tlsendpoint.security.rules.rollback import delegations
 from tlsendpoint.security.state.auditlog import append_async
-from tlsendpoint.security.store import StoreError
 from tlsendpoint.session import Admit
 
 __all__ = ["ALLOW", "DENY", "ERROR", "Gate", "Run"]

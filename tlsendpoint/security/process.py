@@ -25,6 +25,7 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
+from durable.locks import HostLock
 from tlsendpoint.security.quotaguard import QuotaGuard
 from tlsendpoint.security.rules.revocation import RevocationError
 from tlsendpoint.security.state.auditlog import open_audit_log
@@ -32,7 +33,6 @@ from tlsendpoint.security.state.crldir import CrlStore
 from tlsendpoint.security.state.faults import NO_FAULTS, Faults
 from tlsendpoint.security.state.legacy import migrate
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
-from tlsendpoint.security.store import HostLock
 
 __all__ = ["QUOTA_LOCK", "Security", "SecurityOptions", "reload_on_sighup"]
 

@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from core.authorize import Request
+from durable.database import StoreError
+from durable.locks import HostLock, LockTimeout
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import QUERY_TIMEOUT, Query, host_usage
 from tlsendpoint.security.rules.quota import check_delegations, demand_of
 from tlsendpoint.security.rules.reservations import Reservation, Reservations
-from tlsendpoint.security.store import HostLock, LockTimeout, StoreError
 
 __all__ = ["QuotaGuard"]
 

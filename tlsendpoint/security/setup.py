@@ -21,12 +21,12 @@ import click
 
 from core.errors import AlbatrossError
 from core.pemfiles import load_certificates
+from durable.database import StoreBusy, StoreDamaged, StoreError, StoreUnwritable
 from tlsendpoint.errors import SetupError
 from tlsendpoint.security.process import Security, SecurityOptions
 from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
 from tlsendpoint.security.state.legacy import OldFileDamaged
 from tlsendpoint.security.state.records import STORE_FILE
-from tlsendpoint.security.store import StoreBusy, StoreDamaged, StoreError, StoreUnwritable
 
 __all__ = ["DEFAULT_STATE_DIR", "SecuritySetupError", "open_security", "security_options"]
 

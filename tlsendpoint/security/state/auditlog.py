@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import fcntl
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from pathlib import Path
 import trio
 
 from core.clock import Clock, system_clock
+from durable import locks
 from tlsendpoint.security.rules.auditformat import (
     GENESIS,
     MAX_LINE,
@@ -83,7 +82,6 @@ log = logging.getLogger("albatross.security")
 LOCK_TIMEOUT = 5.0
 #: The deadline of one append from the endpoint, lock wait included (seconds).
 AUDIT_TIMEOUT = 10.0
-_LOCK_POLL = 0.002
 #: The end of the file read to recover from a crash: the torn lines and records before.
 _WINDOW = (MAX_TORN_LINES + 2) * (MAX_LINE + 1)
 
@@ -107,14 +105,10 @@ class FileOps:
         os.ftruncate(fd, size)
 
     def try_lock(self, fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return locks.try_lock(fd)
 
     def unlock(self, fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        locks.unlock(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +157,11 @@ class AuditLog:
             if os.getpid() != self._pid:  # forked: our own descriptor, so flock excludes
                 os.close(self._fd)
                 self._fd, self._pid = self._open(), os.getpid()
-            deadline = time.monotonic() + self.lock_timeout
-            while not self.ops.try_lock(self._fd):
-                if time.monotonic() >= deadline:
-                    raise AuditError(
-                        f"the audit log {self.path} stayed locked by another process for "
-                        f"{self.lock_timeout:g} s"
-                    )
-                time.sleep(_LOCK_POLL)
+            if not locks.lock_within(self._fd, self.lock_timeout, attempt=self.ops.try_lock):
+                raise AuditError(
+                    f"the audit log {self.path} stayed locked by another process for "
+                    f"{self.lock_timeout:g} s"
+                )
             try:
                 yield
             finally:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from durable.files import write_file
 from tlsendpoint.security.rules.revocation import (
     Crl,
     RevocationError,
@@ -250,15 +250,9 @@ class CrlStore:
         target = self.directory / f"{_SUBMITTED_PREFIX}{key_id(issuer)}.crl"
         if target.exists():
             refuse_older(crl, parse_crl(target.read_bytes(), f"CRL file {target}"), issuer)
-        fd, temporary = tempfile.mkstemp(prefix=".submitted.", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(crl.public_bytes(serialization.Encoding.PEM))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
+        try:  # the temporary file's name starts with ".": _load() ignores it
+            write_file(target, crl.public_bytes(serialization.Encoding.PEM), mode=0o600)
         except OSError as exc:
-            Path(temporary).unlink(missing_ok=True)
             raise RevocationError(f"cannot write {target}: {exc.strerror}") from None
         self.reload()
         return target

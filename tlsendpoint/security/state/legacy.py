@@ -18,9 +18,10 @@ import os
 import re
 from pathlib import Path
 
+from durable.database import StoreDamaged, StoreError
+from durable.files import sync_directory
 from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
-from tlsendpoint.security.store.database import StoreDamaged, StoreError
 
 __all__ = [
     "OLD_REPLAY_FILE",
@@ -115,11 +116,7 @@ def migrate(store: SecurityStore) -> str | None:
             os.replace(path, path.with_name(path.name + ".migrated"))
         for path in old:
             path.with_name(path.name + ".lock").unlink(missing_ok=True)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(directory)
     except FileNotFoundError:  # another process (inetd) migrated them at the same time
         pass
     except OSError as exc:

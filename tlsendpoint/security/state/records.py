@@ -29,16 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tlsendpoint.security.rules import replay, rollback
-from tlsendpoint.security.rules.replay import LeafRecord, ReplayBounds
-from tlsendpoint.security.rules.rollback import Delegation, Seen
-from tlsendpoint.security.state.faults import NO_FAULTS, Faults
-from tlsendpoint.security.store.database import (
+from durable.database import (
     BUSY_TIMEOUT,
     Database,
     Schema,
     StoreDamaged,
 )
+from tlsendpoint.security.rules import replay, rollback
+from tlsendpoint.security.rules.replay import LeafRecord, ReplayBounds
+from tlsendpoint.security.rules.rollback import Delegation, Seen
+from tlsendpoint.security.state.faults import NO_FAULTS, Faults
 
 __all__ = ["SCHEMA", "STORE_FILE", "Counts", "SecurityStore"]
 

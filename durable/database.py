@@ -42,6 +42,7 @@ from typing import TypeVar
 import trio
 
 from core.errors import AlbatrossError
+from durable.files import sync_directory
 
 __all__ = [
     "BUSY_TIMEOUT",
@@ -191,7 +192,7 @@ class Database:
                 created = True
             except FileExistsError:
                 created = False
-            _sync_directory(directory)
+            sync_directory(directory)
         except sqlite3.Error as exc:
             raise classify(exc, self.path, self.schema.what) from None
         except OSError as exc:
@@ -310,11 +311,3 @@ def _rollback(connection: sqlite3.Connection) -> None:
     if connection.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
         with contextlib.suppress(sqlite3.Error):
             connection.execute("ROLLBACK")
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

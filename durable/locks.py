@@ -1,6 +1,12 @@
-# A lock held across every endpoint process of a host, waited for with a deadline.
+# Locks held across the processes of a host, waited for with a deadline: the one place
+# that calls flock().
 #
-# Used by the quota check: with several processes (--workers, inetd, socket activation)
+# try_lock / unlock / lock_within work on a descriptor the caller owns (the audit log
+# locks the file it appends to); lock_within waits in the calling thread, so it is for
+# worker threads and offline tools, never the event loop.  HostLock is the async form:
+# a lock file of its own, waited for without blocking the event loop.
+#
+# HostLock is used by the quota check: with several processes (--workers, inetd, socket activation)
 # a resource-adding request holds it from its usage query until the daemon's reply, so
 # two processes cannot both grant the last resources (each keeps its own reservations).
 #
@@ -14,18 +20,63 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 
-from tlsendpoint.security.store.database import StoreError
+from durable.database import StoreError
 
-__all__ = ["LOCK_POLL", "HostLock", "LockTimeout"]
+__all__ = [
+    "LOCK_POLL",
+    "SYNC_LOCK_POLL",
+    "HostLock",
+    "LockTimeout",
+    "lock_within",
+    "try_lock",
+    "unlock",
+]
 
-#: How often a waiter tries the lock again (seconds).
+#: How often a HostLock waiter tries the lock again (seconds).
 LOCK_POLL = 0.01
+#: How often lock_within tries again (seconds): short, the thread has nothing else to do.
+SYNC_LOCK_POLL = 0.002
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive flock of *fd* if it is free: True, or False if another holds it.
+
+    Raises OSError for anything but "held by another" (a descriptor that cannot be locked).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    """Release the flock of *fd* (closing the descriptor releases it too)."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_within(
+    fd: int,
+    timeout: float,
+    *,
+    attempt: Callable[[int], bool] = try_lock,
+    poll: float = SYNC_LOCK_POLL,
+) -> bool:
+    """Try *attempt* (by default :func:`try_lock`) on *fd* until it succeeds or *timeout*
+    seconds have passed: True if locked, False at the deadline.  Blocks the thread."""
+    deadline = time.monotonic() + timeout
+    while not attempt(fd):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
 
 
 class LockTimeout(StoreError):
@@ -70,13 +121,13 @@ class HostLock:
     def _try_file(self) -> int | None:
         fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            locked = try_lock(fd)
         except OSError as exc:
             os.close(fd)
             raise StoreError(f"cannot lock {self.what} {self.path}: {exc.strerror}") from None
+        if not locked:
+            os.close(fd)
+            return None
         return fd
 
     async def _wait_for_file(self, deadline: float, timeout: float) -> int:

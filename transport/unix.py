@@ -1,8 +1,9 @@
 """A connected stream socket as a trio stream, without trio's per-call overhead.
 
-Named for its first use, the daemon sockets; the endpoint also serves its
-accepted TCP connections through it (:mod:`tlsendpoint.tlsstream` calls the
-socket directly when its transport is one of these).
+Named for its first use, the daemon sockets (the endpoint's and the local
+client's connections to them); the endpoint also serves its accepted TCP
+connections through it (:mod:`tlsendpoint.tlsstream` calls the socket directly
+when its transport is one of these).
 
 Every command talks to a daemon over a fresh unix socket: connect, one small
 write, one or a few reads, close.  ``trio.SocketStream`` spends more CPU on
@@ -26,14 +27,15 @@ import socket
 
 import trio
 
-__all__ = ["RECEIVE_SIZE", "UnixStream", "open_unix"]
+__all__ = ["RECEIVE_SIZE", "UnixStream", "lean_stream", "open_unix"]
 
 #: Default and largest read size, as trio's.
 RECEIVE_SIZE = 65536
 
 
 class UnixStream(trio.abc.HalfCloseableStream):
-    """A connected, non-blocking ``AF_UNIX`` stream socket (owned: closed by :meth:`aclose`)."""
+    """A connected, non-blocking stream socket - ``AF_UNIX``, or an accepted TCP
+    connection - owned: closed by :meth:`aclose`."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -42,7 +44,7 @@ class UnixStream(trio.abc.HalfCloseableStream):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise trio.ClosedResourceError("the daemon stream was already closed")
+            raise trio.ClosedResourceError("the stream was already closed")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
@@ -95,6 +97,18 @@ class UnixStream(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         self.close()
         await trio.lowlevel.checkpoint()
+
+
+def lean_stream(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """A ``trio.SocketStream`` (what trio's listeners accept) as a :class:`UnixStream`;
+    any other stream as it is.  The descriptor moves: trio's object no longer owns it."""
+    if not isinstance(stream, trio.SocketStream):
+        return stream
+    trio_socket = stream.socket
+    fd = trio_socket.detach()
+    return UnixStream(
+        socket.socket(trio_socket.family, trio_socket.type, trio_socket.proto, fileno=fd)
+    )
 
 
 #: First pause before retrying a connect refused with EAGAIN (doubles up to CONNECT_PAUSE_MAX).
