@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from ca.cmd_revoke import crl_command, crl_leaf_command, revoke_command
 from ca.inspect import describe_input, to_text
 from ca.invocation import command_clock
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
@@ -31,7 +32,6 @@ from ca.provision import (
     source_from_bundle,
     source_from_files,
 )
-from ca.revoke import crl_command, crl_leaf_command, revoke_command
 from core.errors import AlbatrossError, UsageError, exit_code
 from core.pemfiles import read_file, read_limited
 from core.wire import Policy

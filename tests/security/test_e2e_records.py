@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca.revoke import crl_command, make_crl, revoke_command
+from ca.cmd_revoke import crl_command, revoke_command
+from ca.revoke import make_crl
 from client import audit_cli
 from core.certs import CRL_EXTENSION_OID
 from core.wire import (

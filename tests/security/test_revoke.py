@@ -8,15 +8,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography import x509
 
-from ca.revoke import (
-    crl_command,
-    parse_serial,
-    read_revoked,
-    revoke,
-    revoke_command,
-    serials_for_names,
-    write_crl,
-)
+from ca.cmd_revoke import crl_command, revoke_command
+from ca.revoke import parse_serial, read_revoked, revoke, serials_for_names, write_crl
 from ca.store import db_line
 from core.errors import UsageError
 from core.pem import encode_certificates, encode_private_key

@@ -15,9 +15,10 @@ import contract in pyproject.toml checks it):
 * :mod:`.state` - the stores that touch files: replay and anti-rollback records
   (SQLite), the audit log, the CRL directory and the CRLs delegates hand in;
 * :mod:`.rules` - the pure rules: quotas, reservations, names, anti-rollback, replay,
-  revocation and the audit record format (no I/O, no clock, no trio: checked);
-* :mod:`.store` - crash-safe SQLite files and a host-wide lock, knowing nothing of
-  security.
+  revocation and the audit record format (no I/O, no clock, no trio: checked).
+
+Crash-safe files, the SQLite database and the host-wide lock are :mod:`durable`'s,
+the daemon sockets :mod:`transport`'s.
 
 This module holds only :class:`SecurityRefusal`, which every layer raises; it imports
 nothing but the protocol core's errors, so any module of the package may import it.

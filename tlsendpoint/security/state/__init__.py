@@ -12,7 +12,7 @@
 Each store reads and writes its files and applies the decisions of the pure rules
 (:mod:`tlsendpoint.security.rules`) to what it holds; times come in as parameters.  A
 store may import the rules, the protocol core, the crash-safe file helpers
-(:mod:`tlsendpoint.security.store`), trio (to run a write in a worker thread) and the
+(:mod:`durable`), trio (to run a write in a worker thread) and the
 standard library; never the gate, the per-process ``Security`` object or the daemon
 queries, which call the stores and not the other way round.
 """
