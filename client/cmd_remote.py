@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from client.destination import parse_host_port
 from client.errors import CliFailed
+from client.output import chosen_format, json_line, output_format_options, record, table
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
 from core.errors import AlbatrossError
 from core.pemfiles import read_file
@@ -82,12 +82,19 @@ def _store(name: str, entry: RemoteEntry, force: bool) -> None:
 
 
 @remote.command("list")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
-def list_(json_output: bool) -> None:
+@output_format_options
+def list_(**params: object) -> None:
     """List the remotes."""
     remotes = load_remotes()
-    if json_output:
-        click.echo(json.dumps({n: vars(e) for n, e in sorted(remotes.items())}, sort_keys=True))
+    output_format = chosen_format(params)
+    if output_format == "json":
+        for name, entry in sorted(remotes.items()):
+            click.echo(json_line(record("remote", name=name, **vars(entry))), nl=False)
+        return
+    if output_format == "table":
+        rows = [[n, e.destination, e.server_name or "-", e.key_type or "-"]
+                for n, e in sorted(remotes.items())]  # fmt: skip
+        click.echo(table(["NAME", "DESTINATION", "SERVER-NAME", "KEY-TYPE"], rows), nl=False)
         return
     if not remotes:
         click.echo(f"no remotes in {config_path()}")

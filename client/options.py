@@ -21,6 +21,7 @@ from ca.invocation import command_clock
 from ca.profiles import KEY_TYPES
 from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
 from client.errors import CliFailed
+from client.output import chosen_format, output_format_options
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
@@ -42,7 +43,7 @@ NET = "Networking options"
 
 
 def output_options(func: F) -> F:
-    func = click.option("--json", "json_output", is_flag=True, help="Print JSON lines.")(func)
+    func = output_format_options(func)
     func = click.option(
         "--timeout",
         type=click.FloatRange(min=0.1),
@@ -107,11 +108,11 @@ def prog_name(ctx: click.Context) -> str:
 
 
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
-    ctx.find_root().meta["alba.json"] = bool(params.get("json_output"))
-    json_output = bool(params.get("json_output"))
+    output_format = chosen_format(params)
+    ctx.find_root().meta["alba.json"] = output_format == "json"
     verbose = int(params.get("verbose") or 0) >= 2
     out = (lambda _s: None) if params.get("quiet") else _out
-    return Printer(prog_name(ctx), out, _err, json_output, verbose)
+    return Printer(prog_name(ctx), out, _err, output_format, verbose)
 
 
 def _out(text: str) -> None:

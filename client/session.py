@@ -25,7 +25,16 @@ from typing import BinaryIO
 import trio
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
-from client.output import format_log, format_message, json_line, rfc3339, to_json
+from client.output import (
+    error_record,
+    format_log,
+    format_message,
+    format_table,
+    json_line,
+    log_record,
+    reply_record,
+    rfc3339,
+)
 from core.clock import Clock, system_clock
 from core.errors import ParseError
 from core.routing import ReplyMode
@@ -73,39 +82,59 @@ Write = Callable[[str], None]
 
 @dataclass
 class Printer:
-    """Where albatross-client's log reporter writes: everything to stdout."""
+    """Where albatross-client's log reporter writes: everything to stdout.
+
+    *format* is ``text`` (albatross's words, byte for byte), ``json`` (one record of
+    :mod:`core.jsonout` per line) or ``table`` (lists as aligned columns, the rest as
+    text).
+    """
 
     prog: str
     out: Write
     err: Write
-    json: bool = False
+    format: str = "text"
     verbose: bool = False
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
 
     def app(self, text: str, **fields: object) -> None:
         if self.json:
-            self.out(json_line({"type": "info", "message": text, **fields}))
+            self.out(json_line(log_record("info", text, **fields)))
         else:
             self.out(format_log("", lambda f: f.text(text)))
 
     def warn(self, text: str) -> None:
         if self.json:
-            self.out(json_line({"type": "warning", "message": text}))
+            self.out(json_line(log_record("warning", text)))
         else:
             self.out(format_log(f"{self.prog}: [WARNING] ", lambda f: f.text(text)))
 
     def error(self, text: str) -> None:
+        """An error the client found itself; its exit code is reported with it in JSON."""
         if self.json:
-            self.out(json_line({"type": "error", "message": text}))
+            self.out(json_line(log_record("error", text)))
         else:
             self.out(format_log(f"{self.prog}: [ERROR] ", lambda f: f.text(text)))
 
     def message(self, msg: Message) -> None:
+        payload = msg.payload
         if self.json:
-            self.out(json_line({"name": str(msg.header.name), "reply": to_json(msg.payload)}))
-        elif isinstance(msg.payload, Failure):
+            if isinstance(payload, Failure):
+                code = RemoteCommandFailed.exit_code
+                line = error_record(
+                    payload.message, code, source="daemon", name=msg.header.name,
+                    reply_type=type(payload).__name__,
+                )  # fmt: skip
+            else:
+                line = reply_record(msg)
+            self.out(json_line(line))
+        elif isinstance(payload, Failure):
             self.out(format_message(msg, f"{self.prog}: [WARNING] ", self.verbose))
         else:
-            self.out(format_message(msg, verbose=self.verbose))
+            tabular = format_table(msg) if self.format == "table" else None
+            self.out(tabular if tabular is not None else format_message(msg, verbose=self.verbose))
 
 
 @dataclass
