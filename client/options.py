@@ -8,7 +8,6 @@ so ``destination_options`` adds them to each of ours, plus ``--remote NAME``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from ca.profiles import KEY_TYPES
 from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
 from client.errors import CliFailed
 from client.output import chosen_format, output_format_options
+from client.progress import make_meter
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
@@ -123,28 +123,6 @@ def _err(text: str) -> None:
     click.echo(text, nl=False, err=True)
 
 
-class Progress:
-    """Transferred MiB on one stderr line, only when stderr is a terminal."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.shown = False
-
-    def __call__(self, done: int) -> None:
-        sys.stderr.write(f"\r{self.label}: {done / 1048576:.1f} MiB")
-        sys.stderr.flush()
-        self.shown = True
-
-    def finish(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
-
-
-def _progress(label: str) -> Progress | None:
-    return Progress(label) if sys.stderr.isatty() else None
-
-
 def make_settings(
     ctx: click.Context, params: dict[str, Any], label: str = "transferred"
 ) -> Settings:
@@ -152,7 +130,7 @@ def make_settings(
         clock=command_clock(),
         printer=make_printer(ctx, params),
         reply_timeout=float(params.get("timeout") or REPLY_TIMEOUT),
-        progress=_progress(label),
+        progress=None if chosen_format(params) == "json" else make_meter(label),
     )
 
 
@@ -220,5 +198,5 @@ def run_command(
     try:
         trio.run(execute, command, name, dest, settings, data)
     finally:
-        if isinstance(settings.progress, Progress):
+        if settings.progress is not None:
             settings.progress.finish()

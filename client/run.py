@@ -67,10 +67,19 @@ async def _run_local(
     try:
         await send_frame(stream, wire)
         if data is not None:
-            await send_data(stream, data(), settings.progress, settings.reply_timeout)
+            await send_data(stream, data(), _upload_meter(settings, data), settings.reply_timeout)
         await read_replies(stream, target.mode, settings)
     finally:
         await stream.aclose()
+
+
+def _upload_meter(settings: Settings, data: DataSource) -> Callable[[int], None] | None:
+    """The progress of an upload: the file read so far when *data* knows (FileUpload)."""
+    meter = settings.progress
+    if meter is None:
+        return None
+    meter.begin(getattr(data, "total", None), "uploading")
+    return lambda sent: meter(getattr(data, "done", sent))
 
 
 def build_chain(command: Command, name: Name, dest: Remote, now: dt.datetime) -> LeafChain:
@@ -97,11 +106,19 @@ async def _run_chain(
         cas, leaf_pem = pem_chain(chain)
         settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
         raise CommunicationFailed("printed the chain instead of connecting", log="none")
-    tls = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    meter = settings.progress
+    if meter is not None:  # a create's image travels in the chain: tens of MiB, maybe
+        meter.begin(sum(len(c.public_bytes(Encoding.DER)) for c in (chain.leaf, *chain.chain)),
+                    "sending certificate")  # fmt: skip
+    tls = await connect_remote(
+        dest.host, dest.port, chain, anchors, dest.server_name, now, sent=meter
+    )
+    if meter is not None:
+        meter.finish()
     stream = FramedStream(tls, settings.max_frame, f"{dest.host}:{dest.port}")
     try:
         if data is not None:
-            await send_data(stream, data(), settings.progress, settings.reply_timeout)
+            await send_data(stream, data(), _upload_meter(settings, data), settings.reply_timeout)
         await read_replies(stream, mode, settings)
     finally:
         with trio.move_on_after(5):

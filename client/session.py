@@ -35,6 +35,7 @@ from client.output import (
     reply_record,
     rfc3339,
 )
+from client.progress import Meter
 from core.clock import Clock, system_clock
 from core.errors import ParseError
 from core.routing import ReplyMode
@@ -57,6 +58,7 @@ from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
 from transport.framed import FramedStream, TransportError
 
 __all__ = [
+    "FileUpload",
     "Printer",
     "Settings",
     "data_chunks",
@@ -144,7 +146,8 @@ class Settings:
     started: datetime = field(default_factory=datetime.now)
     reply_timeout: float = REPLY_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
-    progress: Callable[[int], None] | None = None
+    #: The progress bar of long transfers (a terminal only), see :mod:`client.progress`.
+    progress: Meter | None = None
     #: The time leaves are signed at and chains are verified at.
     clock: Clock = system_clock
 
@@ -232,6 +235,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
     printer = settings.printer
     dump: _Dump | None = None
     got_reply = False
+    if settings.progress is not None:
+        settings.progress.finish()  # an upload's bar ends before the reply is printed
     try:
         while True:
             following = mode is ReplyMode.READ and got_reply
@@ -266,6 +271,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                 if isinstance(payload, BlockDeviceImage):
                     dump = _Dump(settings.output_file(msg.header.name), payload.compressed)
                     mode = ReplyMode.DUMP
+                    if settings.progress is not None:  # the size is not told: bytes and rate
+                        settings.progress.begin(None, "downloading")
                     continue
                 if mode is ReplyMode.SINGLE:
                     return
@@ -276,6 +283,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                     printer.warn(f"Unexpected block dump {what} received")
                     raise CommunicationFailed("unexpected block dump", log="none")
                 if payload.data is None:
+                    if settings.progress is not None:
+                        settings.progress.finish()
                     dump.finish()
                     path, dump = dump.path, None
                     printer.app(f"dumped to {path}", file=str(path))
@@ -294,6 +303,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                 printer.error("received unexpected command")
                 raise InternalError("received a command as a reply", log="none")
     finally:
+        if settings.progress is not None:
+            settings.progress.finish()
         if dump is not None:
             dump.file.close()
 
@@ -321,6 +332,32 @@ def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(piece):
             yield chunk
+
+
+class FileUpload:
+    """A file uploaded as a data stream (set-block): its chunks, its size, how far it got.
+
+    Progress counts the file's octets read, so a compressed upload also ends at 100 %.
+    """
+
+    def __init__(self, path: Path, level: int) -> None:
+        self.path = path
+        self.level = level
+        try:
+            self.total: int | None = path.stat().st_size
+        except OSError:
+            self.total = None  # reading it will say why
+        self.done = 0
+
+    def _pieces(self) -> Iterator[bytes]:
+        for piece in read_file(self.path):
+            self.done += len(piece)
+            yield piece
+
+    def __call__(self) -> Iterator[bytes]:
+        """The chunks, read lazily while the connection is open."""
+        self.done = 0
+        return data_chunks(self._pieces(), self.level)
 
 
 async def send_data(
