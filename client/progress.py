@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 import trio
 
 if TYPE_CHECKING:  # rich is imported only when a bar is drawn (start-up time)
-    from rich.progress import Progress, TaskID
+    from rich.progress import Progress, ProgressColumn, TaskID
 
 __all__ = ["SHOW_FROM", "CountingStream", "Meter", "make_meter"]
 
@@ -51,7 +51,6 @@ class Meter:
             TaskProgressColumn,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         progress = Progress(
@@ -59,7 +58,7 @@ class Meter:
             BarColumn(),
             TaskProgressColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            _binary_speed_column(),
             TimeRemainingColumn(),
             console=Console(file=self.stream),
             transient=False,
@@ -78,6 +77,20 @@ class Meter:
         progress, self._progress = self._progress, None
         if progress is not None:
             progress.stop()
+
+
+def _binary_speed_column() -> ProgressColumn:
+    """The rate in MiB/s, as the total is shown (rich's own speed column is decimal MB/s)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class BinarySpeed(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            shown = "?" if speed is None else f"{speed / 1048576:.1f} MiB/s"
+            return Text(shown, style="progress.data.speed")
+
+    return BinarySpeed()
 
 
 def make_meter(label: str, stream: TextIO | None = None) -> Meter | None:

@@ -88,7 +88,7 @@ def test_set_block_and_dump_block_show_a_bar_on_a_terminal_only(
     assert shown[-1] == "host [unikernel: :p1]: success: set block device"
     bar = shown[-2]
     assert bar.startswith("uploading ")
-    assert "100%" in bar and "3.0/3.0 MiB" in bar and "/s" in bar
+    assert "100%" in bar and "3.0/3.0 MiB" in bar and "MiB/s" in bar
 
     piped = on_pipes(args)
     assert (piped.returncode, piped.stdout, piped.stderr) == (
