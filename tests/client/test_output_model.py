@@ -17,6 +17,7 @@ from core.jsonout import SCHEMA, json_line, serial_text, to_json
 from core.wire import (
     BlockDeviceEntry,
     BlockDeviceList,
+    ConsoleData,
     Failure,
     Message,
     Name,
@@ -34,6 +35,8 @@ from core.wire.messages import (
     Restart,
     UnikernelInfoRecord,
 )
+from tests.client.stack import Stack
+from tests.client.test_e2e import root_args, run
 
 STARTED = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.UTC)
 RECORD = UnikernelInfoRecord(
@@ -208,3 +211,36 @@ def test_format_json_is_the_same_as_json(tmp_path: Path, monkeypatch: pytest.Mon
     )
     bad = runner.invoke(alba, ["remote", "list", "--format", "yaml"])
     assert bad.exit_code != 0
+
+
+def test_console_line_is_a_data_record_and_logs_are_log_records() -> None:
+    line = Message(Header(Name.parse("t")), ConsoleData(STARTED, "hello"))
+    assert printed(line, "json") == (
+        '{"name":":t","record":"data","reply":{"line":"hello",'
+        '"timestamp":"2026-03-01T10:00:00+00:00","type":"ConsoleData"},"schema":1}\n'
+    )
+    out: list[str] = []
+    printer = Printer("albatross-client", out.append, out.append, "json")
+    printer.app("dumped to /tmp/x", file="/tmp/x")
+    printer.warn("Unexpected block dump data received")
+    assert out == [
+        '{"file":"/tmp/x","level":"info","message":"dumped to /tmp/x","record":"log","schema":1}\n',
+        '{"level":"warning","message":"Unexpected block dump data received","record":"log",'
+        '"schema":1}\n',
+    ]
+
+
+def test_block_table_through_the_endpoint(stack: Stack) -> None:
+    # Rows in the daemon's order, as the text prints them.
+    assert run(["create-block", "d1", "1", *root_args(stack)]).exit_code == 0
+    assert run(["create-block", "data2", "12", *root_args(stack)]).exit_code == 0
+    shown = run(["block", "--format", "table", *root_args(stack)])
+    assert (shown.exit_code, shown.stdout) == (
+        0,
+        "NAME    SIZE-MB  ACTIVE\n:data2  12       false\n:d1     1        false\n",
+    )
+    as_json = run(["block", "--json", *root_args(stack)])
+    assert json.loads(as_json.stdout)["reply"]["devices"] == [
+        {"active": False, "name": ":data2", "size": 12, "type": "BlockDeviceEntry"},
+        {"active": False, "name": ":d1", "size": 1, "type": "BlockDeviceEntry"},
+    ]
