@@ -1,4 +1,9 @@
-"""albatross-client's printed forms of replies and data, and their ``--json`` twins.
+"""albatross-client's printed forms of replies and data, their JSON records and tables.
+
+``--format`` (defined once here, :func:`output_format_options`) picks one of three:
+``text``, albatross-client's words byte for byte (the default); ``json``, one record
+of the output model :mod:`core.jsonout` per line; ``table``, aligned columns for the
+list replies (info, block, policy) and the text for everything else.
 
 The texts follow albatross 2.7.2's printers (``src/vmm_commands.ml`` ``pp_wire``,
 ``src/vmm_core.ml`` ``pp_info``, ``Policy.pp``, ``Stats.pp``) and go through
