@@ -141,12 +141,16 @@ async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Set
         command = None
     mode = route(command).mode if command is not None else ReplyMode.READ
     chain = LeafChain(certs[0], tuple(certs[1:]), private)
-    warn_expiring(certs, settings.clock(), settings)
+    warn_expiring(certs[1:], settings.clock(), settings)  # a leaf is short-lived by design
     await _run_chain(chain, mode, dest, settings, None, settings.clock())
 
 
 def warn_expiring(certs: Iterable[x509.Certificate], now: dt.datetime, settings: Settings) -> None:
-    """On stderr, once per command: each certificate of the chain in use ending within 14 days."""
+    """On stderr, once per command: each CA of the chain in use ending within 14 days.
+
+    The leaf is not among *certs*: alba's live 5 minutes, a pre-signed one as long as
+    its signer chose, and neither is renewed but made anew.
+    """
     for cert in certs:
         key = cert.fingerprint(hashes.SHA256())
         if key in settings.expiry_warned:
