@@ -19,10 +19,11 @@ import click
 import trio
 
 from client.cmd_console import PathType
-from client.destination import Csr, Destination, Remote
+from client.destination import Csr, Destination, Remote, parse_host_port
 from client.errors import CliFailed, CommunicationFailed
 from client.expiry import Expiry, delegation_paths
 from client.options import destination_options, make_settings, resolve_destination
+from client.remotes import load_remotes
 from client.run import execute
 from client.session import Printer, Settings
 from client.tree import Node, build_tree, render_text, tree_json
@@ -103,6 +104,22 @@ def _chain_paths(files: list[Path]) -> dict[tuple[str, ...], Expiry]:
     return out
 
 
+def _same_host(dest: Remote) -> dict[tuple[str, ...], Expiry]:
+    """What the named remotes of the same host and port tell (those that read)."""
+    try:
+        remotes = load_remotes()
+    except AlbatrossError:
+        return {}
+    out: dict[tuple[str, ...], Expiry] = {}
+    for entry in remotes.values():
+        try:
+            if parse_host_port(entry.destination) == (dest.host, dest.port):
+                out.update(_chain_paths([Path(entry.ca)]))
+        except AlbatrossError:
+            continue
+    return out
+
+
 @click.command("tree")
 @click.option(
     "-p",
@@ -128,7 +145,8 @@ def tree(ctx: click.Context, /, path: Name, chains: tuple[Path, ...], **params: 
     its unikernels and block devices, and its children.  Markers: !FULL(...) a
     limit reached, !OVER(...) usage beyond the policy, !OVERCOMMITTED(...) the
     children's policies add up to more than this one, !EXPIRES the delegation's
-    certificate (seen locally: your --ca chain or --chain) ends within 14 days.
+    certificate (seen locally: your --ca chain, the named remotes of the same
+    host, --chain) ends within 14 days.
     """
     dest = resolve_destination(params)
     if isinstance(dest, Csr):
@@ -136,6 +154,7 @@ def tree(ctx: click.Context, /, path: Name, chains: tuple[Path, ...], **params: 
     settings = make_settings(ctx, params)
     files = list(chains)
     base = path.path
+    seen: dict[tuple[str, ...], Expiry] = {}
     if isinstance(dest, Remote):
         if base:
             raise CliFailed(
@@ -144,6 +163,7 @@ def tree(ctx: click.Context, /, path: Name, chains: tuple[Path, ...], **params: 
                 log="term",
             )
         files.insert(0, dest.ca)
+        seen = _same_host(dest)
         try:
             own = delegation_paths(load_certificates(dest.ca, "CA certificate"))
         except AlbatrossError:
@@ -151,7 +171,7 @@ def tree(ctx: click.Context, /, path: Name, chains: tuple[Path, ...], **params: 
         base = max(own, key=len) if own else ()
     replies = trio.run(fetch, dest, base, settings)
     try:
-        expiries = _chain_paths(files)
+        expiries = {**seen, **_chain_paths(files)}
     except AlbatrossError as exc:
         raise CliFailed(exc.message, log="term") from None
     root = build_tree(

@@ -197,9 +197,27 @@ def test_tree_local_socket_and_remote_delegate(stack: Stack, tmp_path: Path) -> 
         "free 1 unikernels, 32 MB memory, 90 MB block"
     )
 
+    # alice delegates to bob; bob's policy reaches the daemon with his first command
+    made_bob = run(["ca", "delegate", "bob", "1", "--mem", "32", "--size", "10", "--bridge",
+                    "service", "--bundle", str(tmp_path / "op" / "alice.bundle")])  # fmt: skip
+    assert made_bob.exit_code == 0, made_bob.output
+    assert run(["remote", "import", "bob.bundle"]).exit_code == 0
+    assert run(["info", "--remote", "bob"]).exit_code == 0
+
     remote = run(["tree", "--remote", "alice"])
     assert remote.exit_code == 0, remote.output
     lines = remote.stdout.splitlines()
+    # bob's node, and its expiry from the remote "bob" of the same host
+    bob_head, bob_expires = lines[4].split("  expires ")
+    assert bob_head == (
+        "  alice:bob:  policy: 1 unikernels 0 CPUids 32 MB memory 10 MB block, bridges: service"
+    )
+    assert "!" not in bob_expires
+    assert lines[5:] == [
+        "    used 0/1 unikernels, 0/32 MB memory, 0/10 MB block; "
+        "free 1 unikernels, 32 MB memory, 10 MB block"
+    ]
+    lines = lines[:4]
     head, expires = lines[0].split("  expires ")
     assert head == (
         "alice:  policy: 2 unikernels 0 CPUids 64 MB memory 100 MB block, bridges: service"
@@ -220,3 +238,11 @@ def test_tree_local_socket_and_remote_delegate(stack: Stack, tmp_path: Path) -> 
         "albatross-client: tree asks the host three questions: use a socket or a\n"
         "                  remote\n",
     )
+
+
+def test_delegation_paths_of_captured_chains() -> None:
+    """bob.pem holds bob then alice (signing CA first): paths come out top-down."""
+    bob = delegation_paths(load_certificates(CERTS / "ca" / "bob.pem", "bob"))
+    assert {path: e.cn for path, e in bob.items()} == {("alice",): "alice", ("alice", "bob"): "bob"}
+    root = load_certificates(CERTS / "ca" / "root-cacert.pem", "root")
+    assert delegation_paths(root) == {}  # a root carries no policy: no path of its own
