@@ -229,6 +229,16 @@ def test_tree_local_socket_and_remote_delegate(stack: Stack, tmp_path: Path) -> 
         "  unikernel alice:a1  32 MB memory, CPUids 0",
         "  block alice:ad  10 MB, unused",
     ]
+    operator = run(["tree", *root_args(stack)])  # the root CA over the network: everything
+    assert operator.exit_code == 0, operator.output
+    assert [line for line in operator.stdout.splitlines() if not line.startswith("    ")] == [
+        ":  policy: 4611686018427387903 unikernels 0,1 CPUids 4096 MB memory 10000 MB block, "
+        "bridges: service",
+        "  used 2/unlimited unikernels, 48/4096 MB memory, 10/10000 MB block; "
+        "free unlimited unikernels, 4048 MB memory, 9990 MB block",
+        "  unikernel :top  16 MB memory, CPUids 0",
+        f"  {head}  expires {expires}",  # alice's chain: a named remote of this host
+    ]
     refused = run(["tree", "--remote", "alice", "--path", "alice"])
     assert refused.exit_code == 124
     assert "--path works with a local socket" in refused.stderr
