@@ -31,6 +31,7 @@ from client import (
 )
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
+from client.cmd_tree import tree
 from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
 from client.output import exception_record, format_log, json_line
@@ -175,6 +176,7 @@ alba.add_command(help_)
 alba.add_command(update)
 alba.add_command(certificate)
 alba.add_command(remote)
+alba.add_command(tree)
 
 
 # The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.

@@ -150,6 +150,8 @@ class Settings:
     progress: Meter | None = None
     #: The time leaves are signed at and chains are verified at.
     clock: Clock = system_clock
+    #: Certificates (SHA-256) whose coming expiry this command has warned about already.
+    expiry_warned: set[bytes] = field(default_factory=set)
 
     def output_file(self, name: Name) -> Path:
         """``$TMPDIR/<name>.<client start time>``, as albatross names downloads."""

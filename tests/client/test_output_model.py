@@ -200,14 +200,17 @@ def test_format_json_is_the_same_as_json(tmp_path: Path, monkeypatch: pytest.Mon
         as_json.stdout
         == as_format.stdout
         == (
-            '{"ca":"ca.pem","ca_key":"ca.key","destination":"host.example:1025","key_type":null,'
-            '"name":"home","record":"remote","schema":1,"server_ca":"cacert.pem",'
+            '{"ca":"ca.pem","ca_key":"ca.key","destination":"host.example:1025",'
+            '"expires":{"error":"CA certificate ca.pem does not exist"},"expires_soon":false,'
+            '"key_type":null,"name":"home","record":"remote","schema":1,"server_ca":"cacert.pem",'
             '"server_name":null}\n'
         )
     )
     as_table = runner.invoke(alba, ["remote", "list", "--format", "table"])
     assert as_table.stdout == (
-        "NAME  DESTINATION        SERVER-NAME  KEY-TYPE\nhome  host.example:1025  -            -\n"
+        "NAME  DESTINATION        SERVER-NAME  KEY-TYPE  EXPIRY\n"
+        "home  host.example:1025  -            -         "
+        "chain unreadable: CA certificate ca.pem does not exist\n"
     )
     bad = runner.invoke(alba, ["remote", "list", "--format", "yaml"])
     assert bad.exit_code != 0
