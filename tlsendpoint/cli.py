@@ -28,6 +28,7 @@ from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_sock
 from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.memory import fix_mmap_threshold
+from tlsendpoint.notify import NOTIFY_SOCKET, notify
 from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
@@ -101,13 +102,17 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_signal, shutdown)
         addresses = await nursery.start(endpoint.serve, [listener], shutdown)
-        LOGGER.info("listening on %s", ", ".join(str(a) for a in addresses))
+        listening = ", ".join(str(a) for a in addresses)
+        LOGGER.info("listening on %s", listening)
+        notify(f"READY=1\nSTATUS=listening on {listening}")
         await shutdown.wait()
+        notify("STOPPING=1")
         LOGGER.info("signal received: no new connections")
     LOGGER.info("stopped")
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
+    os.environ.pop(NOTIFY_SOCKET, None)  # the supervisor notifies systemd (NotifyAccess=main)
     try:
         trio.run(_serve_listener, endpoint, sock)
     finally:
