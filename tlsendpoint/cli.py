@@ -123,6 +123,8 @@ def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
 
 async def _on_signal(shutdown: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # a --workers worker starts with them blocked (workers._fork): the receiver is ready
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         async for _ in signals:
             shutdown.set()
             return

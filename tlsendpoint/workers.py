@@ -66,7 +66,10 @@ def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
         # Until the worker's event loop installs its SIGHUP receiver (CRL reload), a
         # forwarded SIGHUP must not kill it: ignored, not blocked, so nothing is queued.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        # SIGTERM/SIGINT stay blocked (kept pending, not lost) until the worker's event loop
+        # listens for them (cli._on_signal unblocks): the supervisor tells systemd READY=1
+        # right after the fork, and a stop sent at once must drain the worker, not kill it.
+        signal.pthread_sigmask(signal.SIG_SETMASK, {*old_mask, signal.SIGTERM, signal.SIGINT})
         code = serve()
     except BaseException:  # a worker must never fall back into the supervisor's code
         LOGGER.exception("worker %d failed", os.getpid())
