@@ -25,9 +25,11 @@ import trio
 
 from core.errors import AlbatrossError, ExitStatus, exit_code
 from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
-from tlsendpoint.connlog import LOGGER, configure_logging
+from tlsendpoint.connlog import LOGGER, configure_logging, stderr_is_journal
+from tlsendpoint.errors import SetupError
 from tlsendpoint.limits import Limits
 from tlsendpoint.memory import fix_mmap_threshold
+from tlsendpoint.notify import NOTIFY_SOCKET, notify
 from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
@@ -101,13 +103,17 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_signal, shutdown)
         addresses = await nursery.start(endpoint.serve, [listener], shutdown)
-        LOGGER.info("listening on %s", ", ".join(str(a) for a in addresses))
+        listening = ", ".join(str(a) for a in addresses)
+        LOGGER.info("listening on %s", listening)
+        notify(f"READY=1\nSTATUS=listening on {listening}")
         await shutdown.wait()
+        notify("STOPPING=1")
         LOGGER.info("signal received: no new connections")
     LOGGER.info("stopped")
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
+    os.environ.pop(NOTIFY_SOCKET, None)  # the supervisor notifies systemd (NotifyAccess=main)
     try:
         trio.run(_serve_listener, endpoint, sock)
     finally:
@@ -117,6 +123,8 @@ def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
 
 async def _on_signal(shutdown: trio.Event) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # a --workers worker starts with them blocked (workers._fork): the receiver is ready
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         async for _ in signals:
             shutdown.set()
             return
@@ -170,7 +178,8 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
 )
 @click.option(
     "--tmpdir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    # not exists=True: a missing tmpdir is a start-up error (125), not a usage error
+    type=click.Path(path_type=Path),
     default=DEFAULT_TMPDIR,
     show_default=True,
     help="Directory whose util/ holds vmmd.sock, console.sock and stat.sock.",
@@ -260,6 +269,7 @@ def cli(
     if not inetd:  # a long-running process: what a big handshake took goes back after it
         fix_mmap_threshold()
     try:
+        _check_tmpdir(tmpdir)
         context = load_server_context(ca, cert, key, limits.max_cert_list)
         security = open_security(
             ca, state_dir=state_dir, crl_dir=crl_dir, audit_log=audit_log,
@@ -282,10 +292,33 @@ def cli(
             sys.exit(run_workers(workers, lambda: _worker(endpoint, sock), limits.grace_period))
         trio.run(_serve_listener, endpoint, sock)
     except AlbatrossError as exc:
-        LOGGER.error("%s", exc.message)
-        if not inetd:
-            click.echo(f"albatross-tls-endpoint: {exc.message}", err=True)
+        _startup_error(exc.message, target, inetd)
         sys.exit(exit_code(exc))
+
+
+def _check_tmpdir(tmpdir: Path) -> None:
+    """albatrossd makes its tmpdir (``/run/albatross``) when it starts: without it the
+    endpoint could serve nothing.  A start-up error (125, and ``Restart=`` tries again)."""
+    if not tmpdir.is_dir():
+        reason = "is not a directory" if tmpdir.exists() else "does not exist"
+        raise SetupError(
+            f"--tmpdir {tmpdir} {reason}: albatrossd creates it when it starts"
+            " (is albatrossd running, with the same --tmpdir?)"
+        )
+
+
+def _startup_error(message: str, target: str, inetd: bool) -> None:
+    """Say why we cannot start, once: on stderr (synchronously, before the exit), and in
+    the log unless the log is stderr; under systemd, where stderr goes to the journal
+    that ``--log journal`` writes to, in the log alone."""
+    if target == "stderr":
+        click.echo(f"albatross-tls-endpoint: {message}", err=True)
+        return
+    LOGGER.error("%s", message)
+    if target == "journal" and stderr_is_journal(os.environ, sys.stderr.fileno()):
+        return
+    if not inetd:
+        click.echo(f"albatross-tls-endpoint: {message}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
