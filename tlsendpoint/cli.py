@@ -28,7 +28,7 @@ from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_sock
 from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.limits import Limits
 from tlsendpoint.memory import fix_mmap_threshold
-from tlsendpoint.metrics import MetricsPlan, metrics_options, open_metrics
+from tlsendpoint.metricsserver import MetricsPlan, metrics_options, open_metrics
 from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context

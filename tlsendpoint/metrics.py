@@ -18,53 +18,25 @@
 # every later one falls into the bucket path="other" (its soonest expiry, and the host
 # usage below no tracked path).  Memory is bounded by the cap.
 #
-# The HTTP server is wsgiref's plain (not threading) WSGIServer running prometheus-client's
-# WSGI app in one daemon thread: one request at a time, each under a socket timeout
-# (SCRAPE_TIMEOUT), so a slow or hostile client costs one thread and one descriptor at
-# most and never the event loop.  Scrapes read values under prometheus-client's locks,
-# which the event loop holds only for an addition.
-#
-# Security: the page tells who holds which delegation and how much it uses; there is no
-# authentication.  So the address must be a loopback one unless --metrics-public is given
-# (then put it behind a firewall or a TLS proxy), and metrics are off by default.
-#
-# --workers N: prometheus-client's multiprocess mode.  The supervisor creates a private
-# directory (mkdtemp, mode 0700) before forking, points PROMETHEUS_MULTIPROC_DIR at it,
-# each worker writes its values to its own memory-mapped files there, and the supervisor
-# alone serves the scrape, merging them (MultiProcessCollector): counters and histograms
-# are summed, gauges merged per MULTIPROCESS_MODES.  It removes the directory when it
-# exits.  A worker that exits stops the whole service (workers.py), so no dead worker's
-# files outlive their process's run.  Chosen over the supervisor asking each worker: no
-# IPC of our own, and a scrape costs the workers nothing.
+# The HTTP side (the server, its address rules, --workers) is metricsserver.py.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
-import os
-import shutil
-import socket
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from dataclasses import dataclass
+from typing import Final
 
-import click
 import trio
 from cryptography import x509
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, values
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from core.authorize import Refusal, Request
 from core.errors import AlbatrossError
 from core.routing import ReplyMode, command_name, route
 from core.wire import ROOT, Name, Policy
 from durable.database import StoreError
-from tlsendpoint.errors import SetupError
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import Query, host_usage
 from tlsendpoint.security.rules.auditformat import AuditError
@@ -82,16 +54,12 @@ __all__ = [
     "OTHER_PATH",
     "REFUSAL_CODES",
     "EndpointMetrics",
-    "MetricsPlan",
-    "MetricsSetupError",
     "Observation",
     "handshake_reason",
-    "metrics_options",
     "note_chain",
     "note_handshake",
     "note_refusal",
     "note_upload",
-    "open_metrics",
     "refusal_code",
     "stream_open",
 ]
@@ -100,8 +68,6 @@ log = logging.getLogger("albatross.metrics")
 
 DEFAULT_MAX_PATHS = 64
 OTHER_PATH = "other"
-#: Seconds one scrape's socket may stay silent before it is dropped.
-SCRAPE_TIMEOUT = 10.0
 #: Usage is asked from vmmd at least this often (seconds) while paths are tracked ...
 USAGE_PERIOD = 60.0
 #: ... and at most this often, however many commands change it.
@@ -159,10 +125,6 @@ _SUMMED: Final = "livesum"
 _LATEST: Final = "mostrecent"
 _SOONEST: Final = "min"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
-
-
-class MetricsSetupError(SetupError):
-    """The metrics address cannot be used (exit 125)."""
 
 
 def refusal_code(exc: BaseException) -> str:
@@ -490,7 +452,10 @@ class EndpointMetrics:
             with trio.move_on_after(USAGE_PERIOD):
                 await self._dirty.wait()
             if self.paths:
-                await self.refresh_usage(query)
+                try:
+                    await self.refresh_usage(query)
+                except Exception:  # a bug here must not stop the endpoint's accept loops
+                    log.exception("metrics: refreshing the usage failed")
             if self._refreshed is not None:
                 self._refreshed.set()
             await trio.sleep(USAGE_MIN_INTERVAL)
@@ -520,187 +485,3 @@ def stream_open(metrics: EndpointMetrics | None, request: Request) -> Iterator[N
         yield
     finally:
         gauge.dec()
-
-
-# -- the HTTP side ----------------------------------------------------------------------
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """One scrape: no log line per request, and a deadline on the socket."""
-
-    timeout = SCRAPE_TIMEOUT
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(WSGIServer):
-    """wsgiref's one-request-at-a-time server on a socket bound before (see the module)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.address_family = sock.family
-        super().__init__(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock
-        self.server_address = sock.getsockname()
-        # as HTTPServer.server_bind, without its reverse DNS lookup (getfqdn)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-        self.setup_environ()
-
-    def server_bind(self) -> None:  # the socket is bound already
-        pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("metrics: scrape from %s failed", client_address, exc_info=True)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; click.BadParameter if it is not one."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(
-            f"{text!r} is not HOST:PORT (for example 127.0.0.1:9464 or [::1]:9464)"
-        )
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise MetricsSetupError(f"cannot use the metrics address {host}:{port}: {exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(16)
-    except OSError as exc:
-        sock.close()
-        raise MetricsSetupError(
-            f"cannot listen for metrics on {host}:{port}: {exc.strerror or exc}"
-        ) from exc
-    return sock
-
-
-@dataclass
-class MetricsPlan:
-    """``--metrics``: the bound socket, the registry it serves, the workers' directory."""
-
-    sock: socket.socket
-    max_paths: int
-    security: bool
-    directory: Path | None = None  # --workers: prometheus-client's multiprocess directory
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    _server: _Server | None = None
-    _thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()[:2]
-        return str(host), int(port)
-
-    def endpoint_metrics(self) -> EndpointMetrics:
-        """This process's series (in a worker: its own files in the shared directory)."""
-        if self.directory is not None:
-            self.sock.close()  # a worker serves no scrape
-            # this worker's pid, its files
-            values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
-        else:  # in this process's memory, whatever PROMETHEUS_MULTIPROC_DIR the caller had
-            values.ValueClass = values.MutexValue
-        return EndpointMetrics(self.registry, self.max_paths, self.security)
-
-    def start(self) -> None:
-        """Serve scrapes in a daemon thread (after the fork: the workers have no thread)."""
-        if self.directory is not None:
-            MultiProcessCollector(self.registry, str(self.directory))  # type: ignore[no-untyped-call]
-        self._server = _Server(self.sock)
-        self._server.set_app(make_wsgi_app(self.registry))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.5,), name="metrics", daemon=True
-        )
-        self._thread.start()
-        host, port = self.address
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        merged = "" if self.directory is None else f" (the workers' values in {self.directory})"
-        log.info("metrics on http://%s/metrics%s", where, merged)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-        self.sock.close()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _address_option(
-    ctx: click.Context, _: click.Parameter, value: str | None
-) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    host, port = parse_address(value)
-    if not ctx.params.get("metrics_public") and not is_loopback(host):
-        raise click.BadParameter(
-            f"{host} is not a loopback address: the metrics name delegations and their"
-            " usage without authentication; add --metrics-public to serve them there"
-        )
-    return host, port
-
-
-def open_metrics(
-    address: tuple[str, int], max_paths: int, workers: int, security: bool
-) -> MetricsPlan:
-    """Bind the metrics socket (start-up errors now, not at the first scrape).
-
-    With several workers, also create the multiprocess directory and point
-    PROMETHEUS_MULTIPROC_DIR at it (inherited by the workers).
-    """
-    host, port = address
-    plan = MetricsPlan(_listen(host, port), max_paths, security)
-    if workers > 1:
-        plan.directory = Path(tempfile.mkdtemp(prefix="albatross-metrics-"))
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(plan.directory)
-    return plan
-
-
-def metrics_options(func: Any) -> Any:
-    """The click options of :func:`open_metrics` (``metrics``, ``metrics_public``, ...)."""
-    options = [
-        click.option(
-            "--metrics",
-            metavar="HOST:PORT",
-            default=None,
-            callback=_address_option,
-            help="Serve Prometheus metrics over HTTP at this address (a loopback one unless"
-            " --metrics-public).  [default: off]",
-        ),
-        click.option(
-            "--metrics-public",
-            is_flag=True,
-            is_eager=True,  # --metrics checks it
-            help="Allow --metrics on a non-loopback address (no authentication: firewall it).",
-        ),
-        click.option(
-            "--metrics-max-paths",
-            type=click.IntRange(min=1),
-            default=DEFAULT_MAX_PATHS,
-            show_default=True,
-            help="Delegation paths with series of their own (per worker); later ones count"
-            ' as path="other".',
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func

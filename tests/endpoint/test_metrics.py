@@ -34,12 +34,11 @@ from tests.security.rig import Rig, failure, open_rig, small
 from tlsendpoint.metrics import (
     CODES,
     EndpointMetrics,
-    MetricsPlan,
     Observation,
     handshake_reason,
-    open_metrics,
     refusal_code,
 )
+from tlsendpoint.metricsserver import MetricsPlan, open_metrics
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.naming import NameRefusal
@@ -242,6 +241,27 @@ async def test_a_failed_handshake_is_counted_by_reason(tmp_path: Path) -> None:
     assert value(found, "albatross_endpoint_handshake_failures_total", reason="protocol") == 1
     assert value(found, "albatross_endpoint_requests_total", kind="unikernel_info",
                  outcome="success") is None  # fmt: skip
+
+
+async def test_a_silent_scraper_is_cut_off_and_never_holds_the_endpoint(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig, served(rig) as (plan, _):
+        plan.close()  # again, with a short deadline per scrape
+        plan = open_metrics(("127.0.0.1", 0), 64, workers=1, security=True)
+        plan.scrape_timeout = 0.5
+        rig.harness.endpoint.metrics = plan.endpoint_metrics()
+        plan.start()
+        try:
+            silent = await trio.open_tcp_stream(*plan.address)
+            await silent.send_all(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+            alice = rig.delegate(rig.root, "alice", small())
+            assert "created" in str(await rig.send(alice, "vm", rig.create()))
+            with trio.fail_after(30):
+                assert await silent.receive_some(4096) == b""  # cut off, without an answer
+            _, found = await read(plan)  # the next scrape is served
+        finally:
+            plan.close()
+    assert value(found, "albatross_endpoint_requests_total", kind="unikernel_create",
+                 outcome="success") == 1  # fmt: skip
 
 
 # -- the pure parts ------------------------------------------------------------------------
