@@ -212,6 +212,8 @@ def note_handshake(failure: str | None, *, timed_out: bool, waiting_for_budget: 
 
 def paths_of(chain: Sequence[x509.Certificate], request: Request) -> tuple[PathSeen, ...]:
     """Each delegation of *chain* with its policy and the soonest expiry at or above it."""
+    if not request.policies:  # the operator's own chain: no delegation to parse
+        return ()
     policies = {name.path: policy for name, policy in request.policies}
     found: list[PathSeen] = []
     soonest = float("inf")

@@ -7,7 +7,9 @@ security rules; its metrics are served by the same HTTP server the CLI starts, o
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import ssl
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator
@@ -30,6 +32,7 @@ from core.wire import (
     UnikernelInfo,
 )
 from durable.database import StoreError, StoreUnwritable
+from tests.endpoint.pki import Pki
 from tests.security.rig import Rig, failure, open_rig, small
 from tlsendpoint.metrics import (
     CODES,
@@ -262,6 +265,33 @@ async def test_a_silent_scraper_is_cut_off_and_never_holds_the_endpoint(tmp_path
             plan.close()
     assert value(found, "albatross_endpoint_requests_total", kind="unikernel_create",
                  outcome="success") == 1  # fmt: skip
+
+
+@pytest.mark.parametrize("client", ["untrusted", "no certificate"])
+async def test_a_refused_client_certificate_is_counted_by_reason(
+    tmp_path: Path, client: str
+) -> None:
+    async with open_rig(tmp_path) as rig, served(rig) as (plan, _):
+        if client == "untrusted":  # a chain to another CA
+            (tmp_path / "stranger").mkdir()
+            stranger = Pki(tmp_path / "stranger").leaf("x", UnikernelInfo())
+            context = stranger.client_context(tmp_path, rig.pki.root)
+            reason = "certificate_verify_failed"
+        else:
+            context = ssl.create_default_context(cafile=str(rig.pki.ca_file))
+            context.check_hostname = False
+            reason = "no_client_certificate"
+        ours, theirs = trio.testing.memory_stream_pair()
+        tls = trio.SSLStream(ours, context, server_hostname=None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rig.endpoint.handle, theirs)
+            with trio.fail_after(30), contextlib.suppress(trio.BrokenResourceError):
+                await tls.do_handshake()  # TLS 1.3: the client learns of the refusal after it
+                await tls.receive_some(4096)
+            await trio.aclose_forcefully(tls)
+        _, found = await read(plan)
+    assert value(found, "albatross_endpoint_handshake_failures_total", reason=reason) == 1
+    assert sum(v for (n, _), v in found.items() if n.endswith("handshake_failures_total")) == 1
 
 
 # -- the pure parts ------------------------------------------------------------------------
