@@ -29,6 +29,7 @@ from tlsendpoint.connlog import LOGGER, configure_logging, stderr_is_journal
 from tlsendpoint.errors import SetupError
 from tlsendpoint.limits import Limits
 from tlsendpoint.memory import fix_mmap_threshold
+from tlsendpoint.metricsserver import MetricsPlan, metrics_options, open_metrics
 from tlsendpoint.notify import NOTIFY_SOCKET, notify
 from tlsendpoint.security.setup import open_security, security_options
 from tlsendpoint.server import Endpoint
@@ -112,8 +113,10 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
     LOGGER.info("stopped")
 
 
-def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
+def _worker(endpoint: Endpoint, sock: socket.socket, metrics: MetricsPlan | None = None) -> int:
     os.environ.pop(NOTIFY_SOCKET, None)  # the supervisor notifies systemd (NotifyAccess=main)
+    if metrics is not None:  # after the fork: this worker's own series
+        endpoint.metrics = metrics.endpoint_metrics()
     try:
         trio.run(_serve_listener, endpoint, sock)
     finally:
@@ -207,6 +210,7 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
     help="Log level.  [default: info, one line per connection]",
 )
 @security_options
+@metrics_options
 @_limit_options
 @click.version_option(VERSION_TEXT, message="%(version)s")
 def cli(
@@ -230,6 +234,9 @@ def cli(
     audit_log: Path | None,
     audit_fsync: bool,
     no_security: bool,
+    metrics: tuple[str, int] | None,
+    metrics_public: bool,
+    metrics_max_paths: int,
     **limit_values: Any,
 ) -> None:
     """Remote albatross access: mutually authenticated TLS, one command per connection.
@@ -246,6 +253,8 @@ def cli(
         raise click.UsageError("Options --inetd and --systemd-socket-activation are not compatible")
     if inetd and workers > 1:
         raise click.UsageError("Option --workers needs a listening socket, not --inetd")
+    if inetd and metrics is not None:
+        raise click.UsageError("Option --metrics needs a long-running endpoint, not --inetd")
     if limit_values["cert_budget"] < limit_values["max_cert_list"]:
         raise click.UsageError(
             f"--cert-budget ({limit_values['cert_budget']}) must be at least --max-cert-list"
@@ -283,14 +292,28 @@ def cli(
         if systemd_socket_activation:
             inherited = systemd_socket(os.environ, os.getpid())
             if not inherited.listening:
+                if metrics is not None:
+                    LOGGER.warning("--metrics ignored: one connection per process (Accept=yes)")
                 trio.run(_serve_one, endpoint, inherited.sock)
                 return
             sock = inherited.sock
         else:
             sock = tcp_listen_socket(ip, DEFAULT_PORT if port is None else port, backlog)
-        if workers > 1:
-            sys.exit(run_workers(workers, lambda: _worker(endpoint, sock), limits.grace_period))
-        trio.run(_serve_listener, endpoint, sock)
+        plan = None if metrics is None else open_metrics(
+            metrics, metrics_max_paths, workers, security is not None
+        )  # fmt: skip
+        try:
+            if workers > 1:
+                serve = lambda: _worker(endpoint, sock, plan)  # noqa: E731
+                started = None if plan is None else plan.start
+                sys.exit(run_workers(workers, serve, limits.grace_period, started))
+            if plan is not None:
+                endpoint.metrics = plan.endpoint_metrics()
+                plan.start()
+            trio.run(_serve_listener, endpoint, sock)
+        finally:
+            if plan is not None:
+                plan.close()
     except AlbatrossError as exc:
         _startup_error(exc.message, target, inetd)
         sys.exit(exit_code(exc))

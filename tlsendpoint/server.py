@@ -49,6 +49,15 @@ from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, St
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.connlog import JOURNAL_FIELDS, LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.limits import Limits
+from tlsendpoint.metrics import (
+    EndpointMetrics,
+    note_audit,
+    note_chain,
+    note_handshake,
+    note_refusal,
+    note_upload,
+    stream_open,
+)
 from tlsendpoint.security.daemonquery import daemon_query
 from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.process import Security, reload_on_sighup
@@ -129,6 +138,7 @@ class Endpoint:
     #: other clock (a test replaying captured certificates) is pinned into the
     #: TLS context before each handshake.
     clock: Clock = system_clock
+    metrics: EndpointMetrics | None = None  # --metrics (tlsendpoint.metrics)
 
     def __post_init__(self) -> None:
         self.limiter = trio.CapacityLimiter(self.limits.max_connections)
@@ -186,9 +196,11 @@ class Endpoint:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
                 record.outcome = f"TLS handshake failed: {exc}"
+                note_handshake(str(exc), timed_out=False, waiting_for_budget=False)
                 return False
             return True
         record.outcome = f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
+        note_handshake(None, timed_out=True, waiting_for_budget=tls.waiting_for_budget)
         if tls.waiting_for_budget and self.cert_budget is not None:
             budget = self.cert_budget.describe()
             record.outcome += f" (waiting for a share of the certificate budget: {budget})"
@@ -204,7 +216,9 @@ class Endpoint:
         if LOGGER.isEnabledFor(logging.WARNING):  # -q: no fingerprints
             record.chain = describe_chain(chain)
         # the parsed chain is not kept: a held subscription must not hold the certificates
-        return authorize(chain) if gate is None else await gate.authorize(chain)
+        request = authorize(chain) if gate is None else await gate.authorize(chain)
+        note_chain(chain, request, checked=gate is not None)
+        return request
 
     async def _serve_request(
         self,
@@ -221,13 +235,16 @@ class Endpoint:
             run = partial(
                 serve_request, client, request, self.socket_dir, self.limits, self.counter, stats
             )
-            return await (run() if gate is None else gate.serve(request, run))
+            with stream_open(self.metrics, request):
+                return await (run() if gate is None else gate.serve(request, run))
         except RequestFailed as failed:
+            note_refusal(failed)
             return Failure(failed.message)
         except ClientGone as gone:
             record.outcome = f"client gone: {gone.message}"
             return None
         finally:
+            note_upload(stats.uploaded + stats.relayed)
             record.details.extend(
                 f"{key}={value}"
                 for key, value in (
@@ -256,6 +273,7 @@ class Endpoint:
             record.ok, record.outcome = _payload_outcome(payload)
             reply = payload
         except Refusal as refusal:
+            note_refusal(refusal, None if gate is None else gate.request)
             record.outcome = f"refused: {refusal.message}"
             reply = Failure(refusal.message)
         except TransportError as exc:  # the client's connection broke: nobody to answer
@@ -285,6 +303,7 @@ class Endpoint:
             else Gate(self.security, record.peer, self.vmmd_query, now)
         )
         self.active += 1
+        seen = None if self.metrics is None else self.metrics.open()
         failure: str | None = None
         try:
             await self._serve_tls(tls, record, gate)
@@ -315,6 +334,12 @@ class Endpoint:
                     head = await gate.close(record.outcome, trio.current_time() - started)
                 if head is not None:
                     record.details.append(f"audit={head}")
+                if gate.refusal is not None:  # refused by gate.serve: a Failure payload
+                    note_refusal(gate.refusal)
+                if gate.security.audit_log is not None:
+                    note_audit(head is not None)
+            if self.metrics is not None and seen is not None:  # counted before the log line
+                self.metrics.close(seen, record.ok)
             level = logging.INFO if record.ok else logging.WARNING
             if LOGGER.isEnabledFor(level):  # -q: no formatting, no fingerprints
                 took = trio.current_time() - started
@@ -390,6 +415,8 @@ class Endpoint:
                     accepting.start_soon(self._accept_loop, listener, connections)
                 if self.security is not None:
                     accepting.start_soon(reload_on_sighup, self.security)
+                if self.metrics is not None:
+                    accepting.start_soon(self.metrics.refresh_forever, self.vmmd_query)
                 task_status.started([_address(lst) for lst in listeners])
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()

@@ -58,6 +58,7 @@ __all__ = [
     "RequestFailed",
     "SequenceCounter",
     "SessionStats",
+    "UploadFailed",
     "serve_request",
 ]
 
@@ -73,6 +74,10 @@ def _admit_all() -> AbstractAsyncContextManager[object]:
 
 class RequestFailed(AlbatrossError):
     """The request cannot be completed; ``message`` is the failure sent to the client."""
+
+
+class UploadFailed(RequestFailed):
+    """The client's upload broke a limit (--max-image, --upload-timeout) or its stream."""
 
 
 class ClientGone(AlbatrossError):
@@ -100,20 +105,31 @@ class SessionStats:
     forwarded: int = 0
 
 
-async def _deadline(seconds: float, action: Awaitable[T], on_timeout: str) -> T:
+async def _deadline(
+    seconds: float,
+    action: Awaitable[T],
+    on_timeout: str,
+    error: type[RequestFailed] = RequestFailed,
+) -> T:
     with trio.move_on_after(seconds):
         return await action
-    raise RequestFailed(on_timeout)
+    raise error(on_timeout)
 
 
-async def _guard(seconds: float, action: Callable[[], Awaitable[T]], failure: str, what: str) -> T:
+async def _guard(
+    seconds: float,
+    action: Callable[[], Awaitable[T]],
+    failure: str,
+    what: str,
+    error: type[RequestFailed] = RequestFailed,
+) -> T:
     """Run *action* under a deadline; any transport or parse error becomes *failure*."""
     try:
         return await _deadline(
-            seconds, action(), f"{failure}: {what} timed out after {seconds:g} s"
+            seconds, action(), f"{failure}: {what} timed out after {seconds:g} s", error
         )
     except (TransportError, ParseError) as exc:
-        raise RequestFailed(f"{failure}: {exc.message}") from exc
+        raise error(f"{failure}: {exc.message}") from exc
 
 
 async def _receive_image(
@@ -123,13 +139,13 @@ async def _receive_image(
     failure = "error retrieving unikernel image"
     while True:
         item = await _guard(
-            limits.upload_timeout, client.receive_frame, failure, "waiting for data"
+            limits.upload_timeout, client.receive_frame, failure, "waiting for data", UploadFailed
         )
         if isinstance(item, End):
             break
         stats.uploaded += len(item)
         if stats.uploaded > limits.max_image:
-            raise RequestFailed(
+            raise UploadFailed(
                 f"{failure}: the image exceeds the limit of {limits.max_image} octets"
                 " (endpoint option --max-image)"
             )
@@ -188,7 +204,11 @@ async def _relay_upward(
 ) -> None:
     while True:
         item = await _guard(
-            limits.upload_timeout, client.receive_frame, "reading tls chunk", "waiting for data"
+            limits.upload_timeout,
+            client.receive_frame,
+            "reading tls chunk",
+            "waiting for data",
+            UploadFailed,
         )
         if isinstance(item, End):
             await _guard(limits.daemon_timeout, daemon.send_end, "writing block data", "writing")

@@ -90,8 +90,16 @@ def _reap(alive: dict[int, int], exits: dict[int, int]) -> None:
             exits[alive.pop(pid)] = os.waitstatus_to_exitcode(status)
 
 
-def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> int:
-    """Run *serve* in *count* forked workers until a signal; return the exit code."""
+def run_workers(
+    count: int,
+    serve: Callable[[], int],
+    grace_period: float,
+    started: Callable[[], None] | None = None,
+) -> int:
+    """Run *serve* in *count* forked workers until a signal; return the exit code.
+
+    *started* runs in the supervisor once every worker is forked (threads start there).
+    """
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     alive: dict[int, int] = {}  # pid -> worker number
     exits: dict[int, int] = {}  # worker number -> exit code
@@ -102,6 +110,8 @@ def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> in
         for number in range(count):
             alive[_fork(serve, old_mask)] = number
         LOGGER.info("started %d workers: %s", count, " ".join(map(str, alive)))
+        if started is not None:
+            started()
         # the socket listens already (connections wait in its backlog): ready for systemd
         notify(f"READY=1\nSTATUS={count} workers")
         while alive:

@@ -117,6 +117,7 @@ class Gate:
         self.request: Request | None = None
         self.decision = ERROR
         self.reason: str | None = None
+        self.refusal: AlbatrossError | None = None  # serve()'s refusal, for the metrics
         self._leaf: x509.Certificate | None = None  # kept only for the replay record
         self._allowed: int | None = None  # seq of the audit log's allow record
         try:
@@ -168,10 +169,12 @@ class Gate:
                 await self._refuse_used_leaf(self._leaf, request)
             payload = await run(admit=lambda: self._admit(request))
         except SecurityRefusal as refusal:
+            self.refusal = refusal
             return Failure(self._deny(refusal.message))
         except AlbatrossError as exc:
             if self.decision == ALLOW:  # from run(): the endpoint's own handling applies
                 raise
+            self.refusal = exc
             log.error("%s: security state: %s", self.peer, exc.message)
             return Failure(self._deny(f"the endpoint cannot check this request: {exc.message}"))
         return filter_listing(request.name, payload)  # no parent's object at a delegate's path
