@@ -13,7 +13,7 @@ from client.options import destination_options, make_printer, resolve_destinatio
 from core.errors import AlbatrossError
 from core.wire import Name, PolicyInfo, PolicyRemove
 
-__all__ = ["commands"]
+__all__ = ["add_policy", "commands", "policy", "remove_policy", "replace_policy"]
 
 
 @click.command("policy")
@@ -83,9 +83,6 @@ def remove_policy(ctx: click.Context, /, path: Name, **params: Any) -> None:
     run_command(ctx, params, PolicyRemove(), path)
 
 
-commands = [
-    policy,
-    _add_policy_command("add-policy"),
-    _add_policy_command("replace-policy"),
-    remove_policy,
-]
+add_policy = _add_policy_command("add-policy")
+replace_policy = _add_policy_command("replace-policy")
+commands = [policy, add_policy, replace_policy, remove_policy]

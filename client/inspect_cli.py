@@ -20,6 +20,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+import cmdline
 from core.errors import AlbatrossError, ParseError, exit_code
 from core.pem import certificate_from_der, csr_from, objects_from
 from core.pemfiles import read_limited
@@ -197,7 +198,7 @@ def inspect_bytes(data: bytes, *, as_json: bool = False, reencode: bool = False)
     return describe(msg)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=cmdline.Command)
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option("--hex", "hex_input", is_flag=True, help="The input is hex text (spaces allowed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")

@@ -24,6 +24,7 @@ from client.errors import CliFailed
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
+from cmdline import log_level
 from core.errors import AlbatrossError
 from core.wire import Command, Name
 
@@ -50,10 +51,6 @@ def output_options(func: F) -> F:
         show_default=True,
         help="Seconds to wait for a reply (console and stats streams then follow forever).",
     )(func)
-    func = click.option(
-        "-v", "--verbose", count=True, help="Twice: also show unikernel arguments (argv)."
-    )(func)
-    func = click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout.")(func)
     return func
 
 
@@ -109,8 +106,11 @@ def prog_name(ctx: click.Context) -> str:
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
     ctx.find_root().meta["alba.json"] = bool(params.get("json_output"))
     json_output = bool(params.get("json_output"))
-    verbose = int(params.get("verbose") or 0) >= 2
-    out = (lambda _s: None) if params.get("quiet") else _out
+    # Logs_cli's levels (the common options, :mod:`cmdline`): -q (quiet) prints
+    # nothing on stdout; debug (-vv) also shows unikernel arguments (argv).
+    level = log_level(ctx)
+    verbose = level == "debug"
+    out = (lambda _s: None) if level == "quiet" else _out
     return Printer(prog_name(ctx), out, _err, json_output, verbose)
 
 
