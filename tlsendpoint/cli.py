@@ -215,7 +215,8 @@ def cli(
     reads the albatross command from the leaf certificate and the policies
     from the intermediates, forwards them to the daemons under TMPDIR/util/
     and relays the reply.  CERT and KEY are the endpoint's own certificate
-    chain and key (PEM).
+    chain and key (PEM).  Logs one line per connection (level info); -v adds
+    debug, -q logs nothing.
     """
     if port is not None and systemd_socket_activation:
         raise click.UsageError("Options --port and --systemd-socket-activation are not compatible")

@@ -234,3 +234,17 @@ def test_tab_completion_lists_commands_from_the_table() -> None:
         [str(BIN / "alba")], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert done.stdout == "plain,create\nplain,create-block\n"
+
+
+def test_the_files_generate_wrote_are_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(alba, ["generate", "myca", "db.txt"]).exit_code == 0
+    result = runner.invoke(alba, ["info", "-d", "127.0.0.1:1"], prog_name="alba")
+    assert result.exit_code == 124
+    assert " ".join(result.stderr.split()) == (
+        "alba: CA certificate ca.pem does not exist; `alba generate` wrote cacert.pem and"
+        " myca.key here: pass --ca cacert.pem --ca-key myca.key"
+    )

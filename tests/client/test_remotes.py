@@ -182,7 +182,13 @@ def test_socket_dash_prints_command() -> None:
 def test_local_connect_failure(tmp_path: Path) -> None:
     result = run(["info", "--tmpdir", str(tmp_path)])
     assert result.exit_code == 122
-    assert result.stdout == f"alba: [ERROR] couldn't connect to {tmp_path}/util/vmmd.sock\n"
+    # albatross-client 2.7.2's two lines (Vmm_lwt.connect's warning, connect_local's error)
+    sock = f"unix domain socket {tmp_path}/util/vmmd.sock"
+    assert result.stdout == (
+        f'alba: [WARNING] error Unix.Unix_error(Unix.ENOENT, "connect", "") connecting to socket'
+        f" {sock}\n"
+        f"alba: [ERROR] couldn't connect to {sock}\n"
+    )
 
 
 def test_smoke_subprocess(tmp_path: Path) -> None:
