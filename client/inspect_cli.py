@@ -14,33 +14,22 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
 import cmdline
 from core.errors import AlbatrossError, ParseError, exit_code
-from core.pem import certificate_from_der, csr_from, objects_from
-from core.pemfiles import read_limited
-from core.wire import (
-    DEFAULT_MAX_FRAME,
-    EXTENSION_OID,
-    Command,
-    Message,
-    decode_extension,
-    decode_message,
-)
-from core.wire.describe import describe, to_json
-from core.wire.grammar import encode_extension, encode_message
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from core.wire import Command, Message
 
 __all__ = ["inspect_bytes", "inspect_exit_code", "main"]
 
-_OID = x509.ObjectIdentifier(EXTENSION_OID)
-#: Largest input: the biggest frame we accept with its length prefix, as hex text with
-#: a space after each octet (``--hex``); certificates and CSRs are smaller still.
-MAX_INPUT = 3 * (DEFAULT_MAX_FRAME + 4)
+# cryptography and the codec are imported where they are used, so that
+# ``albatross-inspect --version`` and ``--help`` start without them (issue 13).
 
 
 @dataclass(frozen=True)
@@ -61,6 +50,8 @@ class CertView:
     extension_error: str | None
 
     def json(self) -> dict[str, Any]:
+        from core.wire.describe import to_json
+
         return {
             "what": self.what,
             "subject": self.subject,
@@ -81,6 +72,8 @@ class CertView:
         }
 
     def words(self) -> str:
+        from core.wire.describe import describe
+
         lines = [f"{self.what}: {self.subject}"]
         if self.issuer is not None:
             lines.append(f"  issuer: {self.issuer}, serial 0x{self.serial:x}")
@@ -98,8 +91,13 @@ class CertView:
 
 
 def _view(obj: x509.Certificate | x509.CertificateSigningRequest) -> CertView:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from core.wire import EXTENSION_OID, decode_extension
+
     try:
-        ext = obj.extensions.get_extension_for_oid(_OID)
+        ext = obj.extensions.get_extension_for_oid(x509.ObjectIdentifier(EXTENSION_OID))
     except x509.ExtensionNotFound:
         ext = None
     raw = ext.value.value if ext is not None else None  # type: ignore[attr-defined]
@@ -150,6 +148,10 @@ def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRe
 
     Parsed by :mod:`core.pem`, the one reader of certificates; keys in a PEM file are skipped.
     """
+    from cryptography import x509
+
+    from core.pem import certificate_from_der, csr_from, objects_from
+
     if b"-----BEGIN" in data:
         objs = [
             o
@@ -166,6 +168,8 @@ def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRe
 
 def _load_message(data: bytes) -> Message:
     """A wire message, with or without its 4-byte length prefix."""
+    from core.wire import decode_message
+
     if len(data) > 4 and int.from_bytes(data[:4], "big", signed=True) == len(data) - 4:
         return decode_message(data[4:])
     return decode_message(data)
@@ -178,6 +182,9 @@ def inspect_exit_code(exc: AlbatrossError) -> int:
 
 def inspect_bytes(data: bytes, *, as_json: bool = False, reencode: bool = False) -> str:
     """The report inspect prints for *data*; raises :class:`ParseError` for anything else."""
+    from core.wire.describe import describe, to_json
+    from core.wire.grammar import encode_extension, encode_message
+
     objs = _load_x509(data)
     if objs is not None:
         views = [_view(o) for o in objs]
@@ -214,8 +221,14 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
     SOURCE may be a certificate, chain or CSR (PEM or DER) or a wire message
     (DER, with or without its 4-byte length prefix).
     """
+    from core.pemfiles import read_limited
+    from core.wire import DEFAULT_MAX_FRAME
+
+    # Largest input: the biggest frame we accept with its length prefix, as hex text with
+    # a space after each octet (``--hex``); certificates and CSRs are smaller still.
+    max_input = 3 * (DEFAULT_MAX_FRAME + 4)
     try:
-        data = read_limited(source, "the input", MAX_INPUT)
+        data = read_limited(source, "the input", max_input)
         if hex_input:
             try:
                 data = bytes.fromhex("".join(data.decode("ascii").split()))

@@ -181,10 +181,12 @@ def test_explain_takes_albas_command_names_and_the_old_ones() -> None:
     assert "block-add" not in result.stdout
 
 
-def _imports_after(args: list[str], env: dict[str, str] | None = None) -> list[str]:
+def _imports_after(
+    args: list[str], env: dict[str, str] | None = None, entry: str = "client.cli"
+) -> list[str]:
     code = (
         "import sys\n"
-        "from client.cli import main\n"
+        f"from {entry} import main\n"
         f"sys.argv = {['alba', *args]!r}\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = ('trio', 'cryptography', 'OpenSSL', 'core.wire')\n"
@@ -204,6 +206,11 @@ def _imports_after(args: list[str], env: dict[str, str] | None = None) -> list[s
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["--help=groff"]])
 def test_start_up_imports_no_trio_nor_cryptography(args: list[str]) -> None:
     assert _imports_after(args) == ["[]"]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_inspect_start_up_imports_no_cryptography(args: list[str]) -> None:
+    assert _imports_after(args, entry="client.inspect_cli") == ["[]"]
 
 
 def test_tab_completion_imports_no_trio_nor_cryptography() -> None:
