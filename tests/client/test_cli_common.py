@@ -255,3 +255,36 @@ def test_the_files_generate_wrote_are_named_in_the_error(
         "alba: CA certificate ca.pem does not exist; `alba generate` wrote cacert.pem and"
         " myca.key here: pass --ca cacert.pem --ca-key myca.key"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "default", "level"),
+    [
+        ([], "warning", "warning"),
+        (["-v"], "warning", "info"),
+        (["-v", "sub", "-v"], "warning", "debug"),  # the group's and the command's count
+        (["-vvv"], "warning", "debug"),
+        (["-v"], "info", "debug"),  # one step above the command's own default
+        (["--verbosity=error", "sub", "-v"], "warning", "error"),  # --verbosity over -v
+        (["sub", "-q", "--verbosity=debug"], "warning", "quiet"),  # -q over both
+        (["--color=never", "sub"], "warning", "warning"),
+    ],
+)
+def test_log_level_follows_logs_cli(args: list[str], default: str, level: str) -> None:
+    from cmdline import Group, log_level
+
+    seen: list[tuple[str, bool | None]] = []
+
+    @click.group(cls=Group)
+    def root() -> None:
+        pass
+
+    @root.command("sub")
+    @click.pass_context
+    def sub(ctx: click.Context) -> None:
+        seen.append((log_level(ctx, default), ctx.color))
+
+    full = args if "sub" in args else [*args, "sub"]
+    result = CliRunner().invoke(root, full)
+    assert result.exit_code == 0, result.output
+    assert seen == [(level, False if "--color=never" in args else None)]
