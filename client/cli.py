@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from client.errors import ClientError, CliFailed, ExitStatus
-from cmdline import LazyGroup
+from cmdline import LazyGroup, log_level
 from core.errors import AlbatrossError, exit_code
 
 __all__ = ["COMMANDS", "alba", "alba_exit_code", "main", "term_error"]
@@ -56,6 +56,8 @@ class AlbaGroup(LazyGroup):
         except KeyboardInterrupt:
             raise _Interrupted from None
         except AlbatrossError as exc:
+            if isinstance(exc, ClientError) and exc.log == "error" and log_level(ctx) == "quiet":
+                raise _Reported(alba_exit_code(exc)) from None  # -q: Logs prints no [ERROR]
             if not ctx.meta.get("alba.json"):
                 raise
             if not (isinstance(exc, ClientError) and exc.log == "none"):

@@ -111,7 +111,15 @@ def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
     level = log_level(ctx)
     verbose = level == "debug"
     out = (lambda _s: None) if level == "quiet" else _out
-    return Printer(prog_name(ctx), out, _err, json_output, verbose)
+    kind = _ErrorsOnly if level == "error" else Printer
+    return kind(prog_name(ctx), out, _err, json_output, verbose)
+
+
+class _ErrorsOnly(Printer):
+    """``--verbosity=error``: Logs drops ``[WARNING]`` lines, errors and replies stay."""
+
+    def warn(self, text: str) -> None:
+        pass
 
 
 def _out(text: str) -> None:
