@@ -31,6 +31,7 @@ from ca.provision import (
     source_from_bundle,
     source_from_files,
 )
+from cmdline import option
 from core.errors import AlbatrossError, UsageError, exit_code
 from core.pemfiles import read_file, read_limited
 from core.wire import Policy
@@ -197,7 +198,7 @@ def sign_command(cacert: Path, db: Path, key: Path, csr: Path, days: int | None)
     "--bundle",
     type=_path,
     default=None,
-    help="Delegate from your own bundle (sets --ca, --ca-key, --server-ca, --endpoint).",
+    help="Delegate from your own bundle (sets --ca, --ca-key, --server-ca, --destination).",
 )
 @click.option(
     "--ca",
@@ -213,9 +214,16 @@ def sign_command(cacert: Path, db: Path, key: Path, csr: Path, days: int | None)
     default=None,
     help="Trust anchor of the endpoint, put into the bundle [default: cacert.pem].",
 )
-@click.option("--endpoint", default=None, help="HOST[:PORT] of the endpoint (port 1025).")
+@option("-d", "--destination", "endpoint", aliases=("--endpoint",), metavar="HOST[:PORT]",
+        default=None, help="The endpoint, put into the bundle (port 1025).")  # fmt: skip
 @click.option("--server-name", default=None, help="Name in the server certificate's SAN.")
-@click.option("--days", type=click.IntRange(min=1), default=INTERMEDIATE_DAYS, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=INTERMEDIATE_DAYS,
+    show_default=True,
+    help="Days the delegated CA certificate is valid.",
+)
 @click.option("--db", type=_path, default=None, help="Serial database to append to.")
 @click.option("--out", type=_path, default=None, help="Bundle file [default: NAME.bundle].")
 @_key_type
@@ -267,7 +275,7 @@ def _delegation_source(
             )
         return source_from_bundle(bundle, endpoint, server_name)
     if endpoint is None:
-        raise UsageError("give the endpoint's address with --endpoint HOST[:PORT]")
+        raise UsageError("give the endpoint's address with --destination HOST[:PORT]")
     return source_from_files(
         ca_cert or Path("ca.pem"),
         ca_key or Path("ca.key"),
@@ -295,7 +303,7 @@ def inspect_command(files: tuple[str, ...], as_json: bool) -> None:
 
 @click.group("ca")
 def ca_group() -> None:
-    """Certificate authority tools beyond albatross: delegate, inspect."""
+    """Certificate authority tools beyond albatross: delegate, inspect, revoke, crl."""
 
 
 ca_group.add_command(delegate_command)

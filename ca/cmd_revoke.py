@@ -15,6 +15,7 @@ from ca.invocation import command_clock
 from ca.profiles import generate_key
 from ca.revoke import CRL_DAYS, crl_leaf, parse_serial, revoke, serials_for_names, write_crl
 from ca.store import load_signer, write_certificates, write_new
+from cmdline import option
 from core.errors import AlbatrossError, UsageError, exit_code
 from core.pem import crl_from
 from core.pemfiles import read_file
@@ -30,7 +31,8 @@ def _now() -> dt.datetime:
 
 @click.command("revoke")
 @click.argument("serials", nargs=-1)
-@click.option("--cacert", type=_file, required=True, help="The revoking CA's certificate.")
+@option("--ca", "cacert", aliases=("--cacert",), type=_file, required=True,
+        help="The revoking CA's certificate.")  # fmt: skip
 @click.option("--db", type=_file, default=None, help="Revoke by name: the database to look up.")
 @click.option("--name", "names", multiple=True, help="Certificate name (CN) in --db; repeatable.")
 def revoke_command(
@@ -55,8 +57,10 @@ def revoke_command(
 
 
 @click.command("crl")
-@click.option("--cacert", type=_file, required=True, help="The CA's certificate.")
-@click.option("--cakey", type=_file, required=True, help="The CA's private key.")
+@option("--ca", "cacert", aliases=("--cacert",), type=_file, required=True,
+        help="The CA's certificate.")  # fmt: skip
+@option("--ca-key", "cakey", aliases=("--cakey",), type=_file, required=True,
+        help="The CA's private key.")  # fmt: skip
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -82,8 +86,10 @@ def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
 
 @click.command("crl-leaf")
 @click.argument("crl_file", metavar="CRL", type=_file)
-@click.option("--cacert", type=_file, required=True, help="Your CA certificate and its chain.")
-@click.option("--cakey", type=_file, required=True, help="Your CA's private key.")
+@option("--ca", "cacert", aliases=("--cacert",), type=_file, required=True,
+        help="Your CA certificate and its chain.")  # fmt: skip
+@option("--ca-key", "cakey", aliases=("--cakey",), type=_file, required=True,
+        help="Your CA's private key.")  # fmt: skip
 @click.option(
     "--out",
     default="crl-leaf",
@@ -93,7 +99,7 @@ def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
 def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> None:
     """Wrap your CRL in a request certificate that hands it to the endpoint.
 
-    Then run it: alba certificate OUT.pem OUT.key --destination HOST --server-ca cacert.pem
+    Then run it: ``alba certificate OUT.pem OUT.key --destination HOST --server-ca cacert.pem``
     """
     try:
         signer = load_signer(cacert, cakey)

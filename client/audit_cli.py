@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 import trio
 
 from ca.invocation import command_clock
 from ca.store import load_bundle
+from cmdline import Group, option
 from core.errors import AlbatrossError, exit_code
 from core.pemfiles import load_certificates, load_key
 from core.wire import (
@@ -76,7 +78,7 @@ def audit_exit_code(exc: AlbatrossError) -> int:
     return exit_code(exc, {AuditError: AuditError.exit_code, AlbatrossError: 2})
 
 
-@click.group(help="Tools for the endpoint's security records.")
+@click.group(cls=Group, help="Tools for the endpoint's security records.")
 def main() -> None:
     pass
 
@@ -244,6 +246,23 @@ def now() -> dt.datetime:
     return command_clock()()
 
 
+class _CommandChoice(click.Choice[str]):
+    """alba's command names; the old ``block-info``/``block-add``/``block-remove`` still work."""
+
+    OLD: ClassVar[dict[str, str]] = {
+        "block-info": "block",
+        "block-add": "create-block",
+        "block-remove": "destroy-block",
+    }
+
+    def __init__(self) -> None:
+        names = ["info", "create", "destroy", "restart", "policy"]
+        super().__init__([*names, "block", "create-block", "destroy-block"])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(self.OLD.get(value, value), param, ctx)
+
+
 def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str, ...],
              size: int) -> Command:  # fmt: skip
     if what == "create":
@@ -255,9 +274,9 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
         "destroy": UnikernelDestroy(),
         "restart": UnikernelRestart(None),
         "policy": PolicyInfo(),
-        "block-info": BlockInfo(),
-        "block-add": BlockAdd(size),
-        "block-remove": BlockRemove(),
+        "block": BlockInfo(),
+        "create-block": BlockAdd(size),
+        "destroy-block": BlockRemove(),
     }
     return table[what]
 
@@ -272,26 +291,17 @@ def _command(what: str, memory: int, cpuids: tuple[int, ...], bridges: tuple[str
 @click.option(
     "--command",
     "what",
-    type=click.Choice(
-        [
-            "info",
-            "create",
-            "destroy",
-            "restart",
-            "policy",
-            "block-info",
-            "block-add",
-            "block-remove",
-        ]
-    ),
+    type=_CommandChoice(),
     default="info",
     show_default=True,
     help="With --bundle/--remote: the command.",
 )
-@click.option("--memory", type=int, default=32, show_default=True, help="create: MB.")
-@click.option("--cpuid", "cpuids", type=int, multiple=True, help="create: CPU id (repeatable).")
+@option("--mem", "memory", aliases=("--memory",), type=int, default=32, show_default=True,
+        help="create: memory in MB.")  # fmt: skip
+@option("--cpu", "cpuids", aliases=("--cpuid",), type=int, multiple=True,
+        help="create: CPU id (repeatable).")  # fmt: skip
 @click.option("--bridge", "bridges", multiple=True, help="create: bridge (repeatable).")
-@click.option("--size", type=int, default=1, show_default=True, help="block-add: MB.")
+@click.option("--size", type=int, default=1, show_default=True, help="create-block: MB.")
 @click.option(
     "--ca", "ca_file", type=_file, help="The endpoint's CA certificate (checks signatures)."
 )

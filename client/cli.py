@@ -19,30 +19,17 @@ from typing import Any
 
 import click
 
-from ca import cli as ca_cli
-from client import (
-    audit_cli,
-    cmd_block,
-    cmd_console,
-    cmd_dump,
-    cmd_policy,
-    cmd_unikernel,
-    inspect_cli,
-)
-from client.cmd_cert import certificate
-from client.cmd_remote import remote
-from client.cmd_tree import tree
-from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
-from client.output import exception_record, format_log, json_line
+from cmdline import LazyGroup, log_level
 from core.errors import AlbatrossError, exit_code
-from core.ocaml_format import Formatter
 
-__all__ = ["alba", "alba_exit_code", "main", "term_error"]
+__all__ = ["COMMANDS", "alba", "alba_exit_code", "main", "term_error"]
 
 
 def term_error(prog: str, message: str) -> str:
     """A cmdliner-style error: ``prog: `` then the words wrapped under the first one."""
+    from core.ocaml_format import Formatter
+
     f = Formatter()
     f.text(f"{prog}: ").open_box().words(message).close_box().newline()
     return f.getvalue()
@@ -60,7 +47,7 @@ class _Reported(Exception):
         self.exit_code = exit_code
 
 
-class AlbaGroup(click.Group):
+class AlbaGroup(LazyGroup):
     """A group whose ``main`` maps our errors to albatross-client exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -69,8 +56,12 @@ class AlbaGroup(click.Group):
         except KeyboardInterrupt:
             raise _Interrupted from None
         except AlbatrossError as exc:
+            if isinstance(exc, ClientError) and exc.log == "error" and log_level(ctx) == "quiet":
+                raise _Reported(alba_exit_code(exc)) from None  # -q: Logs prints no [ERROR]
             if not ctx.meta.get("alba.json"):
                 raise
+            from client.output import exception_record, json_line  # only when it is needed
+
             line = exception_record(exc, alba_exit_code(exc))
             if line is not None:
                 click.echo(json_line(line), nl=False)
@@ -131,26 +122,163 @@ def _report(prog: str, exc: AlbatrossError) -> int:
     # reported like a command-line error.
     log = exc.log if isinstance(exc, ClientError) else "term"
     if log == "error":
+        from client.output import format_log
+
         click.echo(format_log(f"{prog}: [ERROR] ", lambda f: f.text(exc.message)), nl=False)
     elif log == "term":
         click.echo(term_error(prog, exc.message), nl=False, err=True)
     return alba_exit_code(exc)
 
 
-@click.group(cls=AlbaGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="albatross-gateway", message="%(prog)s %(version)s")
+#: Every command of ``alba``, imported when it runs (:class:`cmdline.LazyGroup`): the
+#: module and attribute, and the one-line help that ``alba --help`` and completion show
+#: (tests/client/test_cli_common.py checks it is the command's own).  A new command goes
+#: here rather than through ``alba.add_command``, which would import it at every start.
+COMMANDS = {
+    "add-policy": (
+        "client.cmd_policy:add_policy",
+        "Add or replace the policy at PATH (locally, or as a CSR for a delegation CA).",
+    ),
+    "block": (
+        "client.cmd_block:block",
+        "Show block devices.",
+    ),
+    "ca": (
+        "ca.cli:ca_group",
+        "Certificate authority tools beyond albatross: delegate, inspect, revoke, crl.",
+    ),
+    "certificate": (
+        "client.cmd_cert:certificate",
+        "Connect with the chain CERT (leaf first) and KEY, and run the leaf's command.",
+    ),
+    "completion": (
+        "client.cli:completion",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
+    "console": (
+        "client.cmd_console:console",
+        "Show the console output of a unikernel and follow it (Ctrl-C stops).",
+    ),
+    "create": (
+        "client.cmd_unikernel:create",
+        "Create a unikernel (the image travels inside the request certificate).",
+    ),
+    "create-block": (
+        "client.cmd_block:create_block",
+        "Create a block device of SIZE-MB megabytes, optionally with content.",
+    ),
+    "destroy": (
+        "client.cmd_unikernel:destroy",
+        "Destroy a unikernel.",
+    ),
+    "destroy-block": (
+        "client.cmd_block:destroy_block",
+        "Remove a block device.",
+    ),
+    "dump-block": (
+        "client.cmd_block:dump_block",
+        "Download a block device to $TMPDIR.",
+    ),
+    "explain": (
+        "client.audit_cli:explain_command",
+        "Say whether the endpoint would allow CHAIN_FILE's request (leaf first), and why not.",
+    ),
+    "extract-dump": (
+        "client.cmd_dump:extract_dump",
+        "Write a unikernel's image from the state file to $TMPDIR and show its configuration.",
+    ),
+    "generate": (
+        "ca.cli:generate_command",
+        "Create a root CA (NAME.key, cacert.pem) and the server certificate; append to DB.",
+    ),
+    "get": (
+        "client.cmd_unikernel:get",
+        "Download the image of a running unikernel to $TMPDIR.",
+    ),
+    "help": (
+        "client.cli:help_",
+        "Show help for the client or for one command (albatross-client's `help TOPIC`).",
+    ),
+    "inactive-consoles": (
+        "client.cmd_console:inactive_consoles",
+        "List the consoles of stopped unikernels.",
+    ),
+    "info": (
+        "client.cmd_unikernel:info",
+        "Show information about unikernels.",
+    ),
+    "inspect": (
+        "client.inspect_cli:main",
+        "Explain the albatross content of SOURCE (a file, or - for standard input).",
+    ),
+    "inspect-dump": (
+        "client.cmd_dump:inspect_dump",
+        "Show the unikernels and policies in albatross's state file.",
+    ),
+    "policy": (
+        "client.cmd_policy:policy",
+        "Show the policies at and below a path.",
+    ),
+    "remote": (
+        "client.cmd_remote:remote",
+        "Manage named remotes (used with --remote NAME).",
+    ),
+    "remove-policy": (
+        "client.cmd_policy:remove_policy",
+        "Remove the policy at a path (local socket).",
+    ),
+    "replace-policy": (
+        "client.cmd_policy:replace_policy",
+        "Add or replace the policy at PATH (locally, or as a CSR for a delegation CA).",
+    ),
+    "restart": (
+        "client.cmd_unikernel:restart",
+        "Restart a unikernel, keeping or replacing its arguments.",
+    ),
+    "set-block": (
+        "client.cmd_block:set_block",
+        "Overwrite a block device with the content of FILE (streamed).",
+    ),
+    "sign": (
+        "ca.cli:sign_command",
+        "Sign CSR with the CA in CACERT/KEY, write <CN>.pem and append to DB.",
+    ),
+    "stats": (
+        "client.cmd_console:stats",
+        "Show statistics of unikernels and follow them (Ctrl-C stops).",
+    ),
+    "stats-add": (
+        "client.cmd_console:stats_add",
+        "Add a process to statistics gathering (local socket).",
+    ),
+    "stats-remove": (
+        "client.cmd_console:stats_remove",
+        "Remove a unikernel from statistics gathering (local socket).",
+    ),
+    "tree": (
+        "client.cmd_tree:tree",
+        "Show the delegation tree under your path: policies, usage, headroom.",
+    ),
+    "update": (
+        "client.cmd_update:update",
+        "Update a unikernel to the latest build of its job on builder-web.",
+    ),
+}
+
+
+@click.group(cls=AlbaGroup, lazy=COMMANDS)
 def alba() -> None:
     """Run albatross commands on a local or remote unikernel host.
 
     A command goes to the local daemon sockets (default, or --socket), to a
     remote TLS endpoint (--destination with --ca, --ca-key, --server-ca, or
-    --remote NAME), or into a CSR (--csr) for signing later.
+    --remote NAME), or into a CSR (--csr) for signing later.  Installed as both
+    ``alba`` and ``albatross-client``.
+
+    Every command takes --help (--help=groff for its man page), --version,
+    -v/-q/--verbosity and --color.  Shell completion: ``alba completion bash``
+    (or zsh, fish) prints the script to source.
     """
-
-
-for module in (cmd_unikernel, cmd_console, cmd_block, cmd_policy, cmd_dump):
-    for command in module.commands:
-        alba.add_command(command)
 
 
 @click.command("help")
@@ -172,17 +300,24 @@ def help_(ctx: click.Context, topic: str | None) -> None:
         click.echo(command.get_help(sub))
 
 
-alba.add_command(help_)
-alba.add_command(update)
-alba.add_command(certificate)
-alba.add_command(remote)
-alba.add_command(tree)
+@click.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
 
+    Load it with ``eval "$(alba completion bash)"`` (in ~/.bashrc), the same for
+    zsh, or ``alba completion fish | source``.  It is click's script, for the
+    name you ran (``alba`` or ``albatross-client``).
+    """
+    from click.shell_completion import get_completion_class
 
-# The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.
-ca_cli.register(alba)
-alba.add_command(inspect_cli.main, "inspect")
-alba.add_command(audit_cli.explain_command, "explain")
+    root = ctx.find_root()
+    prog = root.info_name or "alba"
+    variable = "_{}_COMPLETE".format(prog.replace("-", "_").replace(".", "_").upper())
+    shell_class = get_completion_class(shell)
+    assert shell_class is not None  # click knows all three shells of the Choice
+    click.echo(shell_class(root.command, {}, prog, variable).source())
 
 
 def main() -> None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from client.cmd_console import PATH_OPTION, PathType
 from client.commands import build_policy
-from client.errors import CliFailed
-from client.options import destination_options, make_printer, resolve_destination, run_command
+from client.destination import Remote
+from client.errors import CliFailed, CommunicationFailed, RemoteCommandFailed
+from client.options import (
+    destination_options,
+    make_printer,
+    prog_name,
+    resolve_destination,
+    run_command,
+)
 from core.errors import AlbatrossError
 from core.wire import Name, PolicyInfo, PolicyRemove
 
-__all__ = ["commands"]
+__all__ = ["add_policy", "commands", "policy", "remove_policy", "replace_policy"]
 
 
 @click.command("policy")
@@ -22,7 +30,19 @@ __all__ = ["commands"]
 @click.pass_context
 def policy(ctx: click.Context, /, path: Name, **params: Any) -> None:
     """Show the policies at and below a path."""
-    run_command(ctx, params, PolicyInfo(), path)
+    dest = resolve_destination(params)
+    try:
+        run_command(ctx, params, PolicyInfo(), path, dest=dest)
+    except (RemoteCommandFailed, CommunicationFailed):
+        # Over TLS the path is the leaf's CN: the default (the root) is an empty CN,
+        # which the endpoint refuses; users of a delegated CA mean their own path.
+        if isinstance(dest, Remote) and ctx.get_parameter_source("path") is ParameterSource.DEFAULT:
+            click.echo(
+                f"{prog_name(ctx)}: hint: without -p the request names the root path"
+                " (an empty CN); for the policies of your own CA pass -p .",
+                err=True,
+            )
+        raise
 
 
 def _add_policy(
@@ -83,9 +103,6 @@ def remove_policy(ctx: click.Context, /, path: Name, **params: Any) -> None:
     run_command(ctx, params, PolicyRemove(), path)
 
 
-commands = [
-    policy,
-    _add_policy_command("add-policy"),
-    _add_policy_command("replace-policy"),
-    remove_policy,
-]
+add_policy = _add_policy_command("add-policy")
+replace_policy = _add_policy_command("replace-policy")
+commands = [policy, add_policy, replace_policy, remove_policy]

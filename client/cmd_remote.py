@@ -34,13 +34,26 @@ def _check_name(name: str) -> str:
 
 @remote.command("add")
 @click.argument("name")
-@click.option("-d", "--destination", required=True, metavar="HOST[:PORT]")
-@click.option("--ca", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--ca-key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "-d", "--destination", required=True, metavar="HOST[:PORT]", help="The remote endpoint."
 )
 @click.option(
-    "--server-ca", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "--ca",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your CA certificate and its chain.",
+)
+@click.option(
+    "--ca-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your CA's private key.",
+)
+@click.option(
+    "--server-ca",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust anchors of the endpoint's certificate.",
 )
 @click.option("--server-name", help="Host name the server certificate must carry.")
 @click.option("--key-type", help="Leaf key type.")

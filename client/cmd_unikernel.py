@@ -191,7 +191,13 @@ def _read_image(path: Path) -> bytes:
 @click.command("create")
 @click.argument("name", type=NAME)
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--typ", type=click.Choice(["solo5", "bhyve"]), default="solo5", show_default=True)
+@click.option(
+    "--typ",
+    type=click.Choice(["solo5", "bhyve"]),
+    default="solo5",
+    show_default=True,
+    help="Type of the unikernel image.",
+)
 @click.option("-f", "--force", is_flag=True, help="Replace a unikernel of the same name.")
 @LEVEL
 @unikernel_arguments

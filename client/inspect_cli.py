@@ -12,27 +12,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography import x509
 
-from ca.inspect import describe_input, report
+import cmdline
 from ca.invocation import command_clock
-from core.certs import albatross_command
 from core.errors import AlbatrossError, ParseError, exit_code
-from core.jsonout import json_line, record, to_json
-from core.pem import certificate_from_der, csr_from, objects_from
-from core.pemfiles import read_limited
-from core.wire import DEFAULT_MAX_FRAME, Message, decode_message
-from core.wire.describe import describe
-from core.wire.grammar import encode_extension, encode_message
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from core.wire import Message
 
 __all__ = ["inspect_bytes", "inspect_exit_code", "main"]
 
-#: Largest input: the biggest frame we accept with its length prefix, as hex text with
-#: a space after each octet (``--hex``); certificates and CSRs are smaller still.
-MAX_INPUT = 3 * (DEFAULT_MAX_FRAME + 4)
+# cryptography, the codec and the inspector are imported where they are used, so that
+# ``albatross-inspect --version`` and ``--help`` start without them (issue 13).
 
 
 def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRequest] | None:
@@ -40,6 +36,10 @@ def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRe
 
     Parsed by :mod:`core.pem`, the one reader of certificates; keys in a PEM file are skipped.
     """
+    from cryptography import x509
+
+    from core.pem import certificate_from_der, csr_from, objects_from
+
     if b"-----BEGIN" in data:
         objs = [
             o
@@ -56,6 +56,8 @@ def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRe
 
 def _load_message(data: bytes) -> Message:
     """A wire message, with or without its 4-byte length prefix."""
+    from core.wire import decode_message
+
     if len(data) > 4 and int.from_bytes(data[:4], "big", signed=True) == len(data) - 4:
         return decode_message(data[4:])
     return decode_message(data)
@@ -79,6 +81,12 @@ def inspect_bytes(
     Certificates, chains and CSRs go through :mod:`ca.inspect`, the one certificate
     inspector (``alba ca inspect`` prints the same); *now* adds their status.
     """
+    from ca.inspect import describe_input, report
+    from core.certs import albatross_command
+    from core.jsonout import json_line, record, to_json
+    from core.wire.describe import describe
+    from core.wire.grammar import encode_extension, encode_message
+
     objs = _load_x509(data)
     if objs is not None:
         if reencode:
@@ -100,7 +108,7 @@ def _source_name(source: Any) -> str:
     return name if isinstance(name, str) and not name.startswith("<") else "-"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=cmdline.Command)
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option("--hex", "hex_input", is_flag=True, help="The input is hex text (spaces allowed).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (README: JSON output).")
@@ -116,8 +124,14 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
     SOURCE may be a certificate, chain or CSR (PEM or DER) or a wire message
     (DER, with or without its 4-byte length prefix).
     """
+    from core.pemfiles import read_limited
+    from core.wire import DEFAULT_MAX_FRAME
+
+    # Largest input: the biggest frame we accept with its length prefix, as hex text with
+    # a space after each octet (``--hex``); certificates and CSRs are smaller still.
+    max_input = 3 * (DEFAULT_MAX_FRAME + 4)
     try:
-        data = read_limited(source, "the input", MAX_INPUT)
+        data = read_limited(source, "the input", max_input)
         if hex_input:
             try:
                 data = bytes.fromhex("".join(data.decode("ascii").split()))

@@ -25,6 +25,7 @@ from client.progress import make_meter
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
+from cmdline import log_level
 from core.errors import AlbatrossError
 from core.wire import Command, Name
 
@@ -51,10 +52,6 @@ def output_options(func: F) -> F:
         show_default=True,
         help="Seconds to wait for a reply (console and stats streams then follow forever).",
     )(func)
-    func = click.option(
-        "-v", "--verbose", count=True, help="Twice: also show unikernel arguments (argv)."
-    )(func)
-    func = click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout.")(func)
     return func
 
 
@@ -110,9 +107,20 @@ def prog_name(ctx: click.Context) -> str:
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
     output_format = chosen_format(params)
     ctx.find_root().meta["alba.json"] = output_format == "json"
-    verbose = int(params.get("verbose") or 0) >= 2
-    out = (lambda _s: None) if params.get("quiet") else _out
-    return Printer(prog_name(ctx), out, _err, output_format, verbose)
+    # Logs_cli's levels (the common options, :mod:`cmdline`): -q (quiet) prints
+    # nothing on stdout; debug (-vv) also shows unikernel arguments (argv).
+    level = log_level(ctx)
+    verbose = level == "debug"
+    out = (lambda _s: None) if level == "quiet" else _out
+    kind = _ErrorsOnly if level == "error" else Printer
+    return kind(prog_name(ctx), out, _err, output_format, verbose)
+
+
+class _ErrorsOnly(Printer):
+    """``--verbosity=error``: Logs drops ``[WARNING]`` lines, errors and replies stay."""
+
+    def warn(self, text: str) -> None:
+        pass
 
 
 def _out(text: str) -> None:
@@ -172,15 +180,45 @@ def resolve_destination(params: dict[str, Any]) -> Destination:
         return Path(getattr(entry, flag)) if entry is not None else Path(default)
 
     server_name = params.get("server_name") or (entry.server_name if entry else None)
+    ca, ca_key = pick("ca", "ca.pem"), pick("ca_key", "ca.key")
+    if entry is None and not (ca.exists() and ca_key.exists()):
+        _hint_generated_ca(ca if not ca.exists() else ca_key, params)
     return Remote(
         host,
         port,
-        pick("ca", "ca.pem"),
-        pick("ca_key", "ca.key"),
+        ca,
+        ca_key,
         pick("server_ca", "cacert.pem"),
         key_type or (entry.key_type if entry and entry.key_type else "ed25519"),
         server_name,
     )
+
+
+def _hint_generated_ca(missing: Path, params: dict[str, Any]) -> None:
+    """The client's defaults (ca.pem, ca.key) are not what ``generate`` writes
+    (cacert.pem, NAME.key): when those are here, say which options name them."""
+    generated = Path("cacert.pem")
+    if not generated.exists() or params.get("ca") or params.get("ca_key"):
+        return
+    from cryptography import x509  # only on this error path
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        public = x509.load_pem_x509_certificate(generated.read_bytes()).public_key()
+        keys = [
+            k.name
+            for k in sorted(Path(".").glob("*.key"))
+            if load_pem_private_key(k.read_bytes(), None).public_key() == public
+        ]
+    except (OSError, ValueError, TypeError):
+        return  # no hint rather than a wrong one; the missing file is reported as before
+    if keys:
+        kind = "CA certificate" if missing.suffix == ".pem" else "CA key"
+        raise CliFailed(
+            f"{kind} {missing} does not exist; `alba generate` wrote cacert.pem and"
+            f" {keys[0]} here: pass --ca cacert.pem --ca-key {keys[0]}",
+            log="term",
+        )
 
 
 def run_command(

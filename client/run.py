@@ -65,7 +65,9 @@ async def _run_local(
         settings.printer.app("out:\n" + hexdump(wire))
         raise CommunicationFailed("printed the command instead of sending it", log="none")
     path = dest.socket_path(target.socket)
-    stream = FramedStream(await connect_local(path), settings.max_frame, path)
+    stream = FramedStream(
+        await connect_local(path, settings.printer.warn), settings.max_frame, path
+    )
     try:
         await send_frame(stream, wire)
         if data is not None:

@@ -7,6 +7,7 @@ whose errors :mod:`client.session` turns into albatross-client's texts.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 from collections.abc import Callable
 
 import trio
@@ -26,13 +27,30 @@ CONNECT_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 30.0
 
 
-async def connect_local(path: str) -> UnixStream:
-    """Connect to a daemon socket (retrying while its backlog is full) within CONNECT_TIMEOUT."""
+async def connect_local(path: str, warn: Callable[[str], None] | None = None) -> UnixStream:
+    """Connect to a daemon socket (retrying while its backlog is full) within CONNECT_TIMEOUT.
+
+    A refused connect is reported as albatross-client does (``Vmm_lwt.connect`` and
+    ``connect_local`` in ``albatross_client.ml``): a warning naming the OCaml
+    exception, then ``couldn't connect to unix domain socket PATH`` (exit 122).
+    """
+    where = f"unix domain socket {path}"
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
             return await open_unix(path)
-    except (OSError, trio.TooSlowError):
-        raise ConnectFailed(f"couldn't connect to {path}") from None
+    except OSError as exc:
+        if warn is not None:
+            warn(f"error {_ocaml_unix_error(exc)} connecting to socket {where}")
+        raise ConnectFailed(f"couldn't connect to {where}") from None
+    except trio.TooSlowError:
+        raise ConnectFailed(f"couldn't connect to {where}") from None
+
+
+def _ocaml_unix_error(exc: OSError) -> str:
+    """OCaml's ``Printexc.to_string`` of the ``Unix.Unix_error`` that connect raises."""
+    name = errno.errorcode.get(exc.errno or 0)
+    code = f"Unix.{name}" if name else f"Unix.EUNKNOWNERR {exc.errno}"
+    return f'Unix.Unix_error({code}, "connect", "")'
 
 
 async def connect_remote(

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import trio
 
+from cmdline import Command, log_level
 from core.errors import UsageError, exit_code
 from standin import sockets
 from standin.config import StandinConfig, discovered_host
@@ -27,6 +28,15 @@ __all__ = ["main"]
 log = logging.getLogger("standin")
 
 RUNNERS = ("simulated", "solo5-hvt")
+
+
+_LOG_LEVELS = {
+    "quiet": logging.CRITICAL + 1,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 
 def make_runner(name: str, config: StandinConfig, tender: str) -> Runner:
@@ -47,7 +57,7 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
                 break
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command)
 @click.option(
     "--tmpdir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -119,8 +129,6 @@ async def _run(config: StandinConfig, runner: Runner) -> None:
     show_default=True,
     help="The solo5-hvt executable (a name in PATH or a path), for --runner solo5-hvt.",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def main(
     tmpdir: Path,
     state_dir: Path,
@@ -133,8 +141,6 @@ def main(
     max_subscribers: int,
     runner: str,
     tender: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Stand-in for albatrossd, albatross-console and albatross-stats (albatross 2.7.2).
 
@@ -144,9 +150,8 @@ def main(
     if no_bridges and bridges:
         raise click.UsageError("--no-bridges cannot be combined with --bridge")
     found_cpus, found_memory, found_block = discovered_host(state_dir / "block")
-    level = (
-        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    )
+    # -v/-q/--verbosity are every script's (cmdline); quiet logs nothing.
+    level = _LOG_LEVELS[log_level(click.get_current_context())]
     logging.basicConfig(level=level, format="albatross-standin: %(levelname)s %(message)s")
     config = StandinConfig(
         tmpdir=tmpdir,

@@ -2,7 +2,8 @@
 
 ``albatross-tls-endpoint [OPTIONS] CA CERT KEY`` with albatross's options
 (``--ip``, ``--port``, ``--systemd-socket-activation``, ``--inetd``,
-``--syslog``, ``--tmpdir``, ``-v``/``-q``/``--verbosity``) and ours on top:
+``--syslog``, ``--tmpdir``; ``-v``/``-q``/``--verbosity``/``--color``/``--version``
+are every script's, :mod:`cmdline`; the default level is info) and ours on top:
 ``--log`` (stderr, syslog, journal, none) and one option per limit in
 :class:`tlsendpoint.limits.Limits`.  Exit codes follow albatross: 3 for
 ``--inetd`` without ``--syslog`` (and logging not disabled), 124 for command
@@ -23,6 +24,7 @@ from typing import Any
 import click
 import trio
 
+from cmdline import Command, log_level
 from core.errors import AlbatrossError, ExitStatus, exit_code
 from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
 from tlsendpoint.connlog import LOGGER, configure_logging, stderr_is_journal
@@ -38,7 +40,6 @@ from tlsendpoint.workers import run_workers
 
 __all__ = ["cli", "main"]
 
-VERSION_TEXT = "version 0.1.0 protocol version 5"
 DEFAULT_TMPDIR = "/run/albatross" if sys.platform.startswith("linux") else "/var/run/albatross"
 DEFAULT_PORT = 1025
 DEFAULT_BACKLOG = 128
@@ -90,12 +91,9 @@ def _limit_options(func: Any) -> Any:
     return func
 
 
-def _level(verbose: int, quiet: bool, verbosity: str | None) -> int | None:
-    if verbosity is not None:
-        return _LEVELS[verbosity]
-    if quiet:
-        return None
-    return logging.DEBUG if verbose else logging.INFO
+def _level() -> int | None:
+    # -v/-q/--verbosity are the common options (cmdline); ours log at info by default.
+    return _LEVELS[log_level(click.get_current_context(), default="info")]
 
 
 async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
@@ -150,7 +148,7 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
         nursery.start_soon(stop_on_signal)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=Command)
 @click.argument("ca", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -201,18 +199,9 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
     show_default=True,
     help="Processes accepting on the listening socket (TCP or systemd Accept=no).",
 )
-@click.option("-v", "--verbose", count=True, help="Also log debug messages.")
-@click.option("-q", "--quiet", is_flag=True, help="Log nothing.")
-@click.option(
-    "--verbosity",
-    type=click.Choice(list(_LEVELS)),
-    default=None,
-    help="Log level.  [default: info, one line per connection]",
-)
 @security_options
 @metrics_options
 @_limit_options
-@click.version_option(VERSION_TEXT, message="%(version)s")
 def cli(
     ca: Path,
     cert: Path,
@@ -226,9 +215,6 @@ def cli(
     tmpdir: Path,
     backlog: int,
     workers: int,
-    verbose: int,
-    quiet: bool,
-    verbosity: str | None,
     state_dir: Path,
     crl_dir: Path | None,
     audit_log: Path | None,
@@ -245,7 +231,8 @@ def cli(
     reads the albatross command from the leaf certificate and the policies
     from the intermediates, forwards them to the daemons under TMPDIR/util/
     and relays the reply.  CERT and KEY are the endpoint's own certificate
-    chain and key (PEM).
+    chain and key (PEM).  Logs one line per connection (level info); -v adds
+    debug, -q logs nothing.
     """
     if port is not None and systemd_socket_activation:
         raise click.UsageError("Options --port and --systemd-socket-activation are not compatible")
@@ -260,7 +247,7 @@ def cli(
             f"--cert-budget ({limit_values['cert_budget']}) must be at least --max-cert-list"
             f" ({limit_values['max_cert_list']}): a chain of the largest size must fit in it"
         )
-    level = _level(verbose, quiet, verbosity)
+    level = _level()
     target = log_target or ("syslog" if syslog else "stderr")
     if level is None:
         target = "none"

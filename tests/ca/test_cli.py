@@ -618,7 +618,7 @@ def test_delegation_from_a_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ),
         (
             ["--ca", "cacert.pem"],
-            "error: give the endpoint's address with --endpoint HOST[:PORT]\n",
+            "error: give the endpoint's address with --destination HOST[:PORT]\n",
         ),
         (["--bundle", "missing.bundle"], "error: bundle file missing.bundle does not exist\n"),
     ],

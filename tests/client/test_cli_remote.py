@@ -256,6 +256,17 @@ def test_policy_root_path_sends_empty_cn(pki: Pki) -> None:
         result = run(["policy", *pki.remote_args(port)])
     assert [(s.cn, s.command) for s in seen] == [("", PolicyInfo())]
     assert result.exit_code == 121  # albatross: silently 0 (case 002); we say why
+    assert result.stderr.endswith(
+        "albatross-client: hint: without -p the request names the root path (an empty CN);"
+        " for the policies of your own CA pass -p .\n"
+    )
+
+
+def test_policy_with_a_path_gets_no_hint(pki: Pki) -> None:
+    with fake_endpoint(pki, answer()) as (port, _):  # type: ignore[arg-type]
+        result = run(["policy", "-p", ".", *pki.remote_args(port)])
+    assert result.exit_code == 121
+    assert "hint" not in result.stderr
 
 
 def test_console_follow_until_close(pki: Pki) -> None:

@@ -197,10 +197,30 @@ def test_socket_dash_prints_command() -> None:
     assert result.stdout.startswith("out:\n00000000: 30 ")
 
 
+@pytest.mark.parametrize(
+    ("flags", "lines"), [(["-q"], 0), (["--verbosity=error"], 1), (["--verbosity=warning"], 2)]
+)
+def test_local_connect_failure_by_level(tmp_path: Path, flags: list[str], lines: int) -> None:
+    result = run(["info", "--tmpdir", str(tmp_path), *flags])
+    assert result.exit_code == 122
+    expected = [
+        f'alba: [WARNING] error Unix.Unix_error(Unix.ENOENT, "connect", "") connecting to socket'
+        f" unix domain socket {tmp_path}/util/vmmd.sock",
+        f"alba: [ERROR] couldn't connect to unix domain socket {tmp_path}/util/vmmd.sock",
+    ]
+    assert result.stdout.splitlines() == {0: [], 1: expected[1:], 2: expected}[lines]
+
+
 def test_local_connect_failure(tmp_path: Path) -> None:
     result = run(["info", "--tmpdir", str(tmp_path)])
     assert result.exit_code == 122
-    assert result.stdout == f"alba: [ERROR] couldn't connect to {tmp_path}/util/vmmd.sock\n"
+    # albatross-client 2.7.2's two lines (Vmm_lwt.connect's warning, connect_local's error)
+    sock = f"unix domain socket {tmp_path}/util/vmmd.sock"
+    assert result.stdout == (
+        f'alba: [WARNING] error Unix.Unix_error(Unix.ENOENT, "connect", "") connecting to socket'
+        f" {sock}\n"
+        f"alba: [ERROR] couldn't connect to {sock}\n"
+    )
 
 
 def test_smoke_subprocess(tmp_path: Path) -> None:
