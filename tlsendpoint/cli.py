@@ -13,25 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import trio
 
 from core.errors import AlbatrossError, ExitStatus, exit_code
-from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
-from tlsendpoint.connlog import LOGGER, configure_logging
 from tlsendpoint.limits import Limits
-from tlsendpoint.memory import fix_mmap_threshold
-from tlsendpoint.security.setup import open_security, security_options
-from tlsendpoint.server import Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.workers import run_workers
+from tlsendpoint.security.setup import security_options
+
+if TYPE_CHECKING:  # imported where used: --version and --help load none of them (issue 13)
+    import socket
+
+    import trio
+
+    from tlsendpoint.server import Endpoint
 
 __all__ = ["cli", "main"]
 
@@ -96,6 +94,10 @@ def _level(verbose: int, quiet: bool, verbosity: str | None) -> int | None:
 
 
 async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
+    import trio
+
+    from tlsendpoint.connlog import LOGGER
+
     shutdown = trio.Event()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
@@ -108,6 +110,8 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
+    import trio
+
     try:
         trio.run(_serve_listener, endpoint, sock)
     finally:
@@ -116,6 +120,10 @@ def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
 
 
 async def _on_signal(shutdown: trio.Event) -> None:
+    import signal
+
+    import trio
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             shutdown.set()
@@ -123,6 +131,8 @@ async def _on_signal(shutdown: trio.Event) -> None:
 
 
 async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
+    import trio
+
     async with trio.open_nursery() as nursery:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
@@ -242,6 +252,17 @@ def cli(
             f"--cert-budget ({limit_values['cert_budget']}) must be at least --max-cert-list"
             f" ({limit_values['max_cert_list']}): a chain of the largest size must fit in it"
         )
+    # imported here, not at the top: --version and --help need none of them (issue 13)
+    import trio
+
+    from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
+    from tlsendpoint.connlog import LOGGER, configure_logging
+    from tlsendpoint.memory import fix_mmap_threshold
+    from tlsendpoint.security.setup import open_security
+    from tlsendpoint.server import Endpoint
+    from tlsendpoint.tlscontext import load_server_context
+    from tlsendpoint.workers import run_workers
+
     level = _level(verbose, quiet, verbosity)
     target = log_target or ("syslog" if syslog else "stderr")
     if level is None:

@@ -61,6 +61,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from core.errors import FileError, ParseError
 from core.pemfiles import load_certificates
 from tlsendpoint.errors import SetupError
+from tlsendpoint.limits import DEFAULT_MAX_CERT_LIST
 
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",
@@ -75,10 +76,6 @@ __all__ = [
     "set_max_cert_list",
     "set_verify_time",
 ]
-
-#: Largest client certificate chain we accept: a 16 MiB leaf (albatross's
-#: 2^24 limit on the encoded leaf) plus room for the intermediates.
-DEFAULT_MAX_CERT_LIST = 17 * 1024 * 1024
 
 _SSL_CTRL_GET_MAX_CERT_LIST = 50
 _SSL_CTRL_SET_MAX_CERT_LIST = 51
