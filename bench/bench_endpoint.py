@@ -314,6 +314,11 @@ def main() -> None:
         finally:
             sink.stop()
     startup = cli_startup(a.startup_runs, LOAD_CPUS)
+    tls_memory = subprocess.run(
+        [sys.executable, str(HERE / "tls_memory_floor.py"), "--pyopenssl"],
+        check=True, capture_output=True, text=True, timeout=600,
+    ).stdout.strip()  # fmt: skip
+    idle["tls_floor"] = tls_memory
     report(a, started, load_before, floors, ours, rows, startup, inetd, idle, (upload, sunk))
 
 
@@ -356,8 +361,9 @@ def report(
         f"{median:.0f} ms | ≤ 130 ms | {median / 130:.2f} |"
     )
     if subscriber is not None:
-        print(f"| memory per held console subscriber | {subscriber} KiB | ≤ 16 KiB | "
-              f"{subscriber / 16:.2f} |")  # fmt: skip
+        floor_kib = float(idle["tls_floor"].split(" KiB")[0].rsplit(" ", 1)[1])
+        print(f"| memory per held console subscriber (OpenSSL's own: {floor_kib} KiB) | "
+              f"{subscriber} KiB | ≤ 16 KiB | {subscriber / 16:.2f} |")  # fmt: skip
     print(f"| p99 at 64 concurrent clients ({errors} errors in all loads) | {p99} ms | "
           f"≤ 150 ms | {p99 / 150:.2f} |")  # fmt: skip
     print(
@@ -380,6 +386,7 @@ def report(
         f"Idle console subscribers: RSS {idle['rss_kib']} KiB, opened {idle['opened']}, "
         f"failed {idle['failed']}; marginal {subscriber} KiB per held connection (100 -> 500)"
     )
+    print(f"Memory floor (bench/tls_memory_floor.py):\n{idle['tls_floor']}")
     for what, r in zip(("the stand-in", "a sink vmmd (no daemon work)"), uploads, strict=True):
         print(
             f"Upload: create with an 8 MiB image in the leaf, to {what}: "
