@@ -212,7 +212,7 @@ def main() -> None:
         configure_logging("none", logging.ERROR)  # -q, --no-security
     if a.no_daemon:
 
-        async def no_daemon(*_args: object) -> UnikernelInfoList:
+        async def no_daemon(*_args: object, **_kwargs: object) -> UnikernelInfoList:
             await trio.lowlevel.checkpoint()
             return UnikernelInfoList(())
 
