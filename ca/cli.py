@@ -12,7 +12,6 @@ albatross's "Cli_failed").
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from pathlib import Path
 import click
 
 from ca.cmd_revoke import crl_command, crl_leaf_command, revoke_command
-from ca.inspect import describe_input, to_text
+from ca.inspect import describe_input, report
 from ca.invocation import command_clock
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
 from ca.provision import (
@@ -286,24 +285,12 @@ def _read_input(name: str) -> bytes:
 
 @click.command("inspect")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of plain words.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (README: JSON output).")
 def inspect_command(files: tuple[str, ...], as_json: bool) -> None:
     """Describe certificates, CSRs, chains, keys or bundles (PEM or DER; '-' = stdin)."""
     with _our_errors():
         described = [(name, describe_input(_read_input(name), now())) for name in files]
-    if as_json:
-        payload: object = (
-            described[0][1]
-            if len(described) == 1
-            else [{"file": name, **content} for name, content in described]
-        )
-        click.echo(json.dumps(payload, indent=1))
-        return
-    for name, content in described:
-        if len(described) > 1:
-            click.echo(f"==> {name} <==")
-        for line in to_text(content):
-            click.echo(line)
+    click.echo(report(described, as_json), nl=False)
 
 
 @click.group("ca")

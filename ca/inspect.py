@@ -1,15 +1,19 @@
-"""Describe certificates, CSRs, chains, keys and bundles in plain words or JSON, pure.
+"""The one certificate inspector: certificates, CSRs, chains, keys and bundles, pure.
 
-The albatross extension is decoded with the protocol core: a delegated CA shows
-its policy, a leaf or CSR its command in albatross's words and as structured
-data.  Secret key material is never shown, only the key type.
+``alba ca inspect``, ``albatross-inspect`` (for X.509 input) and anything else
+that shows a certificate call :func:`describe_input` / :func:`describe_object`
+and print :func:`to_text` or :func:`json_records`, so a certificate reads the
+same everywhere: subjects as ocaml-x509 prints them (``/CN=server``), the serial
+as albatross's database writes it (:func:`core.jsonout.serial_text`), values in
+the JSON model of :mod:`core.jsonout`.  The albatross extension is decoded with
+the protocol core: a delegated CA shows its policy, a leaf or CSR its command in
+albatross's words and as structured data.  Secret key material is never shown,
+only the key type.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import enum
 import hashlib
 from typing import TypeAlias
 
@@ -25,10 +29,19 @@ from ca.provision import subject_text
 from core.authorize import authorize
 from core.certs import ALBATROSS_OID, albatross_command, common_name
 from core.errors import AlbatrossError, ParseError
-from core.pem import PemObject, integer_octets, objects_from
+from core.jsonout import json_line, record, serial_text, to_json
+from core.pem import PemObject, objects_from
 from core.wire import Command, PolicyAdd
 
-__all__ = ["Json", "describe_input", "describe_object", "to_text"]
+__all__ = [
+    "Json",
+    "describe_input",
+    "describe_object",
+    "json_records",
+    "object_lines",
+    "report",
+    "to_text",
+]
 
 Json: TypeAlias = dict[str, object]
 
@@ -48,43 +61,33 @@ def key_type(key: object) -> str:
     return type(key).__name__
 
 
-def _plain(value: object) -> object:
-    """A JSON-able rendering of a core value (dataclasses, sets, bytes, enums, times)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"type": type(value).__name__, **fields}
-    if isinstance(value, frozenset | set):
-        items = [_plain(v) for v in value]
-        return sorted(items, key=repr)
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
-    if isinstance(value, enum.Enum):
-        return value.name.lower()
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
 def _albatross(obj: x509.Certificate | x509.CertificateSigningRequest) -> Json | None:
+    """The albatross extension: criticality, value octets, and what it asks for."""
+    try:
+        ext = obj.extensions.get_extension_for_oid(ALBATROSS_OID)
+    except (x509.ExtensionNotFound, ValueError):
+        ext = None
+    raw = getattr(ext.value, "value", b"") if ext is not None else b""
+    found: Json = {"critical": ext.critical, "hex": raw.hex()} if ext is not None else {}
     try:
         command: Command | None = albatross_command(obj)
     except ParseError as exc:
-        return {"error": f"albatross extension does not decode: {exc.message}"}
+        return {**found, "error": f"albatross extension does not decode: {exc.message}"}
     if command is None:
         return None
     if isinstance(command, PolicyAdd):
         return {
+            **found,
             "version": 5,
             "kind": "policy",
-            "policy": _plain(command.policy),
+            "policy": to_json(command.policy),
             "text": command.policy.describe(),
         }
     return {
+        **found,
         "version": 5,
         "kind": "command",
-        "command": _plain(command),
+        "command": to_json(command),
         "text": command_text(command),
     }
 
@@ -167,7 +170,7 @@ def describe_object(obj: PemObject) -> Json:
             "subject": subject_text(obj.subject),
             "common_name": common_name(obj.subject),
             "issuer": subject_text(obj.issuer),
-            "serial": integer_octets(serial).hex(),
+            "serial": serial_text(serial),
             "not_before": start.isoformat(),
             "not_after": end.isoformat(),
             "validity_seconds": int((end - start).total_seconds()),
@@ -184,6 +187,7 @@ def describe_object(obj: PemObject) -> Json:
             "common_name": common_name(obj.subject),
             "key_type": key_type(obj.public_key()),
             "signature_valid": obj.is_signature_valid,
+            "sha256": hashlib.sha256(obj.public_bytes(Encoding.DER)).hexdigest(),
             "extensions": _extensions(obj),
             "albatross": _albatross(obj),
         }
@@ -252,7 +256,7 @@ def _request(certs: list[PemObject]) -> Json | None:
         "policies": [
             {
                 "path": str(path),
-                "policy": _plain(policy),
+                "policy": to_json(policy),
                 "text": f"{path.pretty()}: policy add {policy}",
             }
             for path, policy in request.policies
@@ -276,7 +280,7 @@ def describe_input(data: bytes, now: dt.datetime | None = None) -> Json:
     return described
 
 
-def _object_lines(item: Json, indent: str) -> list[str]:
+def object_lines(item: Json, indent: str) -> list[str]:
     kind = item["type"]
     if kind == "private key":
         return [f"{indent}private key: {item['key_type']} (not shown)"]
@@ -318,6 +322,8 @@ def _object_lines(item: Json, indent: str) -> list[str]:
             lines.append(f"{indent}  albatross policy: {albatross['text']}")
         else:
             lines.append(f"{indent}  albatross command: {albatross['text']}")
+    else:
+        lines.append(f"{indent}  albatross extension: none")
     return lines
 
 
@@ -333,14 +339,14 @@ def to_text(described: Json) -> list[str]:
             assert isinstance(items, list)
             lines.append("chain:" if section == "chain" else "server CA:")
             for item in items:
-                lines.extend(_object_lines(item, "  "))
+                lines.extend(object_lines(item, "  "))
         key = described["key"]
         assert isinstance(key, dict)
-        lines.extend(_object_lines(key, ""))
+        lines.extend(object_lines(key, ""))
         return lines
     objects = described["objects"]
     assert isinstance(objects, list)
-    lines = [line for item in objects for line in _object_lines(item, "")]
+    lines = [line for item in objects for line in object_lines(item, "")]
     request = described.get("request")
     if isinstance(request, dict):
         if "refused" in request:
@@ -350,3 +356,29 @@ def to_text(described: Json) -> list[str]:
             lines.extend(f"  {entry['text']}" for entry in request["policies"])
             lines.append(f"  {request['text']}")
     return lines
+
+
+def json_records(described: list[tuple[str, Json]]) -> str:
+    """JSON Lines, one ``inspect`` record per input.
+
+    ``{"schema": 1, "record": "inspect", "file": ..., "type": "objects"|"bundle", ...}``.
+    """
+    return "".join(
+        json_line(record("inspect", file=name, **content)) for name, content in described
+    )
+
+
+def report(described: list[tuple[str, Json]], as_json: bool) -> str:
+    """What an inspect command prints for its inputs (file name, description).
+
+    JSON Lines, or plain words with a ``==> file <==`` line before each input when
+    there are several.
+    """
+    if as_json:
+        return json_records(described)
+    lines: list[str] = []
+    for name, content in described:
+        if len(described) > 1:
+            lines.append(f"==> {name} <==")
+        lines.extend(to_text(content))
+    return "".join(line + "\n" for line in lines)

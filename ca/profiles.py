@@ -339,8 +339,12 @@ def _leaf_from(
         *extra,
     )
     cert = _sign(builder, issuer_key)
-    if len(cert.public_bytes(Encoding.DER)) > MAX_CERT_SIZE:
-        raise UsageError("certificate too big for TLS: use a smaller image or stream it")
+    size = len(cert.public_bytes(Encoding.DER))
+    if size > MAX_CERT_SIZE:
+        raise UsageError(
+            f"certificate too big for TLS: {size} octets, at most {MAX_CERT_SIZE}: "
+            "use a smaller or compressed image"
+        )
     return cert
 
 

@@ -8,6 +8,7 @@ the request would be allowed), 1 when it does not, 2 for usage errors
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from core.wire import (
     BlockInfo,
     BlockRemove,
     Command,
+    Name,
     NetIf,
     PolicyInfo,
     UnikernelConfig,
@@ -33,7 +35,7 @@ from core.wire import (
 from durable.database import StoreError
 from tlsendpoint.security.daemonquery import daemon_query, host_usage
 from tlsendpoint.security.explain import Verdict, explain_bundle, explain_chain, explain_signer
-from tlsendpoint.security.rules.auditformat import AuditError
+from tlsendpoint.security.rules.auditformat import MAX_LINE, AuditError
 from tlsendpoint.security.rules.rollback import Seen
 from tlsendpoint.security.setup import DEFAULT_STATE_DIR
 from tlsendpoint.security.state.auditlog import verify
@@ -46,7 +48,14 @@ from tlsendpoint.security.state.legacy import (
 )
 from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
 
-__all__ = ["audit_exit_code", "check_state_command", "explain_command", "main", "verify_command"]
+__all__ = [
+    "audit_exit_code",
+    "check_state_command",
+    "explain_command",
+    "main",
+    "verify_command",
+    "who_command",
+]
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 #: Deadline for each of explain's three vmmd queries.
@@ -102,6 +111,68 @@ def verify_command(file: Path, head: str | None) -> None:
         click.echo(
             f"{file}: note: and {len(opened) - MAX_NOTES} more allowed commands without outcome"
         )
+
+
+@main.command("who")
+@click.argument("name")
+@click.option(
+    "--log",
+    "log_file",
+    type=_file,
+    required=True,
+    help="The endpoint's audit log (its --audit-log).",
+)
+@click.option("--head", metavar="SHA256", default=None, help="As for verify: the head you kept.")
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON object.")
+def who_command(name: str, log_file: Path, head: str | None, json_output: bool) -> None:
+    """Who created, restarted, updated or destroyed the unikernel or block device NAME.
+
+    NAME is the full name (``alice:bob:web``).  The audit log must verify first
+    (as ``verify`` checks it); if it does not, nothing is answered and the first
+    bad line is named (exit 1).  Each event: its time, what was done, the chain
+    that asked (subjects from the top down, and per certificate its serial and
+    SHA-256 fingerprint), the decision and the daemon's answer.
+    """
+    from client.provenance import history  # only this command needs it
+
+    try:
+        wanted = Name.parse(name)
+    except AlbatrossError as exc:
+        raise click.BadParameter(exc.message, param_hint="NAME") from None
+    try:
+        with log_file.open("rb") as handle:
+            found = history(iter(lambda: handle.readline(MAX_LINE + 2), b""), wanted, head)
+    except OSError as exc:
+        click.echo(f"{log_file}: cannot read the audit log: {exc.strerror}", err=True)
+        raise SystemExit(1) from None
+    except AuditError as exc:
+        click.echo(f"{log_file}: does not verify, no answer given: {exc.message}", err=True)
+        raise SystemExit(audit_exit_code(exc)) from None
+    if json_output:
+        click.echo(
+            json.dumps(
+                {
+                    "name": str(wanted),
+                    "log": str(log_file),
+                    "head": found.verified.head,
+                    "events": [e.as_json() for e in found.events],
+                },
+                sort_keys=True,
+            )
+        )
+        return
+    if not found.events:
+        click.echo(f"{wanted}: no create, restart, update or destroy in {log_file} (verified)")
+        return
+    for event in found.events:
+        click.echo(f"{event.time}  {event.action} {wanted}  {event.result}")
+        click.echo(f"  command: {event.command}")
+        click.echo(f"  chain: {event.cn_path}  (peer {event.peer})")
+        for cert in event.chain:
+            serial = cert.get("serial", "not recorded")
+            click.echo(
+                f"    {cert.get('subject', '?')}  serial {serial}  sha256 {cert.get('sha256', '?')}"
+            )
 
 
 @main.command("check-state")

@@ -31,9 +31,10 @@ from client import (
 )
 from client.cmd_cert import certificate
 from client.cmd_remote import remote
+from client.cmd_tree import tree
 from client.cmd_update import update
 from client.errors import ClientError, CliFailed, ExitStatus
-from client.output import format_log, json_line
+from client.output import exception_record, format_log, json_line
 from core.errors import AlbatrossError, exit_code
 from core.ocaml_format import Formatter
 
@@ -70,9 +71,9 @@ class AlbaGroup(click.Group):
         except AlbatrossError as exc:
             if not ctx.meta.get("alba.json"):
                 raise
-            if not (isinstance(exc, ClientError) and exc.log == "none"):
-                click.echo(json_line({"type": "error", "message": exc.message,
-                                      "exit_code": alba_exit_code(exc)}), nl=False)  # fmt: skip
+            line = exception_record(exc, alba_exit_code(exc))
+            if line is not None:
+                click.echo(json_line(line), nl=False)
             raise _Reported(alba_exit_code(exc)) from None
 
     def main(
@@ -175,6 +176,7 @@ alba.add_command(help_)
 alba.add_command(update)
 alba.add_command(certificate)
 alba.add_command(remote)
+alba.add_command(tree)
 
 
 # The CA toolkit's ``generate``, ``sign`` and ``ca`` commands, and ``albatross-inspect``.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from client.commands import default_level
 from client.destination import Local
 from client.errors import ClientError, CliFailed, RemoteCommandFailed
 from client.options import destination_options, resolve_destination, run_command
-from client.session import data_chunks, read_file
+from client.session import FileUpload
 from core.errors import AlbatrossError
 from core.wire import BlockAdd, BlockDump, BlockInfo, BlockRemove, BlockSet, Name
 
@@ -35,10 +34,8 @@ def _set_block(
     dest = resolve_destination(params)
     level = default_level(level, isinstance(dest, Local))
 
-    def chunks() -> Iterator[bytes]:  # read lazily, while the connection is open
-        return data_chunks(read_file(path), level)
-
-    run_command(ctx, params, BlockSet(level > 0), name, chunks, dest, "uploaded")
+    upload = FileUpload(path, level)
+    run_command(ctx, params, BlockSet(level > 0), name, upload, dest, "uploaded")
 
 
 @click.command("create-block")

@@ -8,7 +8,6 @@ rewrites its file; the output is ``albatross-client``'s (``inspect_dump`` and
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 from datetime import datetime
@@ -20,7 +19,7 @@ import click
 from client.cmd_unikernel import NAME
 from client.errors import CliFailed
 from client.options import make_printer, output_options
-from client.output import format_config, json_line, rfc3339, to_json
+from client.output import format_config, json_line, record, rfc3339, to_json
 from core.errors import ParseError
 from core.wire import Name, UnikernelConfig
 from core.wire.compress import decompress
@@ -60,11 +59,8 @@ def _read_state(file: str | None, dbdir: Path | None) -> State:
 
 
 def _config_json(config: UnikernelConfig) -> object:
-    """The configuration as JSON, the image as its size (it can be megabytes)."""
-    data = to_json(dataclasses.replace(config, image=b""))
-    assert isinstance(data, dict)
-    data["image"] = f"{len(config.image)} bytes"
-    return data
+    """The configuration as JSON (the image by length and SHA-256: it can be megabytes)."""
+    return to_json(config)
 
 
 def _dump_options(func: Any) -> Any:
@@ -89,10 +85,10 @@ def inspect_dump(
     state = _read_state(file, dbdir)
     printer = make_printer(ctx, params)
     if printer.json:
-        printer.out(json_line({
-            "unikernels": {str(u.name): _config_json(u.config) for u in state.unikernels},
-            "policies": {str(n): to_json(p) for n, p in state.policies},
-        }))  # fmt: skip
+        unikernels = [{"name": str(u.name), "config": _config_json(u.config)}
+                      for u in state.unikernels]  # fmt: skip
+        policies = [{"name": str(n), **to_json(p)} for n, p in state.policies]
+        printer.out(json_line(record("state", unikernels=unikernels, policies=policies)))
         return
     printer.app(f"parsed {len(state.unikernels)} unikernels:")
     for unikernel in state.unikernels:
@@ -127,7 +123,7 @@ def extract_dump(
     else:
         printer.app(f"dumped image to {path}", file=str(path))
     if printer.json:
-        printer.out(json_line({"name": str(name), "config": _config_json(config)}))
+        printer.out(json_line(record("unikernel", name=str(name), config=_config_json(config))))
     else:
         printer.out(format_config(found[0], argv=True))
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from pathlib import Path
 
 import click
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from ca.invocation import command_clock
 from client.destination import parse_host_port
 from client.errors import CliFailed
+from client.expiry import WARN_WITHIN, Expiry, soonest
+from client.output import chosen_format, json_line, output_format_options, record, table
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
 from core.errors import AlbatrossError
-from core.pemfiles import read_file
+from core.pemfiles import load_certificates, read_file
 from durable.files import write_file
 
 __all__ = ["remote"]
@@ -82,18 +85,59 @@ def _store(name: str, entry: RemoteEntry, force: bool) -> None:
 
 
 @remote.command("list")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
-def list_(json_output: bool) -> None:
+@output_format_options
+def list_(**params: object) -> None:
     """List the remotes."""
     remotes = load_remotes()
-    if json_output:
-        click.echo(json.dumps({n: vars(e) for n, e in sorted(remotes.items())}, sort_keys=True))
+    output_format = chosen_format(params)
+    now = command_clock()()
+    expiries = {n: _expiry(e) for n, e in remotes.items()}
+    if output_format == "json":
+        for name, entry in sorted(remotes.items()):
+            x = expiries[name]
+            fields = {**vars(entry), "expires": _expiry_json(x), "expires_soon": _soon(x, now)}
+            click.echo(json_line(record("remote", name=name, **fields)), nl=False)
+        return
+    if output_format == "table":
+        rows = [[n, e.destination, e.server_name or "-", e.key_type or "-",
+                 _expiry_text(expiries[n], now)]
+                for n, e in sorted(remotes.items())]  # fmt: skip
+        header = ["NAME", "DESTINATION", "SERVER-NAME", "KEY-TYPE", "EXPIRY"]
+        click.echo(table(header, rows), nl=False)
         return
     if not remotes:
         click.echo(f"no remotes in {config_path()}")
     for name, entry in sorted(remotes.items()):
         extra = f" (server name {entry.server_name})" if entry.server_name else ""
-        click.echo(f"{name}: {entry.destination}{extra}")
+        click.echo(f"{name}: {entry.destination}{extra}, {_expiry_text(expiries[name], now)}")
+
+
+def _expiry(entry: RemoteEntry) -> Expiry | str:
+    """The soonest end of validity in the remote's chain, or why it cannot be read."""
+    try:
+        found = soonest(load_certificates(Path(entry.ca), "CA certificate"))
+    except AlbatrossError as exc:
+        return exc.message
+    return found if found is not None else "empty chain"
+
+
+def _soon(expiry: Expiry | str, now: dt.datetime) -> bool:
+    return isinstance(expiry, Expiry) and expiry.not_after < now + WARN_WITHIN
+
+
+def _expiry_json(expiry: Expiry | str) -> dict[str, str]:
+    if isinstance(expiry, str):
+        return {"error": expiry}
+    return {"cn": expiry.cn, "not_after": expiry.not_after.isoformat()}
+
+
+def _expiry_text(expiry: Expiry | str, now: dt.datetime) -> str:
+    if isinstance(expiry, str):
+        return f"chain unreadable: {expiry}"
+    if expiry.not_after <= now:
+        return f"EXPIRED on {expiry.date()} ({expiry.cn})"
+    text = f"expires {expiry.date()} ({expiry.cn})"
+    return f"{text} !EXPIRES in {expiry.days_left(now)} days" if _soon(expiry, now) else text
 
 
 @remote.command("remove")

@@ -10,138 +10,29 @@ byte-exactness from the shell.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
+import datetime as dt
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
+from ca.inspect import describe_input, report
+from ca.invocation import command_clock
+from core.certs import albatross_command
 from core.errors import AlbatrossError, ParseError, exit_code
+from core.jsonout import json_line, record, to_json
 from core.pem import certificate_from_der, csr_from, objects_from
 from core.pemfiles import read_limited
-from core.wire import (
-    DEFAULT_MAX_FRAME,
-    EXTENSION_OID,
-    Command,
-    Message,
-    decode_extension,
-    decode_message,
-)
-from core.wire.describe import describe, to_json
+from core.wire import DEFAULT_MAX_FRAME, Message, decode_message
+from core.wire.describe import describe
 from core.wire.grammar import encode_extension, encode_message
 
 __all__ = ["inspect_bytes", "inspect_exit_code", "main"]
 
-_OID = x509.ObjectIdentifier(EXTENSION_OID)
 #: Largest input: the biggest frame we accept with its length prefix, as hex text with
 #: a space after each octet (``--hex``); certificates and CSRs are smaller still.
 MAX_INPUT = 3 * (DEFAULT_MAX_FRAME + 4)
-
-
-@dataclass(frozen=True)
-class CertView:
-    """What inspect reports about one certificate or CSR."""
-
-    what: str  # "certificate" | "certificate request"
-    subject: str
-    issuer: str | None
-    serial: int | None
-    not_before: str | None
-    not_after: str | None
-    is_ca: bool | None
-    sha256: str
-    extension_critical: bool | None
-    command: Command | None
-    raw_extension: bytes | None
-    extension_error: str | None
-
-    def json(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "serial": None if self.serial is None else f"0x{self.serial:x}",
-            "not_before": self.not_before,
-            "not_after": self.not_after,
-            "is_ca": self.is_ca,
-            "sha256": self.sha256,
-            "albatross_extension": None
-            if self.raw_extension is None
-            else {
-                "critical": self.extension_critical,
-                "hex": self.raw_extension.hex(),
-                "command": to_json(self.command) if self.command is not None else None,
-                "error": self.extension_error,
-            },
-        }
-
-    def words(self) -> str:
-        lines = [f"{self.what}: {self.subject}"]
-        if self.issuer is not None:
-            lines.append(f"  issuer: {self.issuer}, serial 0x{self.serial:x}")
-            lines.append(f"  valid: {self.not_before} .. {self.not_after}")
-            lines.append(f"  CA: {'yes' if self.is_ca else 'no'}")
-        lines.append(f"  sha256: {self.sha256}")
-        if self.raw_extension is None:
-            lines.append("  albatross extension: none")
-        elif self.command is None:
-            lines.append(f"  albatross extension: undecodable: {self.extension_error}")
-        else:
-            crit = " (critical!)" if self.extension_critical else ""
-            lines.append(f"  albatross extension{crit}: {describe(self.command)}")
-        return "\n".join(lines)
-
-
-def _view(obj: x509.Certificate | x509.CertificateSigningRequest) -> CertView:
-    try:
-        ext = obj.extensions.get_extension_for_oid(_OID)
-    except x509.ExtensionNotFound:
-        ext = None
-    raw = ext.value.value if ext is not None else None  # type: ignore[attr-defined]
-    command: Command | None = None
-    error: str | None = None
-    if raw is not None:
-        try:
-            command = decode_extension(raw)
-        except ParseError as e:
-            error = str(e)
-    if isinstance(obj, x509.Certificate):
-        bc = None
-        with contextlib.suppress(x509.ExtensionNotFound):
-            bc = obj.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        return CertView(
-            "certificate",
-            obj.subject.rfc4514_string(),
-            obj.issuer.rfc4514_string(),
-            obj.serial_number,
-            obj.not_valid_before_utc.isoformat(),
-            obj.not_valid_after_utc.isoformat(),
-            bc,
-            obj.fingerprint(hashes.SHA256()).hex(),
-            None if ext is None else ext.critical,
-            command,
-            raw,
-            error,
-        )
-    der = obj.public_bytes(serialization.Encoding.DER)
-    return CertView(
-        "certificate request",
-        obj.subject.rfc4514_string(),
-        None,
-        None,
-        None,
-        None,
-        None,
-        hashlib.sha256(der).hexdigest(),
-        None if ext is None else ext.critical,
-        command,
-        raw,
-        error,
-    )
 
 
 def _load_x509(data: bytes) -> list[x509.Certificate | x509.CertificateSigningRequest] | None:
@@ -175,32 +66,44 @@ def inspect_exit_code(exc: AlbatrossError) -> int:
     return exit_code(exc, {AlbatrossError: 2})
 
 
-def inspect_bytes(data: bytes, *, as_json: bool = False, reencode: bool = False) -> str:
-    """The report inspect prints for *data*; raises :class:`ParseError` for anything else."""
+def inspect_bytes(
+    data: bytes,
+    *,
+    as_json: bool = False,
+    reencode: bool = False,
+    now: dt.datetime | None = None,
+    source: str = "-",
+) -> str:
+    """The report inspect prints for *data*; raises :class:`ParseError` for anything else.
+
+    Certificates, chains and CSRs go through :mod:`ca.inspect`, the one certificate
+    inspector (``alba ca inspect`` prints the same); *now* adds their status.
+    """
     objs = _load_x509(data)
     if objs is not None:
-        views = [_view(o) for o in objs]
         if reencode:
-            return "\n".join(
-                encode_extension(v.command).hex() if v.command is not None else "-" for v in views
-            )
-        if as_json:
-            return json.dumps([v.json() for v in views], indent=2)
-        return "\n".join(v.words() for v in views)
+            commands = [albatross_command(o) for o in objs]
+            return "\n".join(encode_extension(c).hex() if c is not None else "-" for c in commands)
+        return report([(source, describe_input(data, now))], as_json).rstrip("\n")
     msg = _load_message(data)
     if reencode:
         return encode_message(msg).hex()
     if as_json:
-        return json.dumps(
-            {"header": to_json(msg.header), "payload": to_json(msg.payload)}, indent=2
-        )
+        line = record("message", header=to_json(msg.header), payload=to_json(msg.payload))
+        return json_line(line).rstrip("\n")
     return describe(msg)
+
+
+def _source_name(source: Any) -> str:
+    """The input's file name, ``-`` for standard input."""
+    name = getattr(source, "name", "-")
+    return name if isinstance(name, str) and not name.startswith("<") else "-"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option("--hex", "hex_input", is_flag=True, help="The input is hex text (spaces allowed).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines (README: JSON output).")
 @click.option(
     "--reencode",
     is_flag=True,
@@ -220,7 +123,15 @@ def main(source: Any, hex_input: bool, as_json: bool, reencode: bool) -> None:
                 data = bytes.fromhex("".join(data.decode("ascii").split()))
             except (UnicodeDecodeError, ValueError):
                 raise ParseError("--hex: the input is not hex text") from None
-        click.echo(inspect_bytes(data, as_json=as_json, reencode=reencode))
+        click.echo(
+            inspect_bytes(
+                data,
+                as_json=as_json,
+                reencode=reencode,
+                now=command_clock()(),
+                source=_source_name(source),
+            )
+        )
     except AlbatrossError as e:
         click.echo(f"albatross-inspect: {e}", err=True)
         sys.exit(inspect_exit_code(e))

@@ -19,16 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import crypto
 
+from ca import profiles
 from ca.profiles import PrivateKey, generate_key, key_matches, leaf
 from client.errors import ChainFailure, CliFailed
 from core.certs import policy_of
 from core.errors import AlbatrossError
 from core.pemfiles import load_certificates, load_key
 from core.wire import Command, PolicyAdd, UnikernelCreate
+from core.wire.grammar import encode_extension
 
 __all__ = [
     "CaMaterial",
     "LeafChain",
+    "check_room",
     "load_ca",
     "make_leaf",
     "precheck",
@@ -71,6 +74,38 @@ def precheck(command: Command, ca_cert: x509.Certificate) -> None:
         command.policy.check_within(policy)
 
 
+#: Room a leaf needs beside its albatross extension: names, key, signature, other
+#: extensions (~600 octets with Ed25519; an RSA-4096 key and signature take ~1100).
+LEAF_OVERHEAD = 2048
+
+
+def check_room(command: Command, ca_chain: tuple[x509.Certificate, ...]) -> None:
+    """Refuse, saying what works, a create whose image cannot travel in a certificate.
+
+    TLS carries the client's chain in one handshake message, a 24-bit length: nothing
+    streams it, so the only ways out are a smaller (or compressed) image or the local
+    socket on the host, where no certificate is involved.
+    """
+    if not isinstance(command, UnikernelCreate):
+        return
+    limit = profiles.MAX_CERT_SIZE
+    chain = sum(len(c.public_bytes(Encoding.DER)) for c in ca_chain)
+    needed = len(encode_extension(command)) + LEAF_OVERHEAD + chain
+    if needed <= limit:
+        return
+    image = len(command.config.image)
+    compressed = " compressed" if command.config.compressed else ""
+    compress = "" if command.config.compressed else "compress it (--compression-level 9), "
+    smaller = "that compresses to less than" if command.config.compressed else "of less than"
+    raise CliFailed(
+        f"the{compressed} image of {image} octets does not fit in a certificate: TLS carries "
+        f"the whole chain (here about {needed} octets) in one message of at most {limit} "
+        f"octets ({limit / 1048576:g} MiB); {compress}use an image {smaller} about "
+        f"{limit - (needed - image)} octets, or create it on the host through the local "
+        "socket (alba create --socket ...), which needs no certificate"
+    )
+
+
 def make_leaf(
     ca: CaMaterial, command: Command, cn: str, key_type: str, now: dt.datetime
 ) -> LeafChain:
@@ -79,6 +114,7 @@ def make_leaf(
         if not key_matches(ca.key, ca.cert.public_key()):
             raise CliFailed("Public key of certificate doesn't match private key")
         precheck(command, ca.cert)
+        check_room(command, (ca.cert, *ca.chain))
         key = generate_key(key_type)
         cert = leaf(ca.cert, ca.key, key.public_key(), cn, command, now)
     except AlbatrossError as exc:

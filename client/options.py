@@ -8,7 +8,6 @@ so ``destination_options`` adds them to each of ours, plus ``--remote NAME``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +20,8 @@ from ca.invocation import command_clock
 from ca.profiles import KEY_TYPES
 from client.destination import Csr, Destination, Local, Remote, default_tmpdir, parse_host_port
 from client.errors import CliFailed
+from client.output import chosen_format, output_format_options
+from client.progress import make_meter
 from client.remotes import load_remotes
 from client.run import DataSource, execute
 from client.session import REPLY_TIMEOUT, Printer, Settings
@@ -42,7 +43,7 @@ NET = "Networking options"
 
 
 def output_options(func: F) -> F:
-    func = click.option("--json", "json_output", is_flag=True, help="Print JSON lines.")(func)
+    func = output_format_options(func)
     func = click.option(
         "--timeout",
         type=click.FloatRange(min=0.1),
@@ -107,11 +108,11 @@ def prog_name(ctx: click.Context) -> str:
 
 
 def make_printer(ctx: click.Context, params: dict[str, Any]) -> Printer:
-    ctx.find_root().meta["alba.json"] = bool(params.get("json_output"))
-    json_output = bool(params.get("json_output"))
+    output_format = chosen_format(params)
+    ctx.find_root().meta["alba.json"] = output_format == "json"
     verbose = int(params.get("verbose") or 0) >= 2
     out = (lambda _s: None) if params.get("quiet") else _out
-    return Printer(prog_name(ctx), out, _err, json_output, verbose)
+    return Printer(prog_name(ctx), out, _err, output_format, verbose)
 
 
 def _out(text: str) -> None:
@@ -122,28 +123,6 @@ def _err(text: str) -> None:
     click.echo(text, nl=False, err=True)
 
 
-class Progress:
-    """Transferred MiB on one stderr line, only when stderr is a terminal."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.shown = False
-
-    def __call__(self, done: int) -> None:
-        sys.stderr.write(f"\r{self.label}: {done / 1048576:.1f} MiB")
-        sys.stderr.flush()
-        self.shown = True
-
-    def finish(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
-
-
-def _progress(label: str) -> Progress | None:
-    return Progress(label) if sys.stderr.isatty() else None
-
-
 def make_settings(
     ctx: click.Context, params: dict[str, Any], label: str = "transferred"
 ) -> Settings:
@@ -151,7 +130,7 @@ def make_settings(
         clock=command_clock(),
         printer=make_printer(ctx, params),
         reply_timeout=float(params.get("timeout") or REPLY_TIMEOUT),
-        progress=_progress(label),
+        progress=None if chosen_format(params) == "json" else make_meter(label),
     )
 
 
@@ -219,5 +198,5 @@ def run_command(
     try:
         trio.run(execute, command, name, dest, settings, data)
     finally:
-        if isinstance(settings.progress, Progress):
+        if settings.progress is not None:
             settings.progress.finish()

@@ -1,4 +1,9 @@
-"""albatross-client's printed forms of replies and data, and their ``--json`` twins.
+"""albatross-client's printed forms of replies and data, their JSON records and tables.
+
+``--format`` (defined once here, :func:`output_format_options`) picks one of three:
+``text``, albatross-client's words byte for byte (the default); ``json``, one record
+of the output model :mod:`core.jsonout` per line; ``table``, aligned columns for the
+list replies (info, block, policy) and the text for everything else.
 
 The texts follow albatross 2.7.2's printers (``src/vmm_commands.ml`` ``pp_wire``,
 ``src/vmm_core.ml`` ``pp_info``, ``Policy.pp``, ``Stats.pp``) and go through
@@ -8,13 +13,15 @@ client breaks them (case 007 of the vectors).  Pure: text in, text out.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import json
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import click
 
 from ca.describe import fail_behaviour_text
+from client.errors import RemoteCommandFailed
+from core.errors import AlbatrossError
+from core.jsonout import json_line, mac_text, record, to_json
 from core.ocaml_format import Formatter, bool_text, escaped, rfc3339
 from core.wire import (
     BlockData,
@@ -35,27 +42,39 @@ from core.wire import (
     UnikernelImage,
     UnikernelInfoList,
     UnikernelInfoRecord,
+    is_success,
 )
 from core.wire.grammar import BLOCK_INFO, NET_INFO
 from core.wire.messages import Ifdata, KinfoMem, Rusage, Timeval
 from core.wire.state import StoredUnikernel
 
 __all__ = [
+    "FORMATS",
+    "chosen_format",
+    "error_record",
     "escaped",
+    "exception_record",
     "format_config",
     "format_log",
     "format_message",
+    "format_table",
     "json_line",
+    "log_record",
+    "output_format_options",
+    "record",
+    "reply_record",
     "rfc3339",
+    "table",
     "to_json",
 ]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # -- small albatross printers ----------------------------------------------------
 
 
-def _mac(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+_mac = mac_text
 
 
 def _timeval(tv: Timeval) -> str:
@@ -295,39 +314,133 @@ def format_message(msg: Message, prefix: str = "", verbose: bool = False) -> str
     return format_log(prefix, lambda f: _pp_payload(f, msg, verbose))
 
 
-# -- JSON ------------------------------------------------------------------------
+# -- JSON and tables ------------------------------------------------------------
+
+#: The ``--format`` choices: albatross's text (the default), JSON Lines, aligned columns.
+FORMATS = ("text", "json", "table")
 
 
-def to_json(value: object) -> object:
-    """Plain JSON data for any wire value: names as wire strings, octets as hex."""
-    if isinstance(value, Name):
-        return str(value)
-    if isinstance(value, Policy):
-        return {
-            "unikernels": value.unikernels,
-            "cpuids": sorted(value.cpuids),
-            "memory": value.memory,
-            "block": value.block,
-            "bridges": sorted(value.bridges),
-        }
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, object] = {"type": type(value).__name__}
-        for field in dataclasses.fields(value):
-            out[field.name] = to_json(getattr(value, field.name))
-        return out
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.name.lower() if isinstance(value.value, int) else value.value
-    if isinstance(value, frozenset):
-        items = [to_json(v) for v in value]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    if isinstance(value, tuple | list):
-        return [to_json(v) for v in value]
-    return value
+def output_format_options(func: F) -> F:
+    """``--format text|json|table`` and ``--json`` (its alias), defined once for every command.
+
+    The two land in ``output_format`` and ``json_output``; :func:`chosen_format` reads them.
+    """
+    func = click.option(
+        "--json", "json_output", is_flag=True, help="Print JSON lines (same as --format json)."
+    )(func)
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="text: as albatross-client prints it; json: JSON lines (README 'JSON output'); "
+        "table: aligned columns for lists (info, block, policy).",
+    )(func)
 
 
-def json_line(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True) + "\n"
+def chosen_format(params: dict[str, object]) -> str:
+    """The output format the options ask for (``--json`` wins: it is the older spelling)."""
+    if params.get("json_output"):
+        return "json"
+    chosen = params.get("output_format")
+    return chosen if isinstance(chosen, str) and chosen in FORMATS else "text"
+
+
+def reply_record(msg: Message) -> dict[str, object]:
+    """A reply or data message as one output record (a failure is an error record)."""
+    payload = msg.payload
+    kind = "reply" if is_success(payload) else "data"
+    return record(kind, name=str(msg.header.name), reply=to_json(payload))
+
+
+def error_record(
+    message: str,
+    exit_code: int,
+    *,
+    source: str = "client",
+    name: Name | None = None,
+    reply_type: str | None = None,
+) -> dict[str, object]:
+    """An error, the client's own or the daemon's refusal, in the one error shape.
+
+    *source* is ``"client"`` (nothing reached the daemon, or the connection failed) or
+    ``"daemon"`` (its Failure reply, *reply_type* ``"Failure"``).
+    """
+    return record(
+        "error",
+        source=source,
+        exit_code=exit_code,
+        message=message,
+        name=None if name is None else str(name),
+        reply_type=reply_type,
+    )
+
+
+def exception_record(exc: AlbatrossError, exit_code: int) -> dict[str, object] | None:
+    """The error record ending a failed ``--json`` run; None if the daemon's is printed."""
+    if isinstance(exc, RemoteCommandFailed) and exc.log == "none":
+        return None  # the daemon's Failure reply was printed as the error record
+    return error_record(exc.message, exit_code)
+
+
+def log_record(level: str, message: str, **fields: object) -> dict[str, object]:
+    """An informational or warning line of the client (``dumped image to …``)."""
+    return record("log", level=level, message=message, **fields)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, the last one unpadded.
+
+    Written by hand: a dozen lines that keep the output plain ASCII for grep and awk,
+    where a table library would add borders and terminal-width logic.
+    """
+    lines = [list(header), *(list(r) for r in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        out.append("  ".join([*cells, line[-1]]).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def _info_row(name: Name, info: UnikernelInfoRecord) -> list[str]:
+    return [
+        str(name),
+        "solo5" if info.typ is Typ.SOLO5 else "bhyve",
+        str(info.memory),
+        ",".join(str(c) for c in sorted(info.cpuids)),
+        rfc3339(info.started) if info.started is not None else "unknown",
+        ",".join(f"{b.name}->{b.device}" for b in sorted(info.blocks, key=BLOCK_INFO.encode))
+        or "-",
+        ",".join(
+            f"{n.name}->{n.bridge}@{_mac(n.mac)}" for n in sorted(info.bridges, key=NET_INFO.encode)
+        )
+        or "-",
+    ]
+
+
+def _policy_row(name: Name, p: Policy) -> list[str]:
+    return [
+        str(name),
+        str(p.unikernels),
+        str(p.memory),
+        ",".join(str(c) for c in sorted(p.cpuids)),
+        "-" if p.block is None else str(p.block),
+        ",".join(sorted(p.bridges)) or "-",
+    ]
+
+
+def format_table(msg: Message) -> str | None:
+    """The reply as a table, or None when it is no list (then the text is printed)."""
+    payload = msg.payload
+    if isinstance(payload, UnikernelInfoList):
+        header = ["NAME", "TYPE", "MEMORY-MB", "CPUS", "STARTED", "BLOCKS", "BRIDGES"]
+        return table(header, [_info_row(n, i) for n, i in payload.unikernels])
+    if isinstance(payload, PolicyList):
+        header = ["NAME", "UNIKERNELS", "MEMORY-MB", "CPUS", "BLOCK-MB", "BRIDGES"]
+        return table(header, [_policy_row(n, p) for n, p in payload.policies])
+    if isinstance(payload, BlockDeviceList):
+        rows = [[str(d.name), str(d.size), bool_text(d.active)] for d in payload.devices]
+        return table(["NAME", "SIZE-MB", "ACTIVE"], rows)
+    return None

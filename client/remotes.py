@@ -1,4 +1,4 @@
-"""Named remotes in ``~/.config/albatross/remotes.toml`` (read with tomllib).
+"""Named remotes in ``~/.config/albatross/remotes.toml`` (read with tomllib, written with tomli-w).
 
 A remote holds what a user would otherwise type on every command::
 
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import tomli_w
 
 from client.errors import CliFailed
 from durable.files import write_file
@@ -73,26 +75,15 @@ def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
     return out
 
 
-def _quote(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    if any(ord(c) < 0x20 for c in escaped):
-        raise CliFailed(f"control characters are not allowed in {text!r}", log="term")
-    return f'"{escaped}"'
-
-
 def save_remotes(remotes: dict[str, RemoteEntry], path: Path | None = None) -> Path:
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    for name in sorted(remotes):
-        lines.append(f"[remotes.{_quote(name)}]")
-        entry = remotes[name]
-        for f in fields(entry):
-            value = getattr(entry, f.name)
-            if value is not None:
-                lines.append(f"{f.name} = {_quote(value)}")
-        lines.append("")
-    # a temporary file of its own: two `alba remote` commands at once never clobber
-    # each other's half-written file (the last one wins, whole)
-    write_file(path, "\n".join(lines).encode(), mode=0o600)
+    table = {
+        name: {key: value for key, value in asdict(remotes[name]).items() if value is not None}
+        for name in sorted(remotes)
+    }
+    # tomli-w quotes names and escapes control characters: what we write, tomllib reads back.
+    # write_file: a temporary file of its own, renamed over the old one, so two `alba remote`
+    # commands at once never clobber each other's half-written file (the last one wins, whole)
+    write_file(path, tomli_w.dumps({"remotes": table}).encode(), mode=0o600)
     return path

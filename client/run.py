@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -23,6 +24,7 @@ from ca.profiles import PrivateKey, generate_key, key_matches, make_csr
 from client.commands import leaf_cn
 from client.destination import Csr, Destination, Local, Remote
 from client.errors import CliFailed, CommunicationFailed
+from client.expiry import expiring, warning_text
 from client.leafcert import (
     LeafChain,
     load_ca,
@@ -67,10 +69,19 @@ async def _run_local(
     try:
         await send_frame(stream, wire)
         if data is not None:
-            await send_data(stream, data(), settings.progress, settings.reply_timeout)
+            await send_data(stream, data(), _upload_meter(settings, data), settings.reply_timeout)
         await read_replies(stream, target.mode, settings)
     finally:
         await stream.aclose()
+
+
+def _upload_meter(settings: Settings, data: DataSource) -> Callable[[int], None] | None:
+    """The progress of an upload: the file read so far when *data* knows (FileUpload)."""
+    meter = settings.progress
+    if meter is None:
+        return None
+    meter.begin(getattr(data, "total", None), "uploading")
+    return lambda sent: meter(getattr(data, "done", sent))
 
 
 def build_chain(command: Command, name: Name, dest: Remote, now: dt.datetime) -> LeafChain:
@@ -97,11 +108,19 @@ async def _run_chain(
         cas, leaf_pem = pem_chain(chain)
         settings.printer.app("intermediate:\n" + "\n\n".join(cas) + "\nleaf:\n" + leaf_pem)
         raise CommunicationFailed("printed the chain instead of connecting", log="none")
-    tls = await connect_remote(dest.host, dest.port, chain, anchors, dest.server_name, now)
+    meter = settings.progress
+    if meter is not None:  # a create's image travels in the chain: tens of MiB, maybe
+        meter.begin(sum(len(c.public_bytes(Encoding.DER)) for c in (chain.leaf, *chain.chain)),
+                    "sending certificate")  # fmt: skip
+    tls = await connect_remote(
+        dest.host, dest.port, chain, anchors, dest.server_name, now, sent=meter
+    )
+    if meter is not None:
+        meter.finish()
     stream = FramedStream(tls, settings.max_frame, f"{dest.host}:{dest.port}")
     try:
         if data is not None:
-            await send_data(stream, data(), settings.progress, settings.reply_timeout)
+            await send_data(stream, data(), _upload_meter(settings, data), settings.reply_timeout)
         await read_replies(stream, mode, settings)
     finally:
         with trio.move_on_after(5):
@@ -121,6 +140,7 @@ async def execute(
     elif isinstance(dest, Remote):
         now = settings.clock()
         chain = build_chain(command, name, dest, now)
+        warn_expiring(chain.chain, now, settings)
         await _run_chain(chain, route(command).mode, dest, settings, data, now)
     else:
         write_csr(command, name, dest, Path.cwd())
@@ -138,7 +158,23 @@ async def execute_certificate(cert: Path, key: Path, dest: Remote, settings: Set
         command = None
     mode = route(command).mode if command is not None else ReplyMode.READ
     chain = LeafChain(certs[0], tuple(certs[1:]), private)
+    warn_expiring(certs[1:], settings.clock(), settings)  # a leaf is short-lived by design
     await _run_chain(chain, mode, dest, settings, None, settings.clock())
+
+
+def warn_expiring(certs: Iterable[x509.Certificate], now: dt.datetime, settings: Settings) -> None:
+    """On stderr, once per command: each CA of the chain in use ending within 14 days.
+
+    The leaf is not among *certs*: alba's live 5 minutes, a pre-signed one as long as
+    its signer chose, and neither is renewed but made anew.
+    """
+    for cert in certs:
+        key = cert.fingerprint(hashes.SHA256())
+        if key in settings.expiry_warned:
+            continue
+        settings.expiry_warned.add(key)
+        for soon in expiring([cert], now):
+            settings.printer.err(warning_text(settings.printer.prog, soon, now))
 
 
 def _private_key(path: Path, key_type: str) -> PrivateKey:

@@ -25,7 +25,17 @@ from typing import BinaryIO
 import trio
 
 from client.errors import CommunicationFailed, InternalError, RemoteCommandFailed
-from client.output import format_log, format_message, json_line, rfc3339, to_json
+from client.output import (
+    error_record,
+    format_log,
+    format_message,
+    format_table,
+    json_line,
+    log_record,
+    reply_record,
+    rfc3339,
+)
+from client.progress import Meter
 from core.clock import Clock, system_clock
 from core.errors import ParseError
 from core.routing import ReplyMode
@@ -48,6 +58,7 @@ from core.wire.compress import StreamCompressor, StreamDecompressor, decompress
 from transport.framed import FramedStream, TransportError
 
 __all__ = [
+    "FileUpload",
     "Printer",
     "Settings",
     "data_chunks",
@@ -73,39 +84,59 @@ Write = Callable[[str], None]
 
 @dataclass
 class Printer:
-    """Where albatross-client's log reporter writes: everything to stdout."""
+    """Where albatross-client's log reporter writes: everything to stdout.
+
+    *format* is ``text`` (albatross's words, byte for byte), ``json`` (one record of
+    :mod:`core.jsonout` per line) or ``table`` (lists as aligned columns, the rest as
+    text).
+    """
 
     prog: str
     out: Write
     err: Write
-    json: bool = False
+    format: str = "text"
     verbose: bool = False
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
 
     def app(self, text: str, **fields: object) -> None:
         if self.json:
-            self.out(json_line({"type": "info", "message": text, **fields}))
+            self.out(json_line(log_record("info", text, **fields)))
         else:
             self.out(format_log("", lambda f: f.text(text)))
 
     def warn(self, text: str) -> None:
         if self.json:
-            self.out(json_line({"type": "warning", "message": text}))
+            self.out(json_line(log_record("warning", text)))
         else:
             self.out(format_log(f"{self.prog}: [WARNING] ", lambda f: f.text(text)))
 
     def error(self, text: str) -> None:
+        """An error the client found itself; its exit code is reported with it in JSON."""
         if self.json:
-            self.out(json_line({"type": "error", "message": text}))
+            self.out(json_line(log_record("error", text)))
         else:
             self.out(format_log(f"{self.prog}: [ERROR] ", lambda f: f.text(text)))
 
     def message(self, msg: Message) -> None:
+        payload = msg.payload
         if self.json:
-            self.out(json_line({"name": str(msg.header.name), "reply": to_json(msg.payload)}))
-        elif isinstance(msg.payload, Failure):
+            if isinstance(payload, Failure):
+                code = RemoteCommandFailed.exit_code
+                line = error_record(
+                    payload.message, code, source="daemon", name=msg.header.name,
+                    reply_type=type(payload).__name__,
+                )  # fmt: skip
+            else:
+                line = reply_record(msg)
+            self.out(json_line(line))
+        elif isinstance(payload, Failure):
             self.out(format_message(msg, f"{self.prog}: [WARNING] ", self.verbose))
         else:
-            self.out(format_message(msg, verbose=self.verbose))
+            tabular = format_table(msg) if self.format == "table" else None
+            self.out(tabular if tabular is not None else format_message(msg, verbose=self.verbose))
 
 
 @dataclass
@@ -115,9 +146,12 @@ class Settings:
     started: datetime = field(default_factory=datetime.now)
     reply_timeout: float = REPLY_TIMEOUT
     max_frame: int = DEFAULT_MAX_FRAME
-    progress: Callable[[int], None] | None = None
+    #: The progress bar of long transfers (a terminal only), see :mod:`client.progress`.
+    progress: Meter | None = None
     #: The time leaves are signed at and chains are verified at.
     clock: Clock = system_clock
+    #: Certificates (SHA-256) whose coming expiry this command has warned about already.
+    expiry_warned: set[bytes] = field(default_factory=set)
 
     def output_file(self, name: Name) -> Path:
         """``$TMPDIR/<name>.<client start time>``, as albatross names downloads."""
@@ -203,6 +237,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
     printer = settings.printer
     dump: _Dump | None = None
     got_reply = False
+    if settings.progress is not None:
+        settings.progress.finish()  # an upload's bar ends before the reply is printed
     try:
         while True:
             following = mode is ReplyMode.READ and got_reply
@@ -237,6 +273,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                 if isinstance(payload, BlockDeviceImage):
                     dump = _Dump(settings.output_file(msg.header.name), payload.compressed)
                     mode = ReplyMode.DUMP
+                    if settings.progress is not None:  # the size is not told: bytes and rate
+                        settings.progress.begin(None, "downloading")
                     continue
                 if mode is ReplyMode.SINGLE:
                     return
@@ -247,6 +285,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                     printer.warn(f"Unexpected block dump {what} received")
                     raise CommunicationFailed("unexpected block dump", log="none")
                 if payload.data is None:
+                    if settings.progress is not None:
+                        settings.progress.finish()
                     dump.finish()
                     path, dump = dump.path, None
                     printer.app(f"dumped to {path}", file=str(path))
@@ -265,6 +305,8 @@ async def read_replies(stream: FramedStream, mode: ReplyMode, settings: Settings
                 printer.error("received unexpected command")
                 raise InternalError("received a command as a reply", log="none")
     finally:
+        if settings.progress is not None:
+            settings.progress.finish()
         if dump is not None:
             dump.file.close()
 
@@ -292,6 +334,32 @@ def read_file(path: Path, piece: int = UPLOAD_CHUNK) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(piece):
             yield chunk
+
+
+class FileUpload:
+    """A file uploaded as a data stream (set-block): its chunks, its size, how far it got.
+
+    Progress counts the file's octets read, so a compressed upload also ends at 100 %.
+    """
+
+    def __init__(self, path: Path, level: int) -> None:
+        self.path = path
+        self.level = level
+        try:
+            self.total: int | None = path.stat().st_size
+        except OSError:
+            self.total = None  # reading it will say why
+        self.done = 0
+
+    def _pieces(self) -> Iterator[bytes]:
+        for piece in read_file(self.path):
+            self.done += len(piece)
+            yield piece
+
+    def __call__(self) -> Iterator[bytes]:
+        """The chunks, read lazily while the connection is open."""
+        self.done = 0
+        return data_chunks(self._pieces(), self.level)
 
 
 async def send_data(

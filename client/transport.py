@@ -7,12 +7,14 @@ whose errors :mod:`client.session` turns into albatross-client's texts.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import trio
 from cryptography import x509
 
 from client.errors import ClientError, CommunicationFailed, ConnectFailed
 from client.leafcert import LeafChain
+from client.progress import CountingStream
 from client.tls import TLSClientStream, check_server_cert
 from transport.unix import UnixStream, open_unix
 
@@ -40,8 +42,12 @@ async def connect_remote(
     anchors: list[x509.Certificate],
     server_name: str | None = None,
     now: dt.datetime | None = None,
+    sent: Callable[[int], None] | None = None,
 ) -> TLSClientStream:
-    """TCP connect (happy eyeballs), TLS 1.3 handshake, server certificate checks."""
+    """TCP connect (happy eyeballs), TLS 1.3 handshake, server certificate checks.
+
+    *sent* hears how many octets went out so far (the progress of a large chain).
+    """
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
             tcp = await trio.open_tcp_stream(host, port)
@@ -49,7 +55,8 @@ async def connect_remote(
         raise ConnectFailed(f"connect failed with timeout after {CONNECT_TIMEOUT:g} s") from None
     except OSError as exc:
         raise ConnectFailed(f"connect failed with {exc.strerror or exc}") from None
-    tls = TLSClientStream(tcp, [chain.leaf, *chain.chain], chain.key, anchors, server_name, now)
+    wire: trio.abc.Stream = tcp if sent is None else CountingStream(tcp, sent)
+    tls = TLSClientStream(wire, [chain.leaf, *chain.chain], chain.key, anchors, server_name, now)
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             server_cert = await tls.do_handshake()

@@ -2,7 +2,9 @@
 
 Run it with ``scripts/demo`` (``--keep`` leaves the services running and says what to try next;
 ``--workdir DIR`` chooses where the files go, default ``./demo-work``, wiped first).
-Every step prints the command it runs and that command's output, as a user would see it.
+Every step prints the command it runs and that command's output, as a user would see it;
+colours only on a terminal (and never with ``NO_COLOR`` set).  SIGTERM or Ctrl-C, during the
+story or while ``--keep`` waits, stops the endpoint and the daemon stand-in too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ RESTORE_SIGINT = (
 )
 
 
+def _styles() -> dict[str, str]:
+    """ANSI styles for a terminal; nothing when the output goes to a pipe or a file."""
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return {"bold": "", "cyan": "", "dim": "", "off": ""}
+    return {"bold": "\033[1m", "cyan": "\033[36m", "dim": "\033[2m", "off": "\033[0m"}
+
+
+STYLE = _styles()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +62,7 @@ class Demo:
     # -- output -------------------------------------------------------------
 
     def section(self, title: str) -> None:
-        print(f"\n\033[1m== {title}\033[0m", flush=True)
+        print(f"\n{STYLE['bold']}== {title}{STYLE['off']}", flush=True)
 
     def run(
         self,
@@ -62,7 +74,7 @@ class Demo:
         """Run an ``alba`` command as a user would, show it and its output, check its status."""
         cwd = cwd or self.work
         shown = " ".join(args)
-        print(f"\033[36m{cwd.name}$ {shown}\033[0m", flush=True)
+        print(f"{STYLE['cyan']}{cwd.name}$ {shown}{STYLE['off']}", flush=True)
         argv = [str(BIN / args[0]), *args[1:]]
         if interrupt_after is not None:
             # Whatever we inherited, the follow must see our Ctrl-C: restore SIGINT, then exec.
@@ -90,7 +102,7 @@ class Demo:
         if proc.returncode != expect:
             raise SystemExit(f"demo: `{shown}` exited {proc.returncode}, expected {expect}")
         if expect:
-            print(f"\033[2m(exit status {proc.returncode}, as expected)\033[0m")
+            print(f"{STYLE['dim']}(exit status {proc.returncode}, as expected){STYLE['off']}")
         return text
 
     @staticmethod
@@ -141,11 +153,12 @@ class Demo:
             time.sleep(0.1)
         raise SystemExit(f"demo: {what} did not come up within {STARTUP_TIMEOUT} s")
 
-    def port_open(self) -> bool:
+    def endpoint_listening(self) -> bool:
+        """The endpoint's own "listening on" line: a probe connection would be a connection
+        like any other, and would open the audit log with an error record."""
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
+            return b"listening on" in (self.work / "endpoint.log").read_bytes()
+        except FileNotFoundError:
             return False
 
     def stop(self) -> None:
@@ -194,7 +207,7 @@ def story(d: Demo) -> None:
     tls_files = ["cacert.pem", "server.pem", "server.key"]
     listen = ["--ip", "127.0.0.1", "--port", str(d.port), "--tmpdir", str(run_dir)]
     d.start("albatross-tls-endpoint", *listen, *security, *tls_files, log="endpoint.log")
-    d.wait_for(d.port_open, "the endpoint")
+    d.wait_for(d.endpoint_listening, "the endpoint")
     print(f"albatross-standin --tmpdir {run_dir} (log: standin.log)")
     print(
         " ".join(["albatross-tls-endpoint", *listen, *security, *tls_files]), "(log: endpoint.log)"
@@ -273,6 +286,25 @@ def story(d: Demo) -> None:
     run("albatross-audit", "verify", "audit.log")
 
 
+def suggestions(d: Demo) -> list[str]:
+    """What to try with --keep: the story ends with the friend revoked, so the operator's
+    commands (the root CA is not revoked), each one a shell line that works as printed."""
+    work = d.work
+    operator = (
+        f"--destination {d.dest} --ca {work}/cacert.pem --ca-key {work}/ca.key"
+        f" --server-ca {work}/cacert.pem"
+    )
+    return [
+        f"cd {work} && {BIN}/alba info {operator}",
+        f"{BIN}/albatross-inspect {work}/friend/friend.bundle",
+        f"{BIN}/albatross-audit verify {work}/audit.log",
+    ]
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # the finally below stops the services
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workdir", type=Path, default=Path("demo-work"))
@@ -284,21 +316,26 @@ def main() -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     demo = Demo(work, args.port or free_port())
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         story(demo)
         if args.keep:
-            demo.section("Still running; try for example")
-            print(
-                f"  cd {work}/friend && ALBATROSS_REMOTES={demo.env['ALBATROSS_REMOTES']} "
-                f"{BIN}/alba console hello --remote friend"
-            )
-            print(f"  {BIN}/albatross-inspect {work}/friend/friend.bundle")
-            print("Press Ctrl-C to stop the endpoint and the daemon stand-in.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            demo.section("Still running; the friend is revoked now, the operator is not. Try")
+            for line in suggestions(demo):
+                print(f"  {line}")
+            print("Press Ctrl-C (or send SIGTERM) to stop the endpoint and the daemon stand-in.")
+            sys.stdout.flush()
+            # sigwait takes only signals that are blocked: unblocked, SIGTERM would run the
+            # handler above, and in a process without it, kill us before the finally runs
+            waited = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+            signal.sigwait(waited)
         else:
             demo.section("Done")
             print(f"Files are in {work}; `scripts/demo --keep` leaves the services running.")
     finally:
+        # a second Ctrl-C or SIGTERM must not cut the stopping short
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         demo.stop()
 
 

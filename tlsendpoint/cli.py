@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core.errors import AlbatrossError, ExitStatus, exit_code
+from tlsendpoint.errors import SetupError
 from tlsendpoint.limits import Limits
 from tlsendpoint.security.setup import security_options
 
@@ -97,14 +98,18 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
     import trio
 
     from tlsendpoint.connlog import LOGGER
+    from tlsendpoint.notify import notify
 
     shutdown = trio.Event()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_on_signal, shutdown)
         addresses = await nursery.start(endpoint.serve, [listener], shutdown)
-        LOGGER.info("listening on %s", ", ".join(str(a) for a in addresses))
+        listening = ", ".join(str(a) for a in addresses)
+        LOGGER.info("listening on %s", listening)
+        notify(f"READY=1\nSTATUS=listening on {listening}")
         await shutdown.wait()
+        notify("STOPPING=1")
         LOGGER.info("signal received: no new connections")
     LOGGER.info("stopped")
 
@@ -112,6 +117,9 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
 def _worker(endpoint: Endpoint, sock: socket.socket) -> int:
     import trio
 
+    from tlsendpoint.notify import NOTIFY_SOCKET
+
+    os.environ.pop(NOTIFY_SOCKET, None)  # the supervisor notifies systemd (NotifyAccess=main)
     try:
         trio.run(_serve_listener, endpoint, sock)
     finally:
@@ -125,6 +133,8 @@ async def _on_signal(shutdown: trio.Event) -> None:
     import trio
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # a --workers worker starts with them blocked (workers._fork): the receiver is ready
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         async for _ in signals:
             shutdown.set()
             return
@@ -180,7 +190,8 @@ async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
 )
 @click.option(
     "--tmpdir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    # not exists=True: a missing tmpdir is a start-up error (125), not a usage error
+    type=click.Path(path_type=Path),
     default=DEFAULT_TMPDIR,
     show_default=True,
     help="Directory whose util/ holds vmmd.sock, console.sock and stat.sock.",
@@ -256,7 +267,7 @@ def cli(
     import trio
 
     from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
-    from tlsendpoint.connlog import LOGGER, configure_logging
+    from tlsendpoint.connlog import configure_logging
     from tlsendpoint.memory import fix_mmap_threshold
     from tlsendpoint.security.setup import open_security
     from tlsendpoint.server import Endpoint
@@ -281,6 +292,7 @@ def cli(
     if not inetd:  # a long-running process: what a big handshake took goes back after it
         fix_mmap_threshold()
     try:
+        _check_tmpdir(tmpdir)
         context = load_server_context(ca, cert, key, limits.max_cert_list)
         security = open_security(
             ca, state_dir=state_dir, crl_dir=crl_dir, audit_log=audit_log,
@@ -303,10 +315,35 @@ def cli(
             sys.exit(run_workers(workers, lambda: _worker(endpoint, sock), limits.grace_period))
         trio.run(_serve_listener, endpoint, sock)
     except AlbatrossError as exc:
-        LOGGER.error("%s", exc.message)
-        if not inetd:
-            click.echo(f"albatross-tls-endpoint: {exc.message}", err=True)
+        _startup_error(exc.message, target, inetd)
         sys.exit(exit_code(exc))
+
+
+def _check_tmpdir(tmpdir: Path) -> None:
+    """albatrossd makes its tmpdir (``/run/albatross``) when it starts: without it the
+    endpoint could serve nothing.  A start-up error (125, and ``Restart=`` tries again)."""
+    if not tmpdir.is_dir():
+        reason = "is not a directory" if tmpdir.exists() else "does not exist"
+        raise SetupError(
+            f"--tmpdir {tmpdir} {reason}: albatrossd creates it when it starts"
+            " (is albatrossd running, with the same --tmpdir?)"
+        )
+
+
+def _startup_error(message: str, target: str, inetd: bool) -> None:
+    """Say why we cannot start, once: on stderr (synchronously, before the exit), and in
+    the log unless the log is stderr; under systemd, where stderr goes to the journal
+    that ``--log journal`` writes to, in the log alone."""
+    from tlsendpoint.connlog import LOGGER, stderr_is_journal
+
+    if target == "stderr":
+        click.echo(f"albatross-tls-endpoint: {message}", err=True)
+        return
+    LOGGER.error("%s", message)
+    if target == "journal" and stderr_is_journal(os.environ, sys.stderr.fileno()):
+        return
+    if not inetd:
+        click.echo(f"albatross-tls-endpoint: {message}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

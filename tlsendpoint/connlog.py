@@ -12,6 +12,16 @@ whose reader stalls, or to a syslog socket whose daemon is busy, blocks, and
 the event loop must never wait for that.  At most :data:`LOG_BACKLOG` records
 wait; beyond, records are dropped, and a line written before the next record
 that got through says how many.
+
+In the journal a connection's entry carries its parts as fields of their own
+(``PEER=``, ``CHAIN=``, ``NAME=``, ``COMMAND=``, ``OUTCOME=``, ``DURATION=``,
+``UPLOADED=``...: :meth:`ConnectionRecord.fields`), so ``journalctl
+OUTCOME=...`` or ``-o json`` need no parsing of MESSAGE.  The journal's native
+protocol is written by hand (:class:`JournalHandler`, one datagram per entry)
+because python-systemd, which has it, needs libsystemd's headers and a C
+compiler to install.  On standard error under systemd (``$JOURNAL_STREAM``
+names our stderr) lines carry a ``<N>`` priority prefix instead of our own
+timestamp: the journal stamps them itself.
 """
 
 from __future__ import annotations
@@ -22,10 +32,12 @@ import logging
 import logging.handlers
 import os
 import queue
+import re
 import socket
+import struct
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from core.chainrules import subject_text
 
 __all__ = [
+    "JOURNAL_FIELDS",
     "LOGGER",
     "LOG_BACKLOG",
     "BackgroundHandler",
@@ -42,11 +55,18 @@ __all__ = [
     "JournalHandler",
     "configure_logging",
     "describe_chain",
+    "stderr_is_journal",
 ]
 
 LOGGER = logging.getLogger("albatross.endpoint")
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+#: The attribute of a log record (``extra=``) whose dict becomes journal fields.
+JOURNAL_FIELDS = "journal_fields"
+# journald's rule for field names: A-Z, 0-9 and _, not starting with _ (trusted fields)
+_FIELD_NAME = re.compile(r"[A-Z0-9][A-Z0-9_]{0,63}")
+# syslog priorities (sd-daemon.h): the journal's PRIORITY= and the <N> prefix on stderr
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4}
 
 
 def _quote(text: str) -> str:
@@ -86,32 +106,84 @@ class ConnectionRecord:
         parts.append(f"duration={duration:.3f}s")
         return " ".join(parts)
 
+    def fields(self, duration: float) -> dict[str, str]:
+        """The parts of :meth:`line` as journal fields: ``{"PEER": ..., "OUTCOME": ...}``."""
+        found = {"PEER": self.peer}
+        for key, value in (("CHAIN", self.chain), ("NAME", self.name), ("COMMAND", self.command)):
+            if value:
+                found[key] = value
+        found["OUTCOME"] = self.outcome
+        for detail in self.details:  # "uploaded=123", "audit=..."
+            key, _, value = detail.partition("=")
+            if _FIELD_NAME.fullmatch(key.upper()):
+                found[key.upper()] = value
+        found["DURATION"] = f"{duration:.3f}"
+        return found
+
+
+def _journal_field(key: str, value: str) -> bytes:
+    """One field in the native protocol: ``KEY=value\\n``, or, if the value holds a
+    newline, ``KEY\\n`` + its length (64-bit little endian) + the value + ``\\n``."""
+    raw = value.encode("utf-8", "replace")
+    if b"\n" not in raw:
+        return key.encode() + b"=" + raw + b"\n"
+    return key.encode() + b"\n" + struct.pack("<Q", len(raw)) + raw + b"\n"
+
 
 class JournalHandler(logging.Handler):
-    """Minimal systemd-journald native-protocol sender (one datagram per record)."""
+    """systemd-journald's native protocol: one datagram per record, with its fields.
+
+    MESSAGE, PRIORITY and SYSLOG_IDENTIFIER, then the record's :data:`JOURNAL_FIELDS`
+    (names journald would refuse are left out; the values stay in MESSAGE anyway).
+    """
 
     def __init__(self, identifier: str, path: Path = JOURNAL_SOCKET) -> None:
         super().__init__()
         self.identifier = identifier
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record).replace("\n", " ")
-            priority = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4}.get(
-                record.levelno, 3
-            )
-            payload = (
-                f"MESSAGE={message}\nPRIORITY={priority}\nSYSLOG_IDENTIFIER={self.identifier}\n"
-            ).encode()
-            self.sock.sendto(payload, str(self.path))
+            priority = _PRIORITY.get(record.levelno, 3)
+            payload = [
+                _journal_field("MESSAGE", message),
+                _journal_field("PRIORITY", str(priority)),
+                _journal_field("SYSLOG_IDENTIFIER", self.identifier),
+            ]
+            extra: Mapping[str, str] = getattr(record, JOURNAL_FIELDS, {})
+            payload += [
+                _journal_field(key, value)
+                for key, value in extra.items()
+                if _FIELD_NAME.fullmatch(key)
+                and key not in ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER")
+            ]
+            self.sock.sendto(b"".join(payload), str(self.path))
         except OSError:
             self.handleError(record)
 
     def close(self) -> None:
         self.sock.close()
         super().close()
+
+
+class _JournalStreamFormatter(logging.Formatter):
+    """``<4>message``: the journal reads the priority and stamps the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITY.get(record.levelno, 3)}>{super().format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str], fd: int) -> bool:
+    """Whether *fd* is the stream systemd connected to the journal (``$JOURNAL_STREAM``,
+    ``device:inode``; an inherited variable naming another file does not count)."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        status = os.fstat(fd)
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):
+        return False
 
 
 #: Records waiting for the log's sink at most; beyond, they are dropped and counted.
@@ -203,7 +275,12 @@ class BackgroundHandler(logging.Handler):
         super().close()
 
 
-def configure_logging(target: str, level: int, identifier: str = "albatross-tls-endpoint") -> None:
+def configure_logging(
+    target: str,
+    level: int,
+    identifier: str = "albatross-tls-endpoint",
+    environ: Mapping[str, str] = os.environ,
+) -> None:
     """Route the endpoint's log to ``stderr``, ``syslog``, ``journal`` or ``none``."""
     root = logging.getLogger("albatross")
     for old in list(root.handlers):
@@ -214,7 +291,14 @@ def configure_logging(target: str, level: int, identifier: str = "albatross-tls-
     handler: logging.Handler
     if target == "stderr":
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        try:
+            under_journal = stderr_is_journal(environ, sys.stderr.fileno())
+        except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor
+            under_journal = False
+        if under_journal:
+            handler.setFormatter(_JournalStreamFormatter("%(message)s"))
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     elif target == "syslog":
         address = "/dev/log" if Path("/dev/log").exists() else "/var/run/log"
         handler = logging.handlers.SysLogHandler(

@@ -47,7 +47,7 @@ from core.errors import AlbatrossError
 from core.routing import Socket, command_name
 from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, StringReply
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
-from tlsendpoint.connlog import LOGGER, ConnectionRecord, describe_chain
+from tlsendpoint.connlog import JOURNAL_FIELDS, LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.limits import Limits
 from tlsendpoint.security.daemonquery import daemon_query
 from tlsendpoint.security.gate import Gate
@@ -317,7 +317,9 @@ class Endpoint:
                     record.details.append(f"audit={head}")
             level = logging.INFO if record.ok else logging.WARNING
             if LOGGER.isEnabledFor(level):  # -q: no formatting, no fingerprints
-                LOGGER.log(level, "%s", record.line(trio.current_time() - started))
+                took = trio.current_time() - started
+                fields = {JOURNAL_FIELDS: record.fields(took)}  # the journal's own fields
+                LOGGER.log(level, "%s", record.line(took), extra=fields)
 
     # -- listeners ---------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from tlsendpoint.connlog import LOGGER
+from tlsendpoint.notify import notify
 
 __all__ = ["KILL_MARGIN", "run_workers"]
 
@@ -65,7 +66,10 @@ def _fork(serve: Callable[[], int], old_mask: Iterable[int]) -> int:
         # Until the worker's event loop installs its SIGHUP receiver (CRL reload), a
         # forwarded SIGHUP must not kill it: ignored, not blocked, so nothing is queued.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        # SIGTERM/SIGINT stay blocked (kept pending, not lost) until the worker's event loop
+        # listens for them (cli._on_signal unblocks): the supervisor tells systemd READY=1
+        # right after the fork, and a stop sent at once must drain the worker, not kill it.
+        signal.pthread_sigmask(signal.SIG_SETMASK, {*old_mask, signal.SIGTERM, signal.SIGINT})
         code = serve()
     except BaseException:  # a worker must never fall back into the supervisor's code
         LOGGER.exception("worker %d failed", os.getpid())
@@ -98,6 +102,8 @@ def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> in
         for number in range(count):
             alive[_fork(serve, old_mask)] = number
         LOGGER.info("started %d workers: %s", count, " ".join(map(str, alive)))
+        # the socket listens already (connections wait in its backlog): ready for systemd
+        notify(f"READY=1\nSTATUS={count} workers")
         while alive:
             timeout = 1.0 if kill_at is None else max(0.0, kill_at - time.monotonic())
             info = signal.sigtimedwait(_SIGNALS, timeout)
@@ -112,6 +118,7 @@ def run_workers(count: int, serve: Callable[[], int], grace_period: float) -> in
                 LOGGER.error("worker %d exited (%d): stopping the others", number, code)
                 stopping = failed = True
             if stopping and kill_at is None:
+                notify("STOPPING=1")
                 for pid in alive:
                     os.kill(pid, signal.SIGTERM)
                 kill_at = time.monotonic() + grace_period + KILL_MARGIN

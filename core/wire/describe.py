@@ -1,6 +1,6 @@
-"""Wire values in plain words and as JSON-ready data (for inspect, logs and ``--json``).
+"""Wire values in plain words (for inspect and logs); their JSON is :mod:`core.jsonout`.
 
-Both renderings are generic over the frozen dataclasses of
+The rendering is generic over the frozen dataclasses of
 :mod:`core.wire.messages`, so a new message kind needs no code here;
 only the human names of the kinds live in a table.
 """
@@ -19,7 +19,7 @@ from core.wire.der import format_time
 from core.wire.names import Name
 from core.wire.policy import Policy
 
-__all__ = ["describe", "kind", "to_json"]
+__all__ = ["describe", "kind"]
 
 #: Inline byte strings up to this size; larger ones are summarised by size and digest.
 INLINE_BYTES = 64
@@ -73,38 +73,6 @@ def kind(value: object) -> str:
 
 def _words(identifier: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", identifier).lower().replace("_", " ")
-
-
-def _bytes_json(data: bytes) -> object:
-    if len(data) <= INLINE_BYTES:
-        return data.hex()
-    return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def to_json(value: object) -> Any:
-    """A JSON-serialisable rendering; dataclasses become objects with a ``type`` key."""
-    if isinstance(value, Name):
-        return str(value)
-    if isinstance(value, bytes):
-        return _bytes_json(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, frozenset):
-        return [to_json(v) for v in sorted(value, key=repr)]
-    if isinstance(value, tuple | list):
-        return [to_json(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {}
-        if not isinstance(value, Policy | m.Header):
-            out["type"] = kind(value)
-        for f in dataclasses.fields(value):
-            out[f.name] = to_json(getattr(value, f.name))
-        return out
-    raise TypeError(f"cannot render {type(value).__name__}")
 
 
 def _text(value: object) -> str:

@@ -427,7 +427,11 @@ def test_inspect_csr_chain_and_bundle(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "private key: ed25519 (not shown)" in out
     assert "BEGIN PRIVATE KEY" not in out
     result = run(ca_group, ["inspect", "--json", "alice.bundle", files[1]])
-    parsed = json.loads(result.stdout)
+    parsed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(p["schema"], p["record"], p["file"]) for p in parsed] == [
+        (1, "inspect", "alice.bundle"),
+        (1, "inspect", files[1]),
+    ]
     assert [p["type"] for p in parsed] == ["bundle", "objects"]
     assert [o["albatross"]["kind"] for o in parsed[1]["objects"]] == ["command", "policy", "policy"]
 

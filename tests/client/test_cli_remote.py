@@ -91,8 +91,8 @@ def test_info_json(pki: Pki) -> None:
         result = run(["info", "--json", *pki.remote_args(port)])
     assert result.exit_code == 0
     assert result.stdout == (
-        '{"name": ":", "reply": {"type": "UnikernelInfoList", "unikernels": [], '
-        '"variant": "current"}}\n'
+        '{"name":":","record":"reply","reply":{"type":"UnikernelInfoList","unikernels":[],'
+        '"variant":"current"},"schema":1}\n'
     )
 
 
@@ -405,14 +405,16 @@ def test_json_failure_and_error_lines(pki: Pki) -> None:
         failed = run(["destroy", "ghost", "--json", *pki.remote_args(port)])
     assert failed.exit_code == 117
     assert failed.stdout == (
-        '{"name": ":ghost", "reply": {"message": "destroy: not found", "type": "Failure"}}\n'
+        '{"exit_code":117,"message":"destroy: not found","name":":ghost","record":"error",'
+        '"reply_type":"Failure","schema":1,"source":"daemon"}\n'
     )
     refused = run(["create", "a", str(TICKER), "--mem", "128", "--json",
                    *pki.remote_args(9, "alice")])  # fmt: skip
     assert refused.exit_code == 124
     assert refused.stdout == (
-        '{"exit_code": 124, "message": "couldn\'t generate certificate chain: 128 MB memory '
-        'assigned to unikernel exceeds policy (64MB)", "type": "error"}\n'
+        '{"exit_code":124,"message":"couldn\'t generate certificate chain: 128 MB memory '
+        'assigned to unikernel exceeds policy (64MB)","name":null,"record":"error",'
+        '"reply_type":null,"schema":1,"source":"client"}\n'
     )
 
 

@@ -5,6 +5,7 @@ the daemon stand-in, with albatross-client's output lines and exit codes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def test_restart_keeping_and_replacing_arguments(stack: Stack) -> None:
         "host [unikernel: :r1]: success: created unikernel\n",
     )
     info = run(["info", "--json", "-n", "r1", *root_args(stack)])
-    assert '"memory": 48' in info.stdout
+    (record,) = json.loads(info.stdout)["reply"]["unikernels"]
+    assert (record["name"], record["memory"]) == (":r1", 48)
     missing = run(["restart", "ghost", *root_args(stack)])
     assert (missing.exit_code, missing.stdout) == (
         117,
@@ -93,7 +95,8 @@ def test_update_from_builder_web(stack: Stack, builder: str) -> None:
     )
     info = run(["info", "--json", "-n", "tick1", *root_args(stack)])
     assert hashlib.sha256(NEW.read_bytes()).hexdigest() in info.stdout
-    assert '"memory": 16' in info.stdout
+    (record,) = json.loads(info.stdout)["reply"]["unikernels"]
+    assert (record["name"], record["memory"]) == (":tick1", 16)
 
 
 def _follow(stack: Stack, args: list[str], until: bytes) -> tuple[int, str, str]:

@@ -169,9 +169,10 @@ def test_manifest() -> None:
     for bad in (b"", b"garbage", TICKER[:100], b"\x7fELF" + bytes(60)):
         with pytest.raises(ParseError):
             read_manifest(bad)
-    # A program header table pointing past the end of the file.
+    # A section header table pointing past the end of the file (albatross reads the
+    # notes through the section headers, not the program headers).
     broken = bytearray(TICKER)
-    struct.pack_into("<Q", broken, 32, len(broken) + 1000)
+    struct.pack_into("<Q", broken, 0x28, len(broken) + 1000)
     with pytest.raises(ParseError, match="error during ELF parsing"):
         read_manifest(bytes(broken))
     with pytest.raises(UsageError, match=r"block device\(s\) does not match"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -62,7 +63,9 @@ def test_add_list_use_remove(tmp_path: Path, remotes_file: Path) -> None:
     assert (used.exit_code, used.stdout) == (0, "host [unikernel: :]: no unikernels\n")
     assert seen[0].command == UnikernelInfo()
     listed = run(["remote", "list"])
-    assert listed.stdout == f"home: 127.0.0.1:{port} (server name albatross.test)\n"
+    assert listed.stdout.startswith(
+        f"home: 127.0.0.1:{port} (server name albatross.test), expires "
+    )
     again = run(
         [
             "remote",
@@ -111,6 +114,21 @@ def test_save_and_load_round_trip(remotes_file: Path) -> None:
     entries = {"a b": RemoteEntry('h"1', "c", "k", "s", None, "p256")}
     save_remotes(entries)
     assert load_remotes() == entries
+
+
+@pytest.mark.parametrize(
+    "awkward",
+    ['a"b', "back\\slash", "tab\tnew\nline", "bell\x07", "ünï ☃", "[remotes.x]", "a.b"],
+)
+def test_save_round_trips_awkward_text(remotes_file: Path, awkward: str) -> None:
+    """tomli-w writes it; tomllib reads the same names and values back, in one table."""
+    entries = {awkward: RemoteEntry(awkward, "c", "k", "s", awkward, None), "plain": PLAIN}
+    save_remotes(entries)
+    assert load_remotes() == entries
+    assert stat.S_IMODE(remotes_file.stat().st_mode) == 0o600
+
+
+PLAIN = RemoteEntry("h:1025", "c", "k", "s")
 
 
 def test_concurrent_saves_never_clobber_each_other(remotes_file: Path) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from client.manifest import read_manifest
@@ -45,6 +49,83 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "audit.log: ok, " in out
     # Both services were stopped: no process still runs with the work directory.
     assert _processes_mentioning(str(tmp_path / "w")) == []
+    assert "\033" not in out  # a pipe gets no colours
+    _check_the_audit_log_starts_with_the_story(tmp_path / "w")
+
+
+def _check_the_audit_log_starts_with_the_story(work: Path) -> None:
+    """The readiness check is no connection: the first audit entry is the operator's info."""
+    first = json.loads((work / "audit.log").read_text().splitlines()[0])
+    assert (first["decision"], first["command"]) == ("allow", "unikernel info")
+    assert "closed before the handshake" not in (work / "endpoint.log").read_text()
+
+
+def _lines_until(lines: queue.Queue[str | None], marker: str, seen: list[str]) -> None:
+    while not seen or marker not in seen[-1]:
+        line = lines.get(timeout=180)
+        assert line is not None, "demo ended early:\n" + "".join(seen)
+        seen.append(line)
+
+
+def test_demo_keep_suggests_working_commands_and_stops_on_sigterm(tmp_path: Path) -> None:
+    work = tmp_path / "k"
+    demo = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--workdir", str(work), "--keep"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    try:
+        _lines_until(lines, "Press Ctrl-C", seen)
+        start = next(i for i, ln in enumerate(seen) if "Still running" in ln)
+        suggested = [ln.strip() for ln in seen[start + 1 : -1] if ln.startswith("  ")]
+        assert any("alba info" in ln for ln in suggested)
+        assert not any("--remote friend" in ln for ln in suggested)  # the friend is revoked
+        for line in suggested:  # each works as printed, while the services run
+            result = subprocess.run(
+                ["bash", "-c", line], capture_output=True, text=True, timeout=120, check=False
+            )
+            assert result.returncode == 0, (line, result.stdout, result.stderr)
+        assert _processes_mentioning(str(work))  # still running before the signal
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=120) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    # the signal stopped the endpoint and the stand-in too
+    assert _processes_mentioning(str(work)) == []
+    assert "\033" not in "".join(seen)
+    _check_the_audit_log_starts_with_the_story(work)
+
+
+def test_demo_stops_its_services_when_terminated_during_the_story(tmp_path: Path) -> None:
+    work = tmp_path / "t"
+    demo = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--workdir", str(work)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:  # once both services run
+            if "The operator asks what runs on the host" in line:
+                break
+        assert _processes_mentioning(str(work))
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert _processes_mentioning(str(work)) == []
 
 
 def _processes_mentioning(text: str) -> list[str]:

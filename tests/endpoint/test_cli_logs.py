@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -64,12 +66,36 @@ def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "'a.pem' does not exist" in capsys.readouterr().err
 
 
-def test_missing_tmpdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_missing_tmpdir_is_a_startup_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """/run/albatross before albatrossd made it: 125 (Restart= tries again), said once."""
     pki = Pki(tmp_path)
+    tmpdir = tmp_path / "nope"
+    if kind == "file":
+        tmpdir.write_text("")
     with pytest.raises(SystemExit) as info:
-        main(["--tmpdir", str(tmp_path / "nope"), *_files(pki)])
-    assert info.value.code == 124
-    assert "Directory" in capsys.readouterr().err
+        main(["--tmpdir", str(tmpdir), *_files(pki)])
+    assert info.value.code == 125
+    reason = "does not exist" if kind == "missing" else "is not a directory"
+    assert capsys.readouterr().err == (
+        f"albatross-tls-endpoint: --tmpdir {tmpdir} {reason}: albatrossd creates it when it"
+        " starts (is albatrossd running, with the same --tmpdir?)\n"
+    )
+
+
+def test_startup_error_printed_once_with_stderr_logging(tmp_path: Path) -> None:
+    """The log is stderr: the reason appears there once, not as a log line and again."""
+    pki = Pki(tmp_path)
+    write_chain(pki.ca_file, [pki.root, pki.server])
+    script = Path(sys.executable).parent / "albatross-tls-endpoint"
+    result = subprocess.run(
+        [str(script), "--tmpdir", str(tmp_path), *_files(pki)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 125
+    assert result.stderr.count("expect single ca as cacert") == 1, result.stderr
 
 
 def test_log_line_quotes_hostile_values() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -9,44 +10,58 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from ca.cli import ca_group
 from client.inspect_cli import main
+from core.clock import fixed_clock
 from tests.vectors import CASES, CERTS
 
 RUNNER = CliRunner()
 
 
 def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    result = RUNNER.invoke(main, list(args), input=stdin)
+    result = RUNNER.invoke(main, list(args), input=stdin, obj=fixed_clock(AT))
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_chain_in_plain_words() -> None:
-    code, out, _ = run(str(CERTS / "leaf" / "bob-create.chain.pem"))
+#: A fixed time for the certificates' status (the vectors' leaves live 310 s).
+AT = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+
+
+def test_chain_in_plain_words_as_ca_inspect_prints_it() -> None:
+    path = str(CERTS / "leaf" / "bob-create.chain.pem")
+    code, out, _ = run(path)
     assert code == 0
-    assert "certificate: CN=b1" in out
-    assert "albatross extension: unikernel create: config image 2827 octets" in out
-    assert "memory 16" in out
+    assert out == CliRunner().invoke(ca_group, ["inspect", path], obj=fixed_clock(AT)).stdout
+    assert out.splitlines()[:4] == [
+        "certificate: request leaf /CN=b1, issued by /CN=bob",
+        "  serial 077b5997be5efa7f1b01, ed25519 key, signed with ed25519",
+        "  valid from 2026-11-27T18:08:43+00:00 until 2026-11-27T18:13:53+00:00 (310 s), "
+        "expired now",
+        "  signed by the next certificate: yes",
+    ]
     assert (
-        "albatross extension: policy add: policy 1 unikernels 0 CPUids 32 MB memory 10 MB block,"
-        " bridges: service" in out
+        "  albatross policy: 1 unikernels 0 CPUids 32 MB memory 10 MB block, bridges: service"
+        in out.splitlines()
     )
 
 
 def test_csr_as_json() -> None:
-    code, out, _ = run("--json", str(CERTS / "ca" / "alice.req"))
+    path = str(CERTS / "ca" / "alice.req")
+    code, out, _ = run("--json", path)
     assert code == 0
-    (view,) = json.loads(out)
-    assert view["what"] == "certificate request"
-    ext = view["albatross_extension"]
-    assert ext["critical"] is False
-    assert ext["command"]["type"] == "policy add"
-    assert ext["command"]["policy"] == {
-        "unikernels": 2,
-        "cpuids": [0],
-        "memory": 64,
-        "block": 100,
-        "bridges": ["service"],
-    }
+    assert out == (
+        '{"file":"' + path + '","objects":[{"albatross":{"critical":false,'
+        '"hex":"3022020105a41da11b3019300302010002010202014002016430090c0773657276696365",'
+        '"kind":"policy","policy":{"block":100,"bridges":["service"],"cpuids":[0],"memory":64,'
+        '"unikernels":2},"text":"2 unikernels 0 CPUids 64 MB memory 100 MB block, bridges: '
+        'service","version":5},"common_name":"alice","extensions":[{"critical":false,'
+        '"name":"albatross","oid":"1.3.6.1.4.1.49836.42","value":"albatross extension"}],'
+        '"key_type":"ed25519",'
+        '"sha256":"baf1b488676fa535d0cd5586f72485c46b36e25940453626e187874e419e438a",'
+        '"signature_valid":true,"subject":"/CN=alice","type":"certificate request"}],'
+        '"record":"inspect","schema":1,"type":"objects"}\n'
+    )
+    assert out == CliRunner().invoke(ca_group, ["inspect", "--json", path]).stdout
 
 
 def test_reencode_certificate_gives_the_extension_hex() -> None:
@@ -75,9 +90,11 @@ def test_hex_input_and_json_message() -> None:
     )
     code, out, _ = run("--hex", "--json", "-", stdin=reply.encode())
     assert code == 0
-    data = json.loads(out)
-    assert data["header"] == {"name": ":ghost", "sequence": 24, "version": 5}
-    assert data["payload"] == {"type": "failure", "message": "destroy: not found"}
+    assert out == (
+        '{"header":{"name":":ghost","sequence":24,"type":"Header","version":5},'
+        '"payload":{"message":"destroy: not found","type":"Failure"},"record":"message",'
+        '"schema":1}\n'
+    )
 
 
 def test_garbage_is_refused_with_the_reason() -> None:
@@ -108,5 +125,5 @@ def test_console_script_runs(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "certificate: CN=ca" in proc.stdout
-    assert "albatross extension: none" in proc.stdout
+    assert proc.stdout.startswith("certificate: root CA /CN=ca, issued by /CN=ca\n")
+    assert "  albatross extension: none\n" in proc.stdout

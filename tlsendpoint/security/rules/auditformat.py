@@ -118,9 +118,17 @@ def _time(when: dt.datetime) -> str:
 
 
 def chain_summary(chain: Sequence[x509.Certificate]) -> list[dict[str, str]]:
-    """Subject and SHA-256 fingerprint of each certificate, leaf first (at most 10)."""
+    """Subject, serial (hex) and SHA-256 fingerprint of each certificate, leaf first (at most 10).
+
+    The serial came with issue 15 (``albatross-audit who``); the reader never looked
+    inside a chain entry, so records with and without it read alike in both formats.
+    """
     return [
-        {"subject": _cut(subject_text(c)), "sha256": c.fingerprint(hashes.SHA256()).hex()}
+        {
+            "subject": _cut(subject_text(c)),
+            "serial": f"{c.serial_number:x}",
+            "sha256": c.fingerprint(hashes.SHA256()).hex(),
+        }
         for c in chain[:_MAX_CHAIN]
     ]
 
