@@ -57,6 +57,7 @@ from core.wire import (
 from tlsendpoint import server
 from tlsendpoint.connlog import configure_logging
 from tlsendpoint.limits import Limits
+from tlsendpoint.security.setup import open_security
 from tlsendpoint.server import Endpoint
 from tlsendpoint.tlscontext import load_server_context
 from tlsendpoint.tlsstream import TLSStream
@@ -147,7 +148,9 @@ def _run(
     return result, (after.user - before.user, after.system - before.system)
 
 
-def _report(profiler: cProfile.Profile, commands: int, top: int) -> None:
+def _report(
+    profiler: cProfile.Profile, commands: int, top: int, by_cumulative: bool = False
+) -> None:
     stats = pstats.Stats(profiler)
     raw = stats.stats  # type: ignore[attr-defined]
     rows = []
@@ -157,9 +160,17 @@ def _report(profiler: cProfile.Profile, commands: int, top: int) -> None:
         total += tottime
         if "do_handshake" in func and filename == "~":
             handshake += tottime
-        where = f"{Path(filename).name}:{line}" if filename != "~" else "C"
+        where = (
+            f"{Path(filename).parent.name}/{Path(filename).name}:{line}" if filename != "~" else "C"
+        )
         rows.append((tottime, cumtime, calls, f"{where} {func}"))
     rows.sort(reverse=True)
+    if by_cumulative:
+        rows = sorted(
+            (row for row in rows if "/work/" in row[3] or not row[3].startswith(("C ", "<"))),
+            key=lambda row: row[1],
+            reverse=True,
+        )
     per = 1e6 / commands
     print(f"\nProfiled: {commands} commands, {total * per:.0f} us profiled time per command")
     print(f"  inside OpenSSL's do_handshake (C): {handshake * per:.0f} us per command")
@@ -177,6 +188,7 @@ def main() -> None:
     ap.add_argument("--key-type", default="ed25519", choices=["ed25519", "p256"])
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--no-profile", action="store_true", help="only the unprofiled figure")
+    ap.add_argument("--cumulative", action="store_true", help="sort by cumulative time")
     ap.add_argument(
         "--no-daemon",
         action="store_true",
@@ -187,11 +199,20 @@ def main() -> None:
         action="store_true",
         help="also measure the floor: the same TLS context serving only handshake + one frame",
     )
+    ap.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the endpoint's default options: security on, one log line per command to "
+        "stderr (redirect it: 2>/dev/null)",
+    )
     a = ap.parse_args()
-    configure_logging("none", logging.ERROR)  # as the bench's endpoint runs: -q
+    if a.defaults:
+        configure_logging("stderr", logging.INFO)
+    else:
+        configure_logging("none", logging.ERROR)  # -q, --no-security
     if a.no_daemon:
 
-        async def no_daemon(*_args: object) -> UnikernelInfoList:
+        async def no_daemon(*_args: object, **_kwargs: object) -> UnikernelInfoList:
             await trio.lowlevel.checkpoint()
             return UnikernelInfoList(())
 
@@ -221,7 +242,15 @@ def main() -> None:
             context = load_server_context(
                 work / "cacert.pem", work / "server.pem", work / "server.key"
             )
-            endpoint = Endpoint(context, run / "util", Limits())
+            security = (
+                open_security(
+                    work / "cacert.pem", state_dir=work / "security", crl_dir=None,
+                    audit_log=None, audit_fsync=False, no_security=False,
+                )
+                if a.defaults
+                else None
+            )  # fmt: skip
+            endpoint = Endpoint(context, run / "util", Limits(), security=security)
 
             def args(port: int) -> list[str]:
                 return [
@@ -256,7 +285,7 @@ def main() -> None:
                 port = free_port()
                 result, _cpu = _run(endpoint, port, args(port), profiler)
                 commands = int(str(result["commands"])) + int(str(result["errors"]))
-                _report(profiler, max(commands, 1), a.top)
+                _report(profiler, max(commands, 1), a.top, a.cumulative)
         finally:
             standin.send_signal(signal.SIGTERM)
             standin.wait(timeout=15)

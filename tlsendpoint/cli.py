@@ -14,29 +14,27 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import trio
 
 from cmdline import Command, log_level
 from core.errors import AlbatrossError, ExitStatus, exit_code
-from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
-from tlsendpoint.connlog import LOGGER, configure_logging, stderr_is_journal
 from tlsendpoint.errors import SetupError
 from tlsendpoint.limits import Limits
-from tlsendpoint.memory import fix_mmap_threshold
-from tlsendpoint.metricsserver import MetricsPlan, metrics_options, open_metrics
-from tlsendpoint.notify import NOTIFY_SOCKET, notify
-from tlsendpoint.security.setup import open_security, security_options
-from tlsendpoint.server import Endpoint
-from tlsendpoint.tlscontext import load_server_context
-from tlsendpoint.workers import run_workers
+from tlsendpoint.metricsoptions import metrics_options
+from tlsendpoint.security.setup import security_options
+
+if TYPE_CHECKING:  # imported where used: --version and --help load none of them (issue 13)
+    import socket
+
+    import trio
+
+    from tlsendpoint.metricsserver import MetricsPlan
+    from tlsendpoint.server import Endpoint
 
 __all__ = ["cli", "main"]
 
@@ -97,6 +95,11 @@ def _level() -> int | None:
 
 
 async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
+    import trio
+
+    from tlsendpoint.connlog import LOGGER
+    from tlsendpoint.notify import notify
+
     shutdown = trio.Event()
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
@@ -112,6 +115,10 @@ async def _serve_listener(endpoint: Endpoint, sock: socket.socket) -> None:
 
 
 def _worker(endpoint: Endpoint, sock: socket.socket, metrics: MetricsPlan | None = None) -> int:
+    import trio
+
+    from tlsendpoint.notify import NOTIFY_SOCKET
+
     os.environ.pop(NOTIFY_SOCKET, None)  # the supervisor notifies systemd (NotifyAccess=main)
     if metrics is not None:  # after the fork: this worker's own series
         endpoint.metrics = metrics.endpoint_metrics()
@@ -123,6 +130,10 @@ def _worker(endpoint: Endpoint, sock: socket.socket, metrics: MetricsPlan | None
 
 
 async def _on_signal(shutdown: trio.Event) -> None:
+    import signal
+
+    import trio
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         # a --workers worker starts with them blocked (workers._fork): the receiver is ready
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -132,6 +143,8 @@ async def _on_signal(shutdown: trio.Event) -> None:
 
 
 async def _serve_one(endpoint: Endpoint, sock: socket.socket) -> None:
+    import trio
+
     async with trio.open_nursery() as nursery:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
@@ -247,6 +260,18 @@ def cli(
             f"--cert-budget ({limit_values['cert_budget']}) must be at least --max-cert-list"
             f" ({limit_values['max_cert_list']}): a chain of the largest size must fit in it"
         )
+    # imported here, not at the top: --version and --help need none of them (issue 13)
+    import trio
+
+    from tlsendpoint.activation import inetd_socket, systemd_socket, tcp_listen_socket
+    from tlsendpoint.connlog import configure_logging
+    from tlsendpoint.memory import fix_mmap_threshold
+    from tlsendpoint.metricsserver import open_metrics
+    from tlsendpoint.security.setup import open_security
+    from tlsendpoint.server import Endpoint
+    from tlsendpoint.tlscontext import load_server_context
+    from tlsendpoint.workers import run_workers
+
     level = _level()
     target = log_target or ("syslog" if syslog else "stderr")
     if level is None:
@@ -280,6 +305,8 @@ def cli(
             inherited = systemd_socket(os.environ, os.getpid())
             if not inherited.listening:
                 if metrics is not None:
+                    from tlsendpoint.connlog import LOGGER
+
                     LOGGER.warning("--metrics ignored: one connection per process (Accept=yes)")
                 trio.run(_serve_one, endpoint, inherited.sock)
                 return
@@ -321,6 +348,8 @@ def _startup_error(message: str, target: str, inetd: bool) -> None:
     """Say why we cannot start, once: on stderr (synchronously, before the exit), and in
     the log unless the log is stderr; under systemd, where stderr goes to the journal
     that ``--log journal`` writes to, in the log alone."""
+    from tlsendpoint.connlog import LOGGER, stderr_is_journal
+
     if target == "stderr":
         click.echo(f"albatross-tls-endpoint: {message}", err=True)
         return

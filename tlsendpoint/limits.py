@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.wire import DEFAULT_MAX_FRAME
-from tlsendpoint.tlscontext import DEFAULT_MAX_CERT_LIST
+__all__ = ["DEFAULT_MAX_CERT_LIST", "DEFAULT_MAX_FRAME", "Limits"]
 
-__all__ = ["Limits"]
+# This module is imported to build the command line (``--version`` among it), so it
+# imports nothing: the frame limit is the codec's, which is not imported here (the codec
+# takes a while to load); tests/endpoint/test_units.py checks the two stay equal.
+
+#: Largest frame accepted (``core.wire.DEFAULT_MAX_FRAME``).
+DEFAULT_MAX_FRAME = 32 * 1024 * 1024
+#: Largest client certificate chain we accept: a 16 MiB leaf (albatross's
+#: 2^24 limit on the encoded leaf) plus room for the intermediates.
+DEFAULT_MAX_CERT_LIST = 17 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +47,7 @@ class Limits:
     max_connections: int = 256
     #: On SIGTERM, how long running connections may continue before they are cancelled.
     grace_period: float = 10.0
+
+
+#: ``--metrics-max-paths``: delegation paths with series of their own (tlsendpoint.metrics).
+DEFAULT_MAX_PATHS = 64

@@ -37,6 +37,7 @@ from core.errors import AlbatrossError
 from core.routing import ReplyMode, command_name, route
 from core.wire import ROOT, Name, Policy
 from durable.database import StoreError
+from tlsendpoint.limits import DEFAULT_MAX_PATHS
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import Query, host_usage
 from tlsendpoint.security.rules.auditformat import AuditError
@@ -66,7 +67,6 @@ __all__ = [
 
 log = logging.getLogger("albatross.metrics")
 
-DEFAULT_MAX_PATHS = 64
 OTHER_PATH = "other"
 #: Usage is asked from vmmd at least this often (seconds) while paths are tracked ...
 USAGE_PERIOD = 60.0

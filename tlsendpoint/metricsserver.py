@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import shutil
@@ -34,24 +33,21 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-import click
-from prometheus_client import CollectorRegistry, make_wsgi_app, values
-from prometheus_client.multiprocess import MultiProcessCollector
-
 from tlsendpoint.errors import SetupError
-from tlsendpoint.metrics import DEFAULT_MAX_PATHS, EndpointMetrics
+
+if TYPE_CHECKING:  # prometheus-client is imported when metrics are served, not for --help
+    from prometheus_client import CollectorRegistry
+
+    from tlsendpoint.metrics import EndpointMetrics
 
 __all__ = [
     "SCRAPE_TIMEOUT",
     "MetricsPlan",
     "MetricsSetupError",
-    "is_loopback",
-    "metrics_options",
     "open_metrics",
-    "parse_address",
 ]
 
 log = logging.getLogger("albatross.metrics")
@@ -108,27 +104,6 @@ def _cut(connection: socket.socket) -> None:
         connection.shutdown(socket.SHUT_RDWR)
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; click.BadParameter if it is not one."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(
-            f"{text!r} is not HOST:PORT (for example 127.0.0.1:9464 or [::1]:9464)"
-        )
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -148,6 +123,12 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _registry() -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
 @dataclass
 class MetricsPlan:
     """``--metrics``: the bound socket, the registry it serves, the workers' directory."""
@@ -156,7 +137,7 @@ class MetricsPlan:
     max_paths: int
     security: bool
     directory: Path | None = None  # --workers: prometheus-client's multiprocess directory
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    registry: CollectorRegistry = field(default_factory=lambda: _registry())
     scrape_timeout: float = SCRAPE_TIMEOUT
     _server: _Server | None = None
     _thread: threading.Thread | None = None
@@ -168,6 +149,10 @@ class MetricsPlan:
 
     def endpoint_metrics(self) -> EndpointMetrics:
         """This process's series (in a worker: its own files in the shared directory)."""
+        from prometheus_client import values
+
+        from tlsendpoint.metrics import EndpointMetrics
+
         if self.directory is not None:
             self.sock.close()  # a worker serves no scrape
             # this worker's pid, its files
@@ -178,6 +163,9 @@ class MetricsPlan:
 
     def start(self) -> None:
         """Serve scrapes in a daemon thread (after the fork: the workers have no thread)."""
+        from prometheus_client import make_wsgi_app
+        from prometheus_client.multiprocess import MultiProcessCollector
+
         if self.directory is not None:
             MultiProcessCollector(self.registry, str(self.directory))  # type: ignore[no-untyped-call]
         self._server = _Server(self.sock, self.scrape_timeout)
@@ -200,20 +188,6 @@ class MetricsPlan:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _address_option(
-    ctx: click.Context, _: click.Parameter, value: str | None
-) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    host, port = parse_address(value)
-    if not ctx.params.get("metrics_public") and not is_loopback(host):
-        raise click.BadParameter(
-            f"{host} is not a loopback address: the metrics name delegations and their"
-            " usage without authentication; add --metrics-public to serve them there"
-        )
-    return host, port
-
-
 def open_metrics(
     address: tuple[str, int], max_paths: int, workers: int, security: bool
 ) -> MetricsPlan:
@@ -228,34 +202,3 @@ def open_metrics(
         plan.directory = Path(tempfile.mkdtemp(prefix="albatross-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(plan.directory)
     return plan
-
-
-def metrics_options(func: Any) -> Any:
-    """The click options of :func:`open_metrics` (``metrics``, ``metrics_public``, ...)."""
-    options = [
-        click.option(
-            "--metrics",
-            metavar="HOST:PORT",
-            default=None,
-            callback=_address_option,
-            help="Serve Prometheus metrics over HTTP at this address (a loopback one unless"
-            " --metrics-public).  [default: off]",
-        ),
-        click.option(
-            "--metrics-public",
-            is_flag=True,
-            is_eager=True,  # --metrics checks it
-            help="Allow --metrics on a non-loopback address (no authentication: firewall it).",
-        ),
-        click.option(
-            "--metrics-max-paths",
-            type=click.IntRange(min=1),
-            default=DEFAULT_MAX_PATHS,
-            show_default=True,
-            help="Delegation paths with series of their own (per worker); later ones count"
-            ' as path="other".',
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func

@@ -8,7 +8,11 @@ endpoint that cannot raise that limit fails every real ``create``.  pyOpenSSL
 (on cryptography's bundled OpenSSL) has no binding for ``SSL_CTX_ctrl``; the
 stdlib module has no setter either, but it links the *system* libssl, whose
 exported ``SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MAX_CERT_LIST, n, NULL)`` we can
-call with ctypes on the ``SSL_CTX*`` of an ``ssl.SSLContext``.  That pointer
+call with ctypes on the ``SSL_CTX*`` of an ``ssl.SSLContext``.  (Checked again for
+issue 13: pyOpenSSL 26.4's binding, on the OpenSSL 4.0.3 of cryptography's wheel, exposes
+neither ``SSL_CTX_ctrl`` nor ``SSL_CTX_set_max_cert_list``, so there is still no supported
+route; and a held connection costs more there: 34.6 KiB against 22.8 KiB for the stdlib's
+on the system OpenSSL 3.0, ``bench/tls_memory_floor.py --pyopenssl``.)  That pointer
 is the first field after the object header of CPython's ``PySSLContext``.
 Because this reaches into private memory we prove every step and refuse to
 start otherwise (:class:`TLSSetupError`):
@@ -61,6 +65,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from core.errors import FileError, ParseError
 from core.pemfiles import load_certificates
 from tlsendpoint.errors import SetupError
+from tlsendpoint.limits import DEFAULT_MAX_CERT_LIST
 
 __all__ = [
     "DEFAULT_MAX_CERT_LIST",
@@ -75,10 +80,6 @@ __all__ = [
     "set_max_cert_list",
     "set_verify_time",
 ]
-
-#: Largest client certificate chain we accept: a 16 MiB leaf (albatross's
-#: 2^24 limit on the encoded leaf) plus room for the intermediates.
-DEFAULT_MAX_CERT_LIST = 17 * 1024 * 1024
 
 _SSL_CTRL_GET_MAX_CERT_LIST = 50
 _SSL_CTRL_SET_MAX_CERT_LIST = 51

@@ -42,7 +42,7 @@ import operator
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import trio
 
@@ -56,6 +56,14 @@ __all__ = ["READ_SIZE", "WRITE_CHUNK", "TLSStream"]
 READ_SIZE = 65536
 #: Plaintext encrypted before its ciphertext is sent.
 WRITE_CHUNK = 65536
+
+# Every read goes through this one buffer, and what arrived is copied out at once, before
+# any await (one thread runs all streams).  ``recv(65536)`` and ``SSLObject.read(65536)``
+# would allocate 64 KiB per call and shrink it to the octets received: the freed tails
+# scatter glibc's heap between the small objects a held stream keeps, and the process's
+# memory per held connection grew with them (issue 13).
+_SCRATCH = bytearray(READ_SIZE)
+_SCRATCH_VIEW = memoryview(_SCRATCH)
 
 T = TypeVar("T")
 
@@ -178,7 +186,8 @@ class TLSStream(trio.abc.Stream):
         while True:
             error: str | None = None
             try:
-                return sock.recv(READ_SIZE), waited
+                received = sock.recv_into(_SCRATCH_VIEW, READ_SIZE)
+                return bytes(_SCRATCH_VIEW[:received]), waited
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -295,22 +304,22 @@ class TLSStream(trio.abc.Stream):
     def _read(self, size: int) -> bytes:
         """Up to *size* octets of plaintext from the records OpenSSL already has."""
         ssl_object = self._live().ssl_object
-        chunks: list[bytes] = []
         total = 0
+        size = min(size, READ_SIZE)
         while total < size:
             try:
-                chunk = ssl_object.read(size - total)
+                # with a buffer, read() returns the count (typeshed says bytes)
+                count = cast(int, ssl_object.read(size - total, _SCRATCH_VIEW[total:size]))
             except ssl.SSLZeroReturnError:  # close_notify: the end of the stream
                 break
             except ssl.SSLWantReadError:
-                if chunks:
+                if total:
                     break
                 raise
-            if not chunk:
+            if not count:
                 break
-            chunks.append(chunk)
-            total += len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            total += count
+        return bytes(_SCRATCH_VIEW[:total])
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         size = READ_SIZE if max_bytes is None else operator.index(max_bytes)

@@ -198,7 +198,8 @@ async def test_the_gate_runs_every_check_and_audits(tmp_path: Path) -> None:
     await later.authorize(alice.leaf_chain("a2", UnikernelInfo()))
     await later.close("success", 0.01)
     security.close()
-    assert sorted(p.name for p in (tmp_path / "sec").iterdir()) == ["security.db"]  # the store
+    files = sorted(p.name for p in (tmp_path / "sec").iterdir())
+    assert files == [".security.db.verified", "security.db"]  # the store and its check stamp
 
 
 async def test_query_deadline_and_missing_daemon_refuse(

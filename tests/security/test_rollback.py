@@ -67,7 +67,8 @@ def test_the_memory_survives_a_restart(tmp_path: Path) -> None:
     with pytest.raises(RollbackRefusal):
         restarted.check(old.leaf_chain("a1", create()))
     restarted.store.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["security.db"]  # no temporary files
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".security.db.verified", "security.db"]  # the check stamp, no temporaries
 
 
 def test_same_and_newer_delegations_are_accepted(tmp_path: Path) -> None:

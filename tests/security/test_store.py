@@ -27,7 +27,7 @@ from tlsendpoint.security.process import Security
 from tlsendpoint.security.rules.replay import ReplayRefusal, leaf_record
 from tlsendpoint.security.rules.rollback import RollbackRefusal, delegations
 from tlsendpoint.security.setup import SecuritySetupError, open_security
-from tlsendpoint.security.state.records import STORE_FILE, SecurityStore
+from tlsendpoint.security.state.records import STORE_FILE, VERIFIED_FILE, SecurityStore
 
 SECONDS = int(NOW.timestamp())
 PAGE = 4096
@@ -106,7 +106,8 @@ def test_a_new_store_is_private_to_the_endpoints_user(tmp_path: Path) -> None:
     assert security.store.leaf_used("0" * 32 + ":1") is False  # opens the side files too
     assert oct(state.stat().st_mode & 0o777) == "0o700"
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir()}
-    assert modes == {f"security.db{x}": "0o600" for x in ("", "-wal", "-shm")}
+    expected = {f"security.db{x}": "0o600" for x in ("", "-wal", "-shm")}
+    assert modes == {**expected, VERIFIED_FILE: "0o600"}  # the start-up check's stamp
     security.close()
 
 
@@ -323,3 +324,74 @@ def test_replay_refusal_is_not_damage(tmp_path: Path) -> None:
         store.record_leaf(record, SECONDS)
     assert store.damage is None
     store.close()
+
+
+# -- the start-up check's stamp (issue 13) ------------------------------------------------
+
+
+def _count_full_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    full_check = SecurityStore.problems
+
+    def counted(self: SecurityStore) -> list[str]:
+        calls.append(1)
+        return full_check(self)
+
+    monkeypatch.setattr(SecurityStore, "problems", counted)
+    return calls
+
+
+def test_an_unchanged_store_is_not_checked_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    filled(state)
+    calls = _count_full_checks(monkeypatch)
+    for _ in range(3):
+        start(tmp_path, state).close()
+    assert len(calls) == 1  # the first start checked and stamped; the content stayed
+    assert oct((state / VERIFIED_FILE).stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damage_after_a_checked_start_still_stops_the_next(tmp_path: Path, damage: str) -> None:
+    state = tmp_path / "state"
+    key, data = filled(state)
+    start(tmp_path, state).close()  # checked, stamped
+    assert (state / VERIFIED_FILE).exists()
+    change, expected = DAMAGE[damage]
+    (state / STORE_FILE).write_bytes(change(key, data))
+    with pytest.raises(SecuritySetupError, match=expected):
+        start(tmp_path, state)
+
+
+def test_a_write_since_the_check_means_a_full_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    filled(state)
+    calls = _count_full_checks(monkeypatch)
+    start(tmp_path, state).close()
+    store = SecurityStore(state / STORE_FILE)
+    store.open()
+    chain = root().delegate("bob", policy()).leaf_chain("b1", UnikernelDestroy(), seconds=60)
+    store.record_leaf(leaf_record(chain[0], "bob"), SECONDS)
+    store.close()
+    start(tmp_path, state).close()
+    assert len(calls) == 2  # the first start, and the start after the write
+
+
+@pytest.mark.parametrize("stamp", [b"", b"not a digest\n", b"0" * 64 + b"\n", b"\xff" * 300])
+def test_a_stamp_that_does_not_match_is_no_stamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stamp: bytes
+) -> None:
+    state = tmp_path / "state"
+    key, data = filled(state)
+    start(tmp_path, state).close()
+    (state / VERIFIED_FILE).write_bytes(stamp)
+    calls = _count_full_checks(monkeypatch)
+    start(tmp_path, state).close()
+    assert len(calls) == 1
+    (state / STORE_FILE).write_bytes(flip_in_key(key, data))
+    with pytest.raises(SecuritySetupError, match="is damaged"):
+        start(tmp_path, state)

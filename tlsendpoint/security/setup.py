@@ -12,21 +12,22 @@
 # uses it); it builds process.Security and may import the state's errors for advice.
 from __future__ import annotations
 
+#
+# The options are built when the CLI starts, even for --version: what open_security needs
+# (the stores, SQLite, cryptography) is imported when it runs (issue 13).
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.errors import AlbatrossError
-from core.pemfiles import load_certificates
-from durable.database import StoreBusy, StoreDamaged, StoreError, StoreUnwritable
 from tlsendpoint.errors import SetupError
-from tlsendpoint.security.process import Security, SecurityOptions
-from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
-from tlsendpoint.security.state.legacy import OldFileDamaged
-from tlsendpoint.security.state.records import STORE_FILE
+
+if TYPE_CHECKING:
+    from durable.database import StoreError
+    from tlsendpoint.security.process import Security
 
 __all__ = ["DEFAULT_STATE_DIR", "SecuritySetupError", "open_security", "security_options"]
 
@@ -103,6 +104,11 @@ def open_security(
                 "--no-security cannot be combined with --crl-dir or --audit-log"
             )
         return None
+    from core.pemfiles import load_certificates
+    from durable.database import StoreError
+    from tlsendpoint.security.process import Security, SecurityOptions
+    from tlsendpoint.security.state.faults import FAULTS_ENV, Faults
+
     try:
         anchor = load_certificates(ca_file, "CA certificate")[0]
     except AlbatrossError as exc:  # core.pemfiles names the file and the cause
@@ -133,6 +139,10 @@ def open_security(
 
 def _advice(exc: StoreError, state_dir: Path) -> str:
     """What the operator does about a store that stops the start (README, security model)."""
+    from durable.database import StoreBusy, StoreDamaged, StoreUnwritable
+    from tlsendpoint.security.state.legacy import OldFileDamaged
+    from tlsendpoint.security.state.records import STORE_FILE
+
     store = state_dir / STORE_FILE
     if isinstance(exc, StoreDamaged) and not isinstance(exc, OldFileDamaged):  # they say it
         return (

@@ -15,6 +15,21 @@
 # depends on the store is refused with the reason until the endpoint restarts (where the
 # damage stops the start): a store that lied once is not trusted for the next request.
 #
+# The start-up check without its cost (issue 13): checking every row takes seconds at
+# 190 000 records, and inetd / systemd Accept=yes start a process per connection.  So
+# after a full check finds the store intact, its *content* is stamped: a SHA-256 digest
+# of security.db and its -wal file, taken before and after the check (stored only if
+# both agree, so nothing changed while it ran), in <state-dir>/.security.db.verified.
+# A process whose store hashes to that digest holds byte for byte what was checked and
+# skips the row pass (hashing costs ~1/50 of it); any difference - a write, a
+# checkpoint, a flipped bit on the disk, a copied-in file - gives another digest, and the
+# full check runs again, as before.  A missing, unreadable or malformed stamp is no
+# stamp.  This is no weaker than one long-running endpoint, which checks once at start
+# and then trusts its file and its own writes: the stamp only lets the next process
+# start from the same checked state.  Forging a stamp needs write access to the state
+# directory, which can rewrite the store (and its checksums, which are not a MAC) anyway.
+# `albatross-audit check-state` always runs the full check.
+#
 # The rules (what is refused, what is written) are pure functions in replay.py and
 # rollback.py; times are parameters (the endpoint's clock), never read here.
 from __future__ import annotations
@@ -35,18 +50,23 @@ from durable.database import (
     Schema,
     StoreDamaged,
 )
+from durable.files import write_file
 from tlsendpoint.security.rules import replay, rollback
 from tlsendpoint.security.rules.replay import LeafRecord, ReplayBounds
 from tlsendpoint.security.rules.rollback import Delegation, Seen
 from tlsendpoint.security.state.faults import NO_FAULTS, Faults
 
-__all__ = ["SCHEMA", "STORE_FILE", "Counts", "SecurityStore"]
+__all__ = ["SCHEMA", "STORE_FILE", "VERIFIED_FILE", "Counts", "SecurityStore", "content_digest"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("albatross.security")
 
 STORE_FILE = "security.db"
+#: The digest of the store's content when a full check last found it intact.
+VERIFIED_FILE = ".security.db.verified"
+#: Largest stamp file read (a digest in hex and a newline).
+_STAMP_MAX = 256
 
 SCHEMA = Schema(
     what="security state",
@@ -103,6 +123,24 @@ def rollback_checksum(path: str, seen: Seen) -> bytes:
     return digest.digest()
 
 
+def content_digest(path: Path) -> str | None:
+    """SHA-256 of the store file and its write-ahead log (hex); None if they cannot be read."""
+    digest = hashlib.sha256(b"albatross-tls security.db\x1f")  # SHA-NI: ~1 GB/s
+    try:
+        for part in (path, Path(f"{path}-wal")):
+            digest.update(f"\x1f{part.name}\x1f".encode())
+            try:
+                with part.open("rb") as file:  # an empty log and none are the same content
+                    while chunk := file.read(1 << 20):
+                        digest.update(chunk)
+            except FileNotFoundError:
+                if part == path:
+                    return None
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     """How many records the store holds (for the integrity check's report)."""
@@ -134,8 +172,15 @@ class SecurityStore:
     # -- start-up and checks ------------------------------------------------------------
 
     def open(self) -> None:
-        """Start-up: create or open the file and check all of it; raises StoreError."""
+        """Start-up: create or open the file and check all of it; raises StoreError.
+
+        The full check is skipped when the content is the one a full check last found
+        intact (the module's comment says why that is safe).
+        """
         self.database.create_or_open()
+        before = content_digest(self.path)
+        if before is not None and before == self._verified_digest():
+            return
         problems = self.problems()
         if problems:
             raise StoreDamaged(
@@ -143,6 +188,22 @@ class SecurityStore:
                 + "; ".join(problems[:3])
                 + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
             )
+        if before is not None and content_digest(self.path) == before:
+            self._stamp(before)
+
+    def _verified_digest(self) -> str | None:
+        try:
+            with (self.state_dir / VERIFIED_FILE).open("rb") as stamp:
+                text = stamp.read(_STAMP_MAX)
+        except OSError:
+            return None
+        return text.decode("ascii", "replace").strip() or None
+
+    def _stamp(self, digest: str) -> None:
+        try:
+            write_file(self.state_dir / VERIFIED_FILE, f"{digest}\n".encode(), mode=0o600)
+        except OSError as exc:  # the next start checks everything again: nothing is lost
+            log.warning("cannot record that the security state was checked: %s", exc)
 
     def ready(self) -> None:
         """End of start-up: writes work now, and no connection is left for forked workers."""
