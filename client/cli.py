@@ -55,6 +55,12 @@ class AlbaGroup(LazyGroup):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted from None
+        except BaseExceptionGroup as group:
+            # trio delivers Ctrl-C inside a nursery wrapped in a group (strict exception
+            # groups): a group of nothing but interrupts is the same Ctrl-C.
+            if group.split(KeyboardInterrupt)[1] is None:
+                raise _Interrupted from None
+            raise
         except AlbatrossError as exc:
             if isinstance(exc, ClientError) and exc.log == "error" and log_level(ctx) == "quiet":
                 raise _Reported(alba_exit_code(exc)) from None  # -q: Logs prints no [ERROR]

@@ -279,4 +279,42 @@ def test_ctrl_c_ends_console_follow(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    assert (proc.returncode, out, err) == (0, "", "alba: interrupted, stopped following\n")
+    assert (proc.returncode, out, err) == (0, "", "alba: interrupted, stopped following\n"), err
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "stderr"),
+    [
+        (KeyboardInterrupt(), 0, "alba: interrupted, stopped following\n"),
+        # trio hands Ctrl-C out of a nursery as a group of interrupts: the same Ctrl-C
+        (
+            BaseExceptionGroup("", [KeyboardInterrupt()]),
+            0,
+            "alba: interrupted, stopped following\n",
+        ),
+        # a group with anything else in it is not an interrupt: it is not swallowed
+        (BaseExceptionGroup("", [KeyboardInterrupt(), OSError("boom")]), None, None),
+    ],
+)
+def test_an_interrupt_in_any_wrapping_ends_the_follow(
+    raised: BaseException, code: int | None, stderr: str | None
+) -> None:
+    """The signal may reach alba inside a trio nursery or outside one: the same end."""
+    import click
+
+    from client.cli import AlbaGroup
+
+    @click.group(cls=AlbaGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def follow() -> None:
+        raise raised
+
+    if code is None:
+        with pytest.raises(BaseExceptionGroup):
+            group.main(["follow"], prog_name="alba")
+        return
+    result = CliRunner().invoke(group, ["follow"], prog_name="alba", standalone_mode=True)
+    assert (result.exit_code, result.stderr) == (code, stderr)
