@@ -141,11 +141,13 @@ def test_journal_handler_sends_native_datagrams(tmp_path: Path) -> None:
     handler = JournalHandler("albatross-tls-endpoint", path)
     logger = logging.getLogger("albatross.test-journal")
     logger.addHandler(handler)
+    logger.propagate = False  # not into whatever sink an earlier test left on "albatross"
     try:
         logger.warning("peer=x outcome=%s", "refused")
         data = server.recv(65536)
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
         handler.close()
         server.close()
     assert data == (
