@@ -277,8 +277,8 @@ def story(d: Demo) -> None:
     run("alba", "info", *remote)
 
     d.section("The operator revokes the friend's delegation; the endpoint honours it at once")
-    run("alba", "ca", "revoke", "--cacert", "cacert.pem", "--db", "db", "--name", "friend")
-    crl = ("--cacert", "cacert.pem", "--cakey", "ca.key", "--out", "crl/root.crl")
+    run("alba", "ca", "revoke", "--ca", "cacert.pem", "--db", "db", "--name", "friend")
+    crl = ("--ca", "cacert.pem", "--ca-key", "ca.key", "--out", "crl/root.crl")
     run("alba", "ca", "crl", *crl)
     run("alba", "info", "--remote", "friend", cwd=friend, expect=117)
 
