@@ -8,6 +8,7 @@ in :mod:`tests.wire.statefiles`; the codec itself is tested in tests/wire.
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -99,6 +100,26 @@ def _invoke(args: list[str]) -> tuple[int, str, str]:
 def test_inspect_dump_prints_every_layout_as_albatross(tmp_path: Path, layout: int) -> None:
     (tmp_path / "state").write_bytes(sf.DUMPS[layout])
     assert _invoke(["inspect-dump", "--dbdir", str(tmp_path)])[:2] == (0, PRINTED[layout])
+
+
+@pytest.mark.parametrize("layout", sorted(sf.DUMPS))
+def test_inspect_dump_json_reads_every_layout(tmp_path: Path, layout: int) -> None:
+    """--json: one ``state`` record whose names and counts are the text's, in every layout."""
+    (tmp_path / "state").write_bytes(sf.DUMPS[layout])
+    code, out, _ = _invoke(["inspect-dump", "--dbdir", str(tmp_path), "--json"])
+    assert code == 0
+    (line,) = out.splitlines()
+    state = json.loads(line)
+    assert (state["schema"], state["record"]) == (1, "state")
+    text = PRINTED[layout]
+    unikernels = [u["name"] for u in state["unikernels"]]
+    policies = [p["name"] for p in state["policies"]]
+    assert f"parsed {len(unikernels)} unikernels:" in text
+    assert f"parsed {len(policies)} policies:" in text
+    for name in unikernels + policies:
+        assert f"[unikernel: {name}]" in text
+    for policy in state["policies"]:
+        assert f"{policy['memory']} MB memory" in text
 
 
 def test_inspect_dump_current(tmp_path: Path) -> None:
