@@ -23,7 +23,7 @@ from ca.bundle import Bundle, parse_bundle
 from ca.describe import command_text
 from ca.provision import subject_text
 from core.authorize import authorize
-from core.certs import ALBATROSS_OID, albatross_command, common_name
+from core.certs import ALBATROSS_OID, PIN_EXTENSION_OID, albatross_command, common_name, pins_of
 from core.errors import AlbatrossError, ParseError
 from core.pem import PemObject, integer_octets, objects_from
 from core.wire import Command, PolicyAdd
@@ -89,6 +89,15 @@ def _albatross(obj: x509.Certificate | x509.CertificateSigningRequest) -> Json |
     }
 
 
+def _pins(cert: x509.Certificate) -> Json | None:
+    """Our reproducible-build pins (core.pins), if the certificate carries them."""
+    try:
+        pins = pins_of(cert)
+    except ParseError as exc:
+        return {"error": exc.message}
+    return None if pins is None else {**pins.describe(), "text": pins.text()}
+
+
 def _extension_value(ext: x509.Extension[x509.ExtensionType]) -> str:
     value = ext.value
     if isinstance(value, x509.BasicConstraints):
@@ -116,6 +125,8 @@ def _extension_value(ext: x509.Extension[x509.ExtensionType]) -> str:
         return ", ".join(str(n.value) for n in value)
     if ext.oid == ALBATROSS_OID:
         return "albatross extension"
+    if ext.oid.dotted_string == PIN_EXTENSION_OID:
+        return "reproducible-build pins (albatross-gateway)"
     return type(value).__name__
 
 
@@ -176,6 +187,7 @@ def describe_object(obj: PemObject) -> Json:
             "sha256": hashlib.sha256(obj.public_bytes(Encoding.DER)).hexdigest(),
             "extensions": _extensions(obj),
             "albatross": albatross,
+            "pins": _pins(obj),
         }
     if isinstance(obj, x509.CertificateSigningRequest):
         return {
@@ -318,6 +330,9 @@ def _object_lines(item: Json, indent: str) -> list[str]:
             lines.append(f"{indent}  albatross policy: {albatross['text']}")
         else:
             lines.append(f"{indent}  albatross command: {albatross['text']}")
+    pins = item.get("pins")
+    if isinstance(pins, dict):
+        lines.append(f"{indent}  pins: {pins.get('text', pins.get('error'))}")
     return lines
 
 
