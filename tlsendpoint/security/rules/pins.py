@@ -15,7 +15,8 @@ What is checked, and when (the gate calls these):
   asks vmmd for the unikernel's digest and checks that one (a unikernel created before
   its delegation was pinned does not come back under the pin);
 * builder-web job pins are not checked here: tying an image to a job needs builder-web
-  over the network (see :mod:`core.pins`); ``alba update`` checks them.
+  over the network (see :mod:`core.pins`); ``alba update`` checks them
+  (:func:`build_refusal`, given the pins of the client's own CA chain).
 
 A pin extension that does not decode refuses the chain: a restriction the endpoint
 cannot read must not silently become no restriction.  Pure: certificates and bytes in,
@@ -33,7 +34,7 @@ from cryptography import x509
 from core import certs
 from core.chainrules import subject_text
 from core.errors import ParseError
-from core.pins import Pins
+from core.pins import Pins, job_refusal
 from core.wire import Name, UnikernelConfig
 from core.wire.compress import StreamDecompressor
 from tlsendpoint.security import SecurityRefusal
@@ -42,6 +43,8 @@ __all__ = [
     "MAX_INFLATED",
     "Hop",
     "PinRefusal",
+    "build_refusal",
+    "ca_pins",
     "chain_pins",
     "check_digest",
     "image_digest",
@@ -64,14 +67,22 @@ class Hop:
 def chain_pins(chain: Sequence[x509.Certificate]) -> tuple[Hop, ...]:
     """The pins of the CAs of a verified chain (leaf first), top-down.
 
+    A leaf's pin extension means nothing (the leaf is the delegate's own) and is not
+    read.  Raises :class:`PinRefusal` for a pin that does not decode.
+    """
+    return ca_pins(list(reversed(chain[1:])))
+
+
+def ca_pins(cas: Sequence[x509.Certificate]) -> tuple[Hop, ...]:
+    """The pins of *cas* (top-down: the root side first), each named by its hop.
+
     The path of a hop is its delegation's CN path, as :func:`core.authorize.authorize`
     derives it; a CA without the albatross extension (a root the client sent) is named
-    by its subject.  A leaf's pin extension means nothing (the leaf is the delegate's
-    own) and is not read.  Raises :class:`PinRefusal` for a pin that does not decode.
+    by its subject.  Raises :class:`PinRefusal` for a pin that does not decode.
     """
     hops: list[Hop] = []
     path: tuple[str, ...] = ()
-    for cert in reversed(chain[1:]):
+    for cert in cas:
         try:
             if certs.albatross_command(cert) is not None:
                 path = (*path, (certs.common_name(cert) or "").lower())
@@ -84,6 +95,22 @@ def chain_pins(chain: Sequence[x509.Certificate]) -> tuple[Hop, ...]:
         if pins is not None:
             hops.append(Hop(label, pins))
     return tuple(hops)
+
+
+def build_refusal(hops: Sequence[Hop], job: str, digest: bytes) -> str | None:
+    """Why a builder-web build (*job*, image *digest*) may not run under *hops*, or None.
+
+    The client's check before ``update`` deploys: job pins (which only it can check,
+    having asked builder-web) and digest pins (which the endpoint checks again).
+    """
+    refused = job_refusal([(hop.path, hop.pins) for hop in hops], job)
+    if refused is not None:
+        return refused
+    try:
+        check_digest(hops, digest, f"the latest build of {job}: image")
+    except PinRefusal as exc:
+        return exc.message
+    return None
 
 
 #: Most octets a compressed image may inflate to for its digest (a zip bomb is refused).
