@@ -111,9 +111,9 @@ async def test_a_restart_is_checked_against_the_image_vmmd_runs(tmp_path: Path) 
         before = rig.delegate(rig.root, "alice", small(unikernels=2))  # not pinned yet
         assert await rig.send(before, "old", create(OTHER)) == CREATED
         assert await rig.send(before, "new", create(rig.image)) == CREATED
-        pinned = rig.delegate(
-            rig.root, "alice", small(unikernels=2), pins=Pins(frozenset({sha(rig.image)}))
-        )
+        later = before.cert.not_valid_before_utc + dt.timedelta(seconds=1)  # anti-rollback: newer
+        pins = Pins(frozenset({sha(rig.image)}))
+        pinned = rig.delegate(rig.root, "alice", small(unikernels=2), pins=pins, not_before=later)
         refused = failure(await rig.send(pinned, "old", UnikernelRestart()))
         assert refused == refusal(OTHER, "alice:", what="the image of alice:old")
         assert await rig.send(pinned, "new", UnikernelRestart()) == CREATED  # albatross's text
