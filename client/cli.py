@@ -27,6 +27,7 @@ from client import (
     cmd_dump,
     cmd_policy,
     cmd_unikernel,
+    fleet,
     inspect_cli,
 )
 from client.cmd_cert import certificate
@@ -64,6 +65,10 @@ class AlbaGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            if ctx.params.get("fleet_remotes"):  # alba --remote a --remote b CMD …: client/fleet.py
+                args = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # click's split
+                raise _Reported(fleet.main_fleet(self, ctx, ctx.params["fleet_remotes"],
+                                                 ctx.params["fleet_timeout"], args))  # fmt: skip
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted from None
@@ -138,12 +143,27 @@ def _report(prog: str, exc: AlbatrossError) -> int:
 
 @click.group(cls=AlbaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="albatross-gateway", message="%(prog)s %(version)s")
-def alba() -> None:
+@click.option(
+    "--remote",
+    "fleet_remotes",
+    multiple=True,
+    metavar="NAME",
+    help="Run the command on this named remote or group (repeatable: a fleet, concurrently).",
+)
+@click.option(
+    "--fleet-timeout",
+    type=click.FloatRange(min=0.1),
+    default=fleet.FLEET_TIMEOUT,
+    show_default=True,
+    help="Seconds each remote of a fleet may take; a remote still running is stopped.",
+)
+def alba(fleet_remotes: tuple[str, ...], fleet_timeout: float) -> None:
     """Run albatross commands on a local or remote unikernel host.
 
     A command goes to the local daemon sockets (default, or --socket), to a
     remote TLS endpoint (--destination with --ca, --ca-key, --server-ca, or
-    --remote NAME), or into a CSR (--csr) for signing later.
+    --remote NAME), or into a CSR (--csr) for signing later.  'alba --remote A
+    --remote B CMD …' runs CMD on several remotes at once.
     """
 
 
