@@ -34,6 +34,7 @@ from ca.provision import (
 from cmdline import option
 from core.errors import AlbatrossError, UsageError, exit_code
 from core.pemfiles import read_file, read_limited
+from core.pins import make_pins
 from core.wire import Policy
 
 __all__ = [
@@ -226,6 +227,20 @@ def sign_command(cacert: Path, db: Path, key: Path, csr: Path, days: int | None)
 )
 @click.option("--db", type=_path, default=None, help="Serial database to append to.")
 @click.option("--out", type=_path, default=None, help="Bundle file [default: NAME.bundle].")
+@click.option(
+    "--pin-digest",
+    "pin_digests",
+    multiple=True,
+    metavar="SHA256",
+    help="Image the subtree may run, as 64 hex digits (repeatable; enforced by our endpoint).",
+)
+@click.option(
+    "--pin-job",
+    "pin_jobs",
+    multiple=True,
+    metavar="JOB",
+    help="builder-web job the subtree may deploy (repeatable; checked by alba update).",
+)
 @_key_type
 def delegate_command(
     name: str,
@@ -243,20 +258,32 @@ def delegate_command(
     days: int,
     db: Path | None,
     out: Path | None,
+    pin_digests: tuple[str, ...],
+    pin_jobs: tuple[str, ...],
     key_type: str,
 ) -> None:
     """Delegate a sub-quota: key, CA certificate and one bundle file for NAME."""
     policy = Policy(unikernels, frozenset(cpus or (0,)), mem, size, frozenset(bridges))
     with _our_errors():
+        pins = make_pins(pin_digests, pin_jobs)
         source = _delegation_source(bundle, ca_cert, ca_key, server_ca, endpoint, server_name)
         if not bridges:
             click.echo("warning: policy without any network access", err=True)
+        if pins is not None and pins.digests is None:
+            click.echo(
+                "warning: job pins only: the endpoint cannot tie an image to a builder-web job,"
+                " so it enforces nothing; alba update checks them (add --pin-digest to enforce)",
+                err=True,
+            )
         done = delegate(
-            Path("."), name, policy, source, now(), key_type=key_type, days=days, db=db, out=out
-        )
+            Path("."), name, policy, source, now(), key_type=key_type, days=days, db=db,
+            out=out, pins=pins,
+        )  # fmt: skip
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {done.path}: delegated CA {name} with {policy}")
+    if pins is not None:
+        click.echo(f"pinned: {pins.text()}")
 
 
 def _delegation_source(

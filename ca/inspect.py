@@ -27,7 +27,7 @@ from ca.bundle import Bundle, parse_bundle
 from ca.describe import command_text
 from ca.provision import subject_text
 from core.authorize import authorize
-from core.certs import ALBATROSS_OID, albatross_command, common_name
+from core.certs import ALBATROSS_OID, PIN_EXTENSION_OID, albatross_command, common_name, pins_of
 from core.errors import AlbatrossError, ParseError
 from core.jsonout import json_line, record, serial_text, to_json
 from core.pem import PemObject, objects_from
@@ -92,6 +92,15 @@ def _albatross(obj: x509.Certificate | x509.CertificateSigningRequest) -> Json |
     }
 
 
+def _pins(cert: x509.Certificate) -> Json | None:
+    """Our reproducible-build pins (core.pins), if the certificate carries them."""
+    try:
+        pins = pins_of(cert)
+    except ParseError as exc:
+        return {"error": exc.message}
+    return None if pins is None else {**pins.describe(), "text": pins.text()}
+
+
 def _extension_value(ext: x509.Extension[x509.ExtensionType]) -> str:
     value = ext.value
     if isinstance(value, x509.BasicConstraints):
@@ -119,6 +128,8 @@ def _extension_value(ext: x509.Extension[x509.ExtensionType]) -> str:
         return ", ".join(str(n.value) for n in value)
     if ext.oid == ALBATROSS_OID:
         return "albatross extension"
+    if ext.oid.dotted_string == PIN_EXTENSION_OID:
+        return "reproducible-build pins (albatross-gateway)"
     return type(value).__name__
 
 
@@ -179,6 +190,7 @@ def describe_object(obj: PemObject) -> Json:
             "sha256": hashlib.sha256(obj.public_bytes(Encoding.DER)).hexdigest(),
             "extensions": _extensions(obj),
             "albatross": albatross,
+            "pins": _pins(obj),
         }
     if isinstance(obj, x509.CertificateSigningRequest):
         return {
@@ -324,6 +336,9 @@ def object_lines(item: Json, indent: str) -> list[str]:
             lines.append(f"{indent}  albatross command: {albatross['text']}")
     else:
         lines.append(f"{indent}  albatross extension: none")
+    pins = item.get("pins")
+    if isinstance(pins, dict):
+        lines.append(f"{indent}  pins: {pins.get('text', pins.get('error'))}")
     return lines
 
 

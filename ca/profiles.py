@@ -39,9 +39,10 @@ from ca.keys import (
     generate_key,
     key_matches,
 )
-from core.certs import ALBATROSS_OID, albatross_command, policy_of
+from core.certs import ALBATROSS_OID, PIN_EXTENSION_OID, albatross_command, policy_of
 from core.errors import UsageError
 from core.keys import PUBLIC_KEY_TYPES
+from core.pins import Pins, encode_pins
 from core.wire import (
     Command,
     Policy,
@@ -249,10 +250,12 @@ def intermediate(
     serial: int | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    pins: Pins | None = None,
 ) -> x509.Certificate:
     """A delegation CA carrying ``policy add``: albatross, SKI, KeyUsage, CA:TRUE, AKI.
 
-    Valid from now - 10 s (or *not_before*) for *days* (or until *not_after*).
+    Valid from now - 10 s (or *not_before*) for *days* (or until *not_after*).  With
+    *pins*, also our non-critical pin extension (:mod:`core.pins`; albatross ignores it).
     """
     lifetime = dt.timedelta(days=days) if not_after is None else not_after - now
     return _intermediate_from(
@@ -265,7 +268,14 @@ def intermediate(
         lifetime,
         serial,
         not_before,
+        () if pins is None else (_pin_ext(pins),),
     )
+
+
+def _pin_ext(pins: Pins) -> tuple[x509.ExtensionType, bool]:
+    """The reproducible-build pins, non-critical: albatross must ignore, not refuse, it."""
+    oid = x509.ObjectIdentifier(PIN_EXTENSION_OID)
+    return x509.UnrecognizedExtension(oid, encode_pins(pins)), False
 
 
 def _intermediate_from(
@@ -278,6 +288,7 @@ def _intermediate_from(
     lifetime: dt.timedelta,
     serial: int | None = None,
     not_before: dt.datetime | None = None,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> x509.Certificate:
     start = now - SKEW if not_before is None else not_before
     builder = _builder(subject, issuer_cert.subject, public_key, start, now + lifetime, serial)
@@ -287,6 +298,7 @@ def _intermediate_from(
         (_ski(public_key), False),
         *_ca_exts(),
         (_aki(issuer_key), False),
+        *extra,
     )
     return _sign(builder, issuer_key)
 

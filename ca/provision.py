@@ -51,6 +51,7 @@ from ca.store import (
 )
 from core.certs import albatross_command, common_name, policy_of
 from core.pemfiles import load_certificates, load_csr, load_key
+from core.pins import Pins
 from core.wire import Policy, check_label
 
 __all__ = [
@@ -229,8 +230,9 @@ def delegate(
     days: int = INTERMEDIATE_DAYS,
     db: Path | None = None,
     out: Path | None = None,
+    pins: Pins | None = None,
 ) -> Delegation:
-    """Make *name*'s key and delegated CA (with *policy*) and write ``<name>.bundle``."""
+    """Make *name*'s key and delegated CA (*policy*, *pins*) and write ``<name>.bundle``."""
     if check_label(name) != name:
         raise StoreError(f"delegate name {name!r} must be lower case: use {name.lower()!r}")
     policy.check_usable()
@@ -246,7 +248,7 @@ def delegate(
     # A CA cannot usefully outlive its issuer (the chain stops verifying), so clamp.
     until = min(now + dt.timedelta(days=days), signer.cert.not_valid_after_utc)
     cert = intermediate(
-        signer.cert, signer.key, key.public_key(), name, policy, now, not_after=until
+        signer.cert, signer.key, key.public_key(), name, policy, now, not_after=until, pins=pins
     )
     chain = tuple(c for c in (signer.cert, *signer.chain) if not _self_signed(c))
     bundle = Bundle(

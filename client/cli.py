@@ -52,6 +52,12 @@ class AlbaGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            if ctx.params.get("fleet_remotes"):  # alba --remote a --remote b CMD …: client/fleet.py
+                from client import fleet  # trio and the subprocesses only for a fleet
+
+                args = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # click's split
+                raise _Reported(fleet.main_fleet(self, ctx, ctx.params["fleet_remotes"],
+                                                 ctx.params["fleet_timeout"], args))  # fmt: skip
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted from None
@@ -272,8 +278,26 @@ COMMANDS = {
 }
 
 
+#: Seconds each remote of a fleet may take (above the 120 s reply deadline).
+FLEET_TIMEOUT = 150.0
+
+
 @click.group(cls=AlbaGroup, lazy=COMMANDS)
-def alba() -> None:
+@click.option(
+    "--remote",
+    "fleet_remotes",
+    multiple=True,
+    metavar="NAME",
+    help="Run the command on this named remote or group (repeatable: a fleet, concurrently).",
+)
+@click.option(
+    "--fleet-timeout",
+    type=click.FloatRange(min=0.1),
+    default=FLEET_TIMEOUT,
+    show_default=True,
+    help="Seconds each remote of a fleet may take; a remote still running is stopped.",
+)
+def alba(fleet_remotes: tuple[str, ...], fleet_timeout: float) -> None:
     """Run albatross commands on a local or remote unikernel host.
 
     A command goes to the local daemon sockets (default, or --socket), to a
@@ -283,7 +307,8 @@ def alba() -> None:
 
     Every command takes --help (--help=groff for its man page), --version,
     -v/-q/--verbosity and --color.  Shell completion: ``alba completion bash``
-    (or zsh, fish) prints the script to source.
+    (or zsh, fish) prints the script to source.  'alba --remote A --remote B CMD …'
+    runs CMD on several remotes at once.
     """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,7 +12,7 @@ import trio
 from client import builderweb
 from client.cmd_unikernel import LEVEL, NAME
 from client.commands import default_level
-from client.destination import Csr, Destination, Local
+from client.destination import Csr, Destination, Local, Remote
 from client.errors import ClientError, CliFailed, CommunicationFailed, HttpFailed, InternalError
 from client.manifest import check_devices
 from client.options import destination_options, make_settings, resolve_destination
@@ -19,6 +20,7 @@ from client.output import format_message
 from client.run import execute
 from client.session import Printer, Settings
 from core.errors import AlbatrossError
+from core.pemfiles import load_certificates
 from core.wire import (
     BlockDevice,
     Message,
@@ -31,6 +33,7 @@ from core.wire import (
     UnikernelInfoList,
 )
 from core.wire.compress import compress
+from tlsendpoint.security.rules.pins import build_refusal, ca_pins
 
 __all__ = ["update"]
 
@@ -84,6 +87,7 @@ async def _update(
         image = await trio.to_thread.run_sync(builderweb.fetch_binary, host, build)
     except HttpFailed as exc:
         raise HttpFailed(f"error in HTTP interaction: {exc.message}") from None
+    _check_pins(dest, build.job, image)
     nets = frozenset(NetIf(n.name, n.bridge, n.mac) for n in info.bridges)
     blocks = frozenset(BlockDevice(b.name, b.device, b.sector_size) for b in info.blocks)
     try:
@@ -106,6 +110,16 @@ async def _update(
         linux_boot_partition=info.linux_boot_partition,
     )
     await execute(UnikernelCreate(config, force=True), name, dest, settings)
+
+
+def _check_pins(dest: Destination, job: str, image: bytes) -> None:
+    """Our chain's reproducible-build pins: the job (only we can check it) and the digest."""
+    if not isinstance(dest, Remote):
+        return
+    cas = load_certificates(dest.ca, "CA file")  # the delegated CA first, then its issuers
+    refused = build_refusal(ca_pins(cas[::-1]), job, hashlib.sha256(image).digest())
+    if refused is not None:
+        raise CliFailed(f"not deploying the latest build: {refused}")
 
 
 @click.command("update")

@@ -10,6 +10,12 @@ A remote holds what a user would otherwise type on every command::
     server_name = "host.example"                             # optional: checked against the SAN
     key_type = "ed25519"                                     # optional
 
+Remote groups (for fleets, :mod:`client.fleet`) are a table of lists of remote names,
+kept when alba rewrites the file::
+
+    [groups]
+    web = ["friend", "home"]
+
 The file is written by ``alba remote add/import/remove`` with mode 0600.
 """
 
@@ -25,7 +31,7 @@ import tomli_w
 from client.errors import CliFailed
 from durable.files import write_file
 
-__all__ = ["RemoteEntry", "config_path", "load_remotes", "save_remotes"]
+__all__ = ["RemoteEntry", "config_path", "load_groups", "load_remotes", "save_remotes"]
 
 _KEYS = ("destination", "ca", "ca_key", "server_ca", "server_name", "key_type")
 
@@ -75,6 +81,28 @@ def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
     return out
 
 
+def load_groups(path: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """The ``[groups]`` table of remotes.toml: group name -> remote names."""
+    path = path or config_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CliFailed(f"remotes file {path}: {exc}", log="term") from None
+    table = data.get("groups", {})
+    if not isinstance(table, dict):
+        raise CliFailed(f"remotes file {path}: [groups] must be a table", log="term")
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, members in table.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise CliFailed(
+                f"remotes file {path}: group {name!r} must be a list of remote names", log="term"
+            )
+        groups[name] = tuple(members)
+    return groups
+
+
 def save_remotes(remotes: dict[str, RemoteEntry], path: Path | None = None) -> Path:
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +110,12 @@ def save_remotes(remotes: dict[str, RemoteEntry], path: Path | None = None) -> P
         name: {key: value for key, value in asdict(remotes[name]).items() if value is not None}
         for name in sorted(remotes)
     }
+    document: dict[str, object] = {"remotes": table}
+    groups = load_groups(path)  # not ours to drop: `alba remote add` keeps the fleet groups
+    if groups:
+        document["groups"] = {name: list(groups[name]) for name in sorted(groups)}
     # tomli-w quotes names and escapes control characters: what we write, tomllib reads back.
     # write_file: a temporary file of its own, renamed over the old one, so two `alba remote`
     # commands at once never clobber each other's half-written file (the last one wins, whole)
-    write_file(path, tomli_w.dumps({"remotes": table}).encode(), mode=0o600)
+    write_file(path, tomli_w.dumps(document).encode(), mode=0o600)
     return path

@@ -11,7 +11,9 @@ to a certificate or CSR:
   :data:`core.wire.EXTENSION_OID`; present more than once, or not decodable,
   it is a :class:`~core.errors.ParseError`, never a cryptography exception;
 * :data:`CRL_EXTENSION_OID` is ours: a delegate hands its own CRL to the
-  endpoint inside a leaf (a UUID-based ``2.25`` arc, so no one's arc is used).
+  endpoint inside a leaf (a UUID-based ``2.25`` arc, so no one's arc is used);
+* :data:`PIN_EXTENSION_OID` is ours too: a delegation CA's reproducible-build
+  pins (:mod:`core.pins`), non-critical so that albatross ignores it.
 
 Pure: certificate objects in, values or ParseError out.
 """
@@ -24,14 +26,17 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from core.errors import ParseError
+from core.pins import Pins, decode_pins
 from core.wire import EXTENSION_OID, Command, Policy, PolicyAdd, decode_extension
 
 __all__ = [
     "ALBATROSS_OID",
     "CRL_EXTENSION_OID",
+    "PIN_EXTENSION_OID",
     "BadExtensions",
     "albatross_command",
     "common_name",
+    "pins_of",
     "policy_of",
 ]
 
@@ -39,6 +44,9 @@ __all__ = [
 ALBATROSS_OID = x509.ObjectIdentifier(EXTENSION_OID)
 #: A delegate's CRL handed to the endpoint in its leaf (ours, not albatross's).
 CRL_EXTENSION_OID = "2.25.166282467214839263785720133745207185441"
+#: A delegation CA's reproducible-build pins (ours): UUID 3da23b54-7582-4790-94d7-ecf61b9e3036.
+PIN_EXTENSION_OID = "2.25.81925263187662021430437548599824756790"
+_PIN_OID = x509.ObjectIdentifier(PIN_EXTENSION_OID)
 
 Signed = x509.Certificate | x509.CertificateSigningRequest
 
@@ -68,15 +76,10 @@ def common_name(subject: x509.Name | Signed) -> str | None:
     return found
 
 
-def albatross_command(obj: Signed) -> Command | None:
-    """The command in the albatross extension, None if there is none.
-
-    Raises :class:`BadExtensions` if the extension list does not parse (cryptography
-    refuses it, e.g. an extension present twice) and :class:`ParseError` if the
-    albatross extension does not decode.
-    """
+def _extension_value(obj: Signed, oid: x509.ObjectIdentifier, what: str) -> bytes | None:
+    """The raw value of the extension *oid*, None if absent; BadExtensions as below."""
     try:
-        ext = obj.extensions.get_extension_for_oid(ALBATROSS_OID)
+        ext = obj.extensions.get_extension_for_oid(oid)
     except x509.ExtensionNotFound:
         return None
     except x509.DuplicateExtension as exc:
@@ -87,8 +90,35 @@ def albatross_command(obj: Signed) -> Command | None:
         raise BadExtensions(f"bad certificate extensions: {exc}") from None
     value = ext.value
     if not isinstance(value, x509.UnrecognizedExtension):
-        raise ParseError("albatross extension has an unexpected type")
-    return decode_extension(value.value)
+        raise ParseError(f"{what} extension has an unexpected type")
+    return value.value
+
+
+def albatross_command(obj: Signed) -> Command | None:
+    """The command in the albatross extension, None if there is none.
+
+    Raises :class:`BadExtensions` if the extension list does not parse (cryptography
+    refuses it, e.g. an extension present twice) and :class:`ParseError` if the
+    albatross extension does not decode.
+    """
+    value = _extension_value(obj, ALBATROSS_OID, "albatross")
+    return None if value is None else decode_extension(value)
+
+
+def pins_of(obj: Signed) -> Pins | None:
+    """The reproducible-build pins of a delegation CA, None without the extension.
+
+    Errors as :func:`albatross_command`; a pin extension that does not decode is a
+    :class:`ParseError` (the endpoint refuses the chain: a restriction it cannot read
+    must not be dropped).
+    """
+    value = _extension_value(obj, _PIN_OID, "pin")
+    if value is None:
+        return None
+    try:
+        return decode_pins(value)
+    except ParseError as exc:
+        raise exc.within("pin extension") from None
 
 
 def policy_of(obj: Signed) -> Policy | None:

@@ -64,11 +64,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Entered when the request is ready for its daemon (upload done), left after its reply.
-Admit = Callable[[], AbstractAsyncContextManager[object]]
+#: Entered with the command as it goes to its daemon (upload done), left after its reply.
+Admit = Callable[[Command], AbstractAsyncContextManager[object]]
 
 
-def _admit_all() -> AbstractAsyncContextManager[object]:
+def _admit_all(_command: Command) -> AbstractAsyncContextManager[object]:
     return contextlib.nullcontext()
 
 
@@ -312,7 +312,7 @@ async def serve_request(
     if uploads_image(command):
         assert isinstance(command, UnikernelCreate)
         command = await _receive_image(client, command, limits, stats)
-    async with admit():
+    async with admit(command):
         return await _forward(client, request, command, socket_dir, limits, counter, stats)
 
 

@@ -31,6 +31,7 @@ from tests.vectors import CASES
 OLD = CASES / "005-create-ticker-args" / "fake_ticker.hvt"
 NEW = CASES / "003-create-hello-minimal" / "fake_hello.hvt"
 DIGEST = hashlib.sha256(OLD.read_bytes()).hexdigest()
+NEW_DIGEST = hashlib.sha256(NEW.read_bytes()).hexdigest()
 
 
 class BuilderWeb(http.server.BaseHTTPRequestHandler):
@@ -183,3 +184,50 @@ def test_update_over_tls(builder: str, tmp_path: Path) -> None:
     create = seen[1].command
     assert isinstance(create, UnikernelCreate) and create.config.compressed
     assert zlib.decompress(create.config.image) == NEW.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("digests", "jobs", "refusal"),
+    [
+        (
+            None,
+            {"web", "dns"},
+            "the delegation alice: pins builder-web jobs dns, web: job ticker is not one of them",
+        ),
+        (
+            {DIGEST},
+            {"ticker"},
+            f"the latest build of ticker: image sha256 {NEW_DIGEST}"
+            " is not pinned by the delegation alice: (1 digest(s) allowed): ask its delegator to"
+            " add it, or deploy a pinned build",
+        ),
+        ({NEW_DIGEST}, {"ticker"}, None),
+    ],
+)
+def test_update_honours_the_pins_of_its_chain(
+    builder: str, tmp_path: Path, digests: set[str] | None, jobs: set[str], refusal: str | None
+) -> None:
+    """Job pins are checked by the client (the endpoint cannot), digest pins by both."""
+    from ca import profiles
+    from core.pins import Pins
+    from tests.client.helpers import ALICE_POLICY, Pki, fake_endpoint, key_pem, pem
+
+    pki = Pki(tmp_path)
+    key = profiles.generate_key()
+    pins = Pins(
+        None if digests is None else frozenset(map(bytes.fromhex, digests)), frozenset(jobs)
+    )
+    alice = profiles.intermediate(
+        pki.root_cert, pki.root_key, key.public_key(), "alice", ALICE_POLICY, pki.now, pins=pins
+    )
+    (tmp_path / "pinned.pem").write_bytes(pem(alice))
+    (tmp_path / "pinned.key").write_bytes(key_pem(key))
+    with fake_endpoint(pki, _daemon) as (port, seen):
+        result = run(["update", "tick1", "--http-host", builder, *pki.remote_args(port, "pinned")])
+    if refusal is None:
+        assert result.exit_code == 0, result.output
+        assert [s.cn for s in seen] == ["tick1", "tick1"]
+    else:
+        assert result.exit_code == 124, result.output
+        assert f"not deploying the latest build: {refusal}" in result.output
+        assert [type(s.command) for s in seen] == [UnikernelInfo]  # nothing was deployed

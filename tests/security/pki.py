@@ -9,6 +9,7 @@ from cryptography import x509
 
 from ca import profiles
 from ca.profiles import PrivateKey
+from core.pins import Pins
 from core.wire import Command, Policy, UnikernelConfig, UnikernelCreate
 
 __all__ = ["NOW", "Ca", "create", "policy", "root"]
@@ -54,11 +55,13 @@ class Ca:
         days: int = 365,
         serial: int | None = None,
         not_before: dt.datetime | None = None,
+        pins: Pins | None = None,
     ) -> Ca:
         key = profiles.generate_key()
         cert = profiles.intermediate(
-            self.cert, self.key, key.public_key(), cn, pol, now, days, serial, not_before
-        )
+            self.cert, self.key, key.public_key(), cn, pol, now, days, serial, not_before,
+            pins=pins,
+        )  # fmt: skip
         return Ca(cert, key, self.chain)
 
     def leaf_chain(

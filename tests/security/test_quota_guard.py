@@ -175,7 +175,7 @@ async def test_the_gate_runs_every_check_and_audits(tmp_path: Path) -> None:
         raise AssertionError("a destroy adds no resources: no usage query expected")
 
     async def run(*, admit: Admit) -> Payload:
-        async with admit():
+        async with admit(UnikernelDestroy()):
             ran.append("destroy")
             return StringReply("destroyed")
 

@@ -2,7 +2,7 @@
 #
 # The verdict runs the endpoint's own checks, in the endpoint's order, through
 # the same functions (core.authorize and the pure rules of rules/: naming,
-# revocation, rollback, quota), so the reason printed here is the exact text of
+# revocation, rollback, pins, quota), so the reason printed here is the exact text of
 # the endpoint's Failure reply.  The state they judge against (CRLs, the
 # anti-rollback table, the daemon's usage) is read by the caller and passed in.  Only the
 # TLS layer is imitated: validity dates and signatures, which OpenSSL checks
@@ -28,9 +28,16 @@ from ca.profiles import PrivateKey, generate_key, leaf
 from core.authorize import Refusal, authorize
 from core.chainrules import subject_text
 from core.routing import command_name
-from core.wire import Command, Policy
+from core.wire import Command, Policy, UnikernelCreate, UnikernelRestart
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.rules.naming import check_object_name
+from tlsendpoint.security.rules.pins import (
+    Hop,
+    chain_pins,
+    check_digest,
+    image_digest,
+    pins_digests,
+)
 from tlsendpoint.security.rules.quota import (
     QuotaError,
     Usage,
@@ -50,8 +57,8 @@ class Verdict:
     """The endpoint's decision on a request, and why."""
 
     allowed: bool
-    stage: str  # which check decided: tls, authorize, name, revocation, rollback, delegation,
-    # quota, ok
+    stage: str  # which check decided: tls, authorize, name, revocation, rollback, pins,
+    # delegation, quota, ok
     name: str | None = None
     command: str | None = None
     reason: str | None = None  # the Failure text the endpoint sends (None when allowed)
@@ -128,6 +135,10 @@ def explain_chain(
         stage = "rollback"
         if rollback is not None:
             check_rollback(delegations(chain), rollback)
+        stage = "pins"
+        hops = chain_pins(chain)
+        notes += [f"delegation {hop.path} pins {hop.pins.text()}" for hop in hops]
+        notes += _check_pins(hops, request.command)
         demand = demand_of(request.name, request.command)
         if demand is not None:  # the endpoint's quota guard: only requests that add resources
             stage = "delegation"
@@ -146,6 +157,21 @@ def explain_chain(
     except SecurityRefusal as exc:
         return Verdict(False, stage, name, what, exc.message, notes=tuple(notes))
     return Verdict(True, "ok", name, what, notes=tuple(notes))
+
+
+def _check_pins(hops: Sequence[Hop], command: Command) -> list[str]:
+    """The endpoint's pin check where it can be made offline; notes for the rest."""
+    notes: list[str] = []
+    if not pins_digests(hops):
+        return notes
+    if isinstance(command, UnikernelCreate):
+        if command.config.image:
+            check_digest(hops, image_digest(command.config))
+        else:
+            notes.append("the image is uploaded after the handshake: its digest is checked then")
+    elif isinstance(command, UnikernelRestart):
+        notes.append("a restart is checked against the digest of the image vmmd runs")
+    return notes
 
 
 def explain_signer(

@@ -14,16 +14,21 @@
 # those, the protocol core and trio; only the endpoint (server.py) imports the gate.
 #
 # authorize() runs: CRL directory refresh, authorize, the name rule, revocation and
-# anti-rollback (a store call, in a worker thread), then takes a CRL the leaf hands in.
+# anti-rollback (a store call, in a worker thread), reads the chain's reproducible-build
+# pins (rules/pins.py), then takes a CRL the leaf hands in.
 # Any refusal becomes a :class:`Refusal` (the endpoint answers Failure with that text,
 # header ``:``), so the endpoint's existing refusal path serves it.
 #
 # serve() refuses a stats subscription that would reach the parent's unikernel
 # (rules/naming.check_stats_path, one daemon query) and a state-changing leaf that already ran
 # (a read, so a replayed create is refused before its upload), then runs the command.
+# A restart under digest pins asks vmmd for the digest of the image that would run again
+# (one daemon query) and refuses one the pins do not list.
 # The command enters the gate again through *admit*, once it is ready for its daemon
 # (after the client's upload, before connecting), in this order:
 #
+#   0. a create under digest pins: the image's digest (hashed in a worker thread), every
+#      pinning hop must list it;
 #   1. the quota guard: the host-wide lock (several processes), the usage query, the
 #      check and the reservation, held until the daemon's reply;
 #   2. the replay record, committed to disk - record before act: if it cannot be
@@ -57,7 +62,15 @@ from cryptography import x509
 
 from core.authorize import Refusal, Request, authorize
 from core.errors import AlbatrossError
-from core.wire import Failure, Payload
+from core.wire import (
+    Command,
+    Failure,
+    Payload,
+    UnikernelCreate,
+    UnikernelInfo,
+    UnikernelInfoList,
+    UnikernelRestart,
+)
 from durable.database import StoreError
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import Query, host_unikernels
@@ -74,6 +87,14 @@ from tlsendpoint.security.rules.naming import (
     check_stats_path,
     filter_listing,
     parents_object,
+)
+from tlsendpoint.security.rules.pins import (
+    Hop,
+    PinRefusal,
+    chain_pins,
+    check_digest,
+    image_digest,
+    pins_digests,
 )
 from tlsendpoint.security.rules.replay import (
     already_used,
@@ -120,6 +141,7 @@ class Gate:
         self.refusal: AlbatrossError | None = None  # serve()'s refusal, for the metrics
         self._leaf: x509.Certificate | None = None  # kept only for the replay record
         self._allowed: int | None = None  # seq of the audit log's allow record
+        self._pins: tuple[Hop, ...] = ()  # the chain's digest pins, top-down
         try:
             self._started = trio.current_time()
         except RuntimeError:  # built outside trio (a test): durations count from 0
@@ -142,6 +164,8 @@ class Gate:
             if security.crls is not None:
                 security.crls.check(chain)
             await self._check_rollback(chain)
+            hops = chain_pins(chain)
+            self._pins = hops if pins_digests(hops) else ()
             self._accept_crl(chain)
         except Refusal as refusal:
             self._deny(refusal.message)
@@ -167,7 +191,9 @@ class Gate:
                 check_stats_path(request, await host_unikernels(self.query))
             if self._leaf is not None:
                 await self._refuse_used_leaf(self._leaf, request)
-            payload = await run(admit=lambda: self._admit(request))
+            if self._pins and isinstance(request.command, UnikernelRestart):
+                await self._check_running_image(request)
+            payload = await run(admit=lambda command: self._admit(request, command))
         except SecurityRefusal as refusal:
             self.refusal = refusal
             return Failure(self._deny(refusal.message))
@@ -207,9 +233,28 @@ class Gate:
         if await store.call(store.leaf_used, record.key):
             raise already_used(record)
 
+    async def _check_running_image(self, request: Request) -> None:
+        """A restart runs vmmd's image again: its digest must be pinned too (one query)."""
+        info = await self.query(request.name, UnikernelInfo())
+        if not isinstance(info, UnikernelInfoList):
+            detail = info.message if isinstance(info, Failure) else type(info).__name__
+            raise PinRefusal(f"cannot check the pins: vmmd answered unikernel info with {detail}")
+        for name, unikernel in info.unikernels:
+            if name == request.name:
+                check_digest(self._pins, unikernel.digest, f"the image of {name}")
+                return
+        # not running: vmmd answers the restart itself ("not found"), nothing runs
+
+    async def _check_image(self, command: Command) -> None:
+        """A create under digest pins: the image's digest must be listed by every hop."""
+        if self._pins and isinstance(command, UnikernelCreate):
+            digest = await trio.to_thread.run_sync(image_digest, command.config)
+            check_digest(self._pins, digest)
+
     @asynccontextmanager
-    async def _admit(self, request: Request) -> AsyncIterator[None]:
-        """Quota guard, then the durable replay record, around the daemon's part."""
+    async def _admit(self, request: Request, command: Command) -> AsyncIterator[None]:
+        """Pins, then quota guard, then the durable replay record, around the daemon's part."""
+        await self._check_image(command)
         async with self.security.quota.guard(request, self.query):
             if self._leaf is not None:
                 leaf, self._leaf = self._leaf, None
