@@ -42,6 +42,7 @@ from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.daemonquery import Query, host_usage
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.naming import NameRefusal
+from tlsendpoint.security.rules.pins import PinRefusal
 from tlsendpoint.security.rules.quota import QuotaError, Usage
 from tlsendpoint.security.rules.replay import ReplayRefusal, is_state_changing
 from tlsendpoint.security.rules.revocation import RevocationError, RevocationRefusal
@@ -81,6 +82,7 @@ REFUSAL_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (RollbackRefusal, "rollback"),
     (RevocationRefusal, "revoked"),
     (ReplayRefusal, "replay"),
+    (PinRefusal, "pin"),  # the image is not one a delegation pinned
     (AuditError, "audit"),  # the audit log could not be written: fail closed
     (RevocationError, "crl"),  # the CRL directory could not be read: fail closed
     (StoreError, "state"),  # the security store (or the host lock) failed: fail closed

@@ -45,6 +45,7 @@ from tlsendpoint.metricsserver import MetricsPlan, open_metrics
 from tlsendpoint.security import SecurityRefusal
 from tlsendpoint.security.rules.auditformat import AuditError
 from tlsendpoint.security.rules.naming import NameRefusal
+from tlsendpoint.security.rules.pins import PinRefusal
 from tlsendpoint.security.rules.quota import QuotaError
 from tlsendpoint.security.rules.replay import ReplayRefusal
 from tlsendpoint.security.rules.revocation import RevocationError, RevocationRefusal
@@ -327,6 +328,7 @@ QUOTA = QuotaError("maximum amount of unikernels (1) reached", hop=Name(("a",), 
         (RollbackRefusal("older delegation"), "rollback"),
         (RevocationRefusal("revoked"), "revoked"),
         (ReplayRefusal("already executed"), "replay"),
+        (PinRefusal("image sha256 ab is not pinned by the delegation alice:"), "pin"),
         (UploadFailed("the image exceeds the limit"), "limits"),
         (RequestFailed("couldn't reach service vmmd"), "daemon"),
         (Refusal("leaf certificate does not contain an albatross extension"), "chain"),
