@@ -129,4 +129,4 @@ async def test_explain_and_the_endpoint_agree_on_what_the_host_lacks(tmp_path: P
                 "refused (quota): unikernel create as alice:n1",
                 f"reason: {reply}",
             ]
-            assert lines[2].startswith(f"refused by: :, field {field} ")
+            assert lines[2].startswith(f"refused by: host, field {field} ")

@@ -100,7 +100,7 @@ def test_delegation_revocation_and_rollback_stages(tmp_path: Path) -> None:
     huge = ca.delegate("huge", policy(memory=100_000))  # more than the host: allowed on paper
     assert explain_chain(huge.leaf_chain("h", create()), NOW, root_policy=HOST).allowed
     verdict = explain_chain(huge.leaf_chain("h", create(memory=5000)), NOW, root_policy=HOST)
-    assert (verdict.stage, verdict.hop, verdict.field) == ("quota", ":", "memory")
+    assert (verdict.stage, verdict.hop, verdict.field) == ("quota", "host", "memory")
     assert (verdict.limit, verdict.used, verdict.requested) == (4096, 0, 5000)
     crl = make_crl(ca.cert, ca.key, {alice.cert.serial_number: NOW}, NOW, 1)
     (tmp_path / "root.crl").write_bytes(crl.public_bytes(Encoding.PEM))

@@ -151,7 +151,8 @@ def explain_chain(
             check_usage(request.policies, root_policy, usage or Usage(), demand)
     except QuotaError as exc:
         return Verdict(
-            False, stage, name, what, exc.message, str(exc.hop), exc.field,
+            False, stage, name, what, exc.message, "host" if exc.hop.is_root else str(exc.hop),
+            exc.field,
             exc.limit, exc.used, exc.requested, tuple(notes),
         )  # fmt: skip
     except SecurityRefusal as exc:
