@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -49,15 +50,6 @@ from core.wire import ROOT, VERSION, Failure, Header, Message, Name, Payload, St
 from tlsendpoint.certbudget import SMALL_CHAIN, CertificateBudget
 from tlsendpoint.connlog import JOURNAL_FIELDS, LOGGER, ConnectionRecord, describe_chain
 from tlsendpoint.limits import Limits
-from tlsendpoint.metrics import (
-    EndpointMetrics,
-    note_audit,
-    note_chain,
-    note_handshake,
-    note_refusal,
-    note_upload,
-    stream_open,
-)
 from tlsendpoint.security.daemonquery import daemon_query
 from tlsendpoint.security.gate import Gate
 from tlsendpoint.security.process import Security, reload_on_sighup
@@ -77,6 +69,9 @@ from tlsendpoint.tlscontext import (
 from tlsendpoint.tlsstream import TLSStream
 from transport.framed import FramedStream, TransportError
 from transport.unix import UnixStream, lean_stream
+
+if TYPE_CHECKING:  # prometheus-client and the metrics module: imported only with --metrics
+    from tlsendpoint.metrics import EndpointMetrics
 
 __all__ = ["Endpoint", "describe_peer"]
 
@@ -196,11 +191,17 @@ class Endpoint:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
                 record.outcome = f"TLS handshake failed: {exc}"
-                note_handshake(str(exc), timed_out=False, waiting_for_budget=False)
+                if self.metrics is not None:
+                    from tlsendpoint import metrics as hooks
+
+                    hooks.note_handshake(str(exc), timed_out=False, waiting_for_budget=False)
                 return False
             return True
         record.outcome = f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
-        note_handshake(None, timed_out=True, waiting_for_budget=tls.waiting_for_budget)
+        if self.metrics is not None:
+            from tlsendpoint import metrics as hooks
+
+            hooks.note_handshake(None, timed_out=True, waiting_for_budget=tls.waiting_for_budget)
         if tls.waiting_for_budget and self.cert_budget is not None:
             budget = self.cert_budget.describe()
             record.outcome += f" (waiting for a share of the certificate budget: {budget})"
@@ -217,7 +218,10 @@ class Endpoint:
             record.chain = describe_chain(chain)
         # the parsed chain is not kept: a held subscription must not hold the certificates
         request = authorize(chain) if gate is None else await gate.authorize(chain)
-        note_chain(chain, request, checked=gate is not None)
+        if self.metrics is not None:
+            from tlsendpoint import metrics as hooks
+
+            hooks.note_chain(chain, request, checked=gate is not None)
         return request
 
     async def _serve_request(
@@ -235,16 +239,27 @@ class Endpoint:
             run = partial(
                 serve_request, client, request, self.socket_dir, self.limits, self.counter, stats
             )
-            with stream_open(self.metrics, request):
+            streaming: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if self.metrics is not None:
+                from tlsendpoint import metrics as hooks
+
+                streaming = hooks.stream_open(self.metrics, request)
+            with streaming:
                 return await (run() if gate is None else gate.serve(request, run))
         except RequestFailed as failed:
-            note_refusal(failed)
+            if self.metrics is not None:
+                from tlsendpoint import metrics as hooks
+
+                hooks.note_refusal(failed)
             return Failure(failed.message)
         except ClientGone as gone:
             record.outcome = f"client gone: {gone.message}"
             return None
         finally:
-            note_upload(stats.uploaded + stats.relayed)
+            if self.metrics is not None:
+                from tlsendpoint import metrics as hooks
+
+                hooks.note_upload(stats.uploaded + stats.relayed)
             record.details.extend(
                 f"{key}={value}"
                 for key, value in (
@@ -273,7 +288,10 @@ class Endpoint:
             record.ok, record.outcome = _payload_outcome(payload)
             reply = payload
         except Refusal as refusal:
-            note_refusal(refusal, None if gate is None else gate.request)
+            if self.metrics is not None:
+                from tlsendpoint import metrics as hooks
+
+                hooks.note_refusal(refusal, None if gate is None else gate.request)
             record.outcome = f"refused: {refusal.message}"
             reply = Failure(refusal.message)
         except TransportError as exc:  # the client's connection broke: nobody to answer
@@ -334,10 +352,14 @@ class Endpoint:
                     head = await gate.close(record.outcome, trio.current_time() - started)
                 if head is not None:
                     record.details.append(f"audit={head}")
-                if gate.refusal is not None:  # refused by gate.serve: a Failure payload
-                    note_refusal(gate.refusal)
-                if gate.security.audit_log is not None:
-                    note_audit(head is not None)
+                if self.metrics is not None and gate.refusal is not None:  # by gate.serve
+                    from tlsendpoint import metrics as hooks
+
+                    hooks.note_refusal(gate.refusal)
+                if self.metrics is not None and gate.security.audit_log is not None:
+                    from tlsendpoint import metrics as hooks
+
+                    hooks.note_audit(head is not None)
             if self.metrics is not None and seen is not None:  # counted before the log line
                 self.metrics.close(seen, record.ok)
             level = logging.INFO if record.ok else logging.WARNING

@@ -37,3 +37,18 @@ def test_the_command_line_loads_without_the_endpoint() -> None:
     )
     lines = result.stdout.splitlines()
     assert json.loads(lines[-1]) == []
+
+
+def test_the_endpoint_without_metrics_does_not_load_them() -> None:
+    # an inetd process serves one connection: prometheus-client and the metrics module are
+    # imported only when --metrics builds an EndpointMetrics (tlsendpoint.metricsserver)
+    code = (
+        "import json, sys\n"
+        "import tlsendpoint.activation, tlsendpoint.cli, tlsendpoint.server\n"
+        "heavy = ('prometheus_client', 'tlsendpoint.metrics')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(result.stdout.splitlines()[-1]) == []
