@@ -55,17 +55,23 @@ def config_path() -> Path:
     return Path(base) / "albatross" / "remotes.toml"
 
 
-def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
-    path = path or config_path()
+def _table(path: Path, key: str) -> dict[str, object]:
+    """The ``[key]`` table of the remotes file (empty if the file or the table is missing)."""
     if not path.exists():
         return {}
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CliFailed(f"remotes file {path}: {exc}", log="term") from None
-    table = data.get("remotes", {})
+    table = data.get(key, {})
     if not isinstance(table, dict):
-        raise CliFailed(f"remotes file {path}: [remotes] must be a table", log="term")
+        raise CliFailed(f"remotes file {path}: [{key}] must be a table", log="term")
+    return table
+
+
+def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
+    path = path or config_path()
+    table = _table(path, "remotes")
     out: dict[str, RemoteEntry] = {}
     for name, entry in table.items():
         if not isinstance(entry, dict):
@@ -84,15 +90,7 @@ def load_remotes(path: Path | None = None) -> dict[str, RemoteEntry]:
 def load_groups(path: Path | None = None) -> dict[str, tuple[str, ...]]:
     """The ``[groups]`` table of remotes.toml: group name -> remote names."""
     path = path or config_path()
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise CliFailed(f"remotes file {path}: {exc}", log="term") from None
-    table = data.get("groups", {})
-    if not isinstance(table, dict):
-        raise CliFailed(f"remotes file {path}: [groups] must be a table", log="term")
+    table = _table(path, "groups")
     groups: dict[str, tuple[str, ...]] = {}
     for name, members in table.items():
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
