@@ -315,12 +315,7 @@ class SecurityStore:
                     ):
                         complete = False
                         continue
-                    connection.execute(
-                        "INSERT OR REPLACE INTO rollback (path, not_before, serial, hold_until,"
-                        " checksum) VALUES (?, ?, ?, ?, ?)",
-                        (path, record.not_before, f"{record.serial:x}", record.hold_until,
-                         rollback_checksum(path, record)),
-                    )  # fmt: skip
+                    _write_seen(connection, path, record)
         if decided.refusal is not None:
             raise decided.refusal
         return complete
@@ -343,12 +338,17 @@ class SecurityStore:
                 if old is not None and old.order == record.order:
                     record = Seen(record.not_before, record.serial,
                                   max(record.hold_until, old.hold_until))  # fmt: skip
-                connection.execute(
-                    "INSERT OR REPLACE INTO rollback (path, not_before, serial, hold_until,"
-                    " checksum) VALUES (?, ?, ?, ?, ?)",
-                    (path, record.not_before, f"{record.serial:x}", record.hold_until,
-                     rollback_checksum(path, record)),
-                )  # fmt: skip
+                _write_seen(connection, path, record)
+
+
+def _write_seen(connection: sqlite3.Connection, path: str, record: Seen) -> None:
+    """Store *record* as the newest delegation seen at *path* (with its row checksum)."""
+    connection.execute(
+        "INSERT OR REPLACE INTO rollback (path, not_before, serial, hold_until, checksum)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (path, record.not_before, f"{record.serial:x}", record.hold_until,
+         rollback_checksum(path, record)),
+    )  # fmt: skip
 
 
 _ALL = ""  # replay_counts: the row of all owners (an owner is never empty: "-" for the root)
