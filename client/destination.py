@@ -12,7 +12,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UsageError
+from core import hostport
 from core.routing import Socket
 
 __all__ = [
@@ -34,27 +34,9 @@ def default_tmpdir() -> Path:
 
 
 def parse_host_port(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST[:PORT]``; ``-`` is the "print the chain" pseudo-destination."""
-    if text == "":
-        raise UsageError("empty host: give HOST or HOST:PORT")
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise UsageError(f"destination {text!r}: write an IPv6 address as [ADDR]:PORT")
-        port_text = rest[1:] if rest else None
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-    else:
-        host, port_text = text, None
-    if port_text is None:
-        return host, default_port
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise UsageError("failed to parse port") from None
-    if not 0 < port < 65536:
-        raise UsageError(f"port {port} is not within 1..65535")
-    return host, port
+    """``HOST[:PORT]`` (:func:`core.hostport.parse_host_port`); ``-`` is the "print the
+    chain" pseudo-destination."""
+    return hostport.parse_host_port(text, default_port)
 
 
 @dataclass(frozen=True)

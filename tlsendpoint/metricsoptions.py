@@ -12,21 +12,21 @@ from typing import Any
 
 import click
 
+from core.errors import UsageError
+from core.hostport import parse_host_port
 from tlsendpoint.limits import DEFAULT_MAX_PATHS
 
 __all__ = ["is_loopback", "metrics_options", "parse_address"]
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; click.BadParameter if it is not one."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` (:mod:`core.hostport`); click.BadParameter if not."""
+    try:
+        return parse_host_port(text, None, allow_port_zero=True)
+    except UsageError as exc:
         raise click.BadParameter(
-            f"{text!r} is not HOST:PORT (for example 127.0.0.1:9464 or [::1]:9464)"
-        )
-    return host, int(port)
+            f"{text!r} is not HOST:PORT (for example 127.0.0.1:9464 or [::1]:9464): {exc.message}"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
