@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from core.certs import common_name, policy_of
+from core.certs import common_name, delegation_hops, policy_of
 from core.errors import AlbatrossError
 
 __all__ = [
@@ -95,21 +95,16 @@ def delegation_paths(chain: Sequence[x509.Certificate]) -> dict[tuple[str, ...],
     CN.  A certificate whose CN or extension does not read ends the walk: what
     follows it has no path we could trust.
     """
-    ordered = _top_down(chain)
     out: dict[tuple[str, ...], Expiry] = {}
-    path: tuple[str, ...] = ()
-    for cert in ordered:
-        try:
-            policy = policy_of(cert)
-            cn = common_name(cert)
-        except AlbatrossError:
-            break
-        if policy is None:
-            continue
-        if not cn:
-            break
-        path = (*path, cn.lower())
-        out[path] = _expiry(cert)
+    try:
+        for path, cert in delegation_hops(_top_down(chain)):
+            if policy_of(cert) is None:
+                continue  # the leaf: a command, not a delegation
+            if not path[-1]:
+                break
+            out[path] = _expiry(cert)
+    except AlbatrossError:
+        pass  # the walk ends at a certificate that does not read
     return out
 
 

@@ -21,6 +21,7 @@ Pure: certificate objects in, values or ParseError out.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -36,6 +37,7 @@ __all__ = [
     "BadExtensions",
     "albatross_command",
     "common_name",
+    "delegation_hops",
     "pins_of",
     "policy_of",
 ]
@@ -92,6 +94,25 @@ def _extension_value(obj: Signed, oid: x509.ObjectIdentifier, what: str) -> byte
     if not isinstance(value, x509.UnrecognizedExtension):
         raise ParseError(f"{what} extension has an unexpected type")
     return value.value
+
+
+def delegation_hops(
+    cas: Iterable[x509.Certificate],
+) -> Iterator[tuple[tuple[str, ...], x509.Certificate]]:
+    """Each CA of *cas* (top-down) that carries the albatross extension, with its path.
+
+    The path is the lower-cased CNs of that CA and of the extension-carrying CAs above
+    it: :func:`core.authorize.authorize`'s rule, for code that reads a chain authorize
+    accepted (anti-rollback, pins, metrics) or only shows one (the client's expiry).
+    A generator: an unreadable extension or subject raises :class:`ParseError` when it
+    is reached, after the hops above it.
+    """
+    path: tuple[str, ...] = ()
+    for cert in cas:
+        if _extension_value(cert, ALBATROSS_OID, "albatross") is None:
+            continue
+        path = (*path, (common_name(cert) or "").lower())
+        yield path, cert
 
 
 def albatross_command(obj: Signed) -> Command | None:

@@ -81,14 +81,14 @@ def ca_pins(cas: Sequence[x509.Certificate]) -> tuple[Hop, ...]:
     by its subject.  Raises :class:`PinRefusal` for a pin that does not decode.
     """
     hops: list[Hop] = []
-    path: tuple[str, ...] = ()
+    try:
+        paths = {id(cert): path for path, cert in certs.delegation_hops(cas)}
+    except ParseError as exc:
+        raise PinRefusal(f"the chain's delegations: {exc.message}") from exc
     for cert in cas:
+        path = paths.get(id(cert))
+        label = subject_text(cert) if path is None else str(Name(path, None))
         try:
-            if certs.albatross_command(cert) is not None:
-                path = (*path, (certs.common_name(cert) or "").lower())
-                label = str(Name(path, None))
-            else:
-                label = subject_text(cert)
             pins = certs.pins_of(cert)
         except ParseError as exc:
             raise PinRefusal(f"certificate {subject_text(cert)}: {exc.message}") from exc

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from core.authorize import common_name
+from core.certs import delegation_hops
 from core.chainrules import subject_text
-from core.wire import EXTENSION_OID, Name
+from core.wire import Name
 from tlsendpoint.security import SecurityRefusal
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ENTRIES = 100_000
-_OID = x509.ObjectIdentifier(EXTENSION_OID)
 
 
 class RollbackRefusal(SecurityRefusal):
@@ -85,24 +84,16 @@ def delegations(chain: Sequence[x509.Certificate]) -> list[Delegation]:
     Paths are derived as :func:`core.authorize.authorize` does; call this
     after authorize accepted the chain.
     """
-    found: list[Delegation] = []
-    path: tuple[str, ...] = ()
-    for cert in reversed(chain[1:]):
-        try:
-            cert.extensions.get_extension_for_oid(_OID)
-        except x509.ExtensionNotFound:
-            continue
-        path = (*path, (common_name(cert) or "").lower())
-        found.append(
-            Delegation(
-                Name(path, None),
-                _seconds(cert.not_valid_before_utc),
-                _seconds(cert.not_valid_after_utc),
-                cert.serial_number,
-                subject_text(cert),
-            )
+    return [
+        Delegation(
+            Name(path, None),
+            _seconds(cert.not_valid_before_utc),
+            _seconds(cert.not_valid_after_utc),
+            cert.serial_number,
+            subject_text(cert),
         )
-    return found
+        for path, cert in delegation_hops(reversed(chain[1:]))
+    ]
 
 
 def _when(seconds: int) -> str:
