@@ -91,10 +91,6 @@ class Node:
         return Name(self.path, None)
 
 
-def _absolute(base: tuple[str, ...], name: Name) -> tuple[str, ...]:
-    return (*base, *name.path)
-
-
 def _policy_path(base: tuple[str, ...], name: Name) -> tuple[str, ...]:
     # policies are keyed by path-only names; a label would be the last component
     return (*base, *name.path, *((name.label,) if name.label is not None else ()))
@@ -148,14 +144,14 @@ def build_tree(
     policy_at = {_policy_path(base, n): p for n, p in policies}
     uks = [
         UnikernelAt(
-            Name(_absolute(base, n), n.label),
+            n.under(base),
             r.memory,
             r.cpuids,
             frozenset(b.bridge for b in r.bridges),
         )
         for n, r in unikernels
     ]
-    blks = [BlockAt(Name(_absolute(base, b.name), b.name.label), b.size, b.active) for b in blocks]
+    blks = [BlockAt(b.name.under(base), b.size, b.active) for b in blocks]
     paths = {base, *policy_at}
     paths.update(u.name.path for u in uks)
     paths.update(b.name.path for b in blks)
@@ -167,8 +163,9 @@ def build_tree(
         children = tuple(
             node(p) for p in sorted(paths) if len(p) == len(path) + 1 and p[: len(path)] == path
         )
-        below = [u for u in uks if u.name.path[: len(path)] == path]
-        below_blocks = [b for b in blks if b.name.path[: len(path)] == path]
+        # what counts against a policy: albatross's trie-key rule (``:alice`` is below alice)
+        below = [u for u in uks if u.name.is_below(path)]
+        below_blocks = [b for b in blks if b.name.is_below(path)]
         usage = Amounts(len(below), sum(u.memory for u in below), sum(b.size for b in below_blocks))
         policy = policy_at.get(path)
         full, over = _limits(policy, usage) if policy is not None else ((), ())

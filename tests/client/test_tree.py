@@ -256,3 +256,23 @@ def test_delegation_paths_of_captured_chains() -> None:
     assert {path: e.cn for path, e in bob.items()} == {("alice",): "alice", ("alice", "bob"): "bob"}
     root = load_certificates(CERTS / "ca" / "root-cacert.pem", "root")
     assert delegation_paths(root) == {}  # a root carries no policy: no path of its own
+
+
+def test_a_unikernel_named_like_a_delegation_counts_against_it() -> None:
+    """``:alice`` has albatross's trie key ``alice``: vmmd and the endpoint's quota rule count
+    it against the policy at ``alice:``, so the tree does too (it is listed at the root)."""
+    from tlsendpoint.security.rules.quota import usage_from_replies
+
+    policies = [(Name((), None), _pol(10, 1024, 100)), (Name(("alice",), None), _pol(2, 64, 10))]
+    unikernels = [(Name((), "alice"), _uk(32)), (Name(("alice",), "web"), _uk(16))]
+    blocks = [BlockDeviceEntry(Name((), "alice"), 5, False)]
+    root = build_tree((), policies, unikernels, blocks, NOW)
+    (alice,) = root.children
+    assert [str(u.name) for u in root.unikernels] == [":alice"]
+    assert (alice.usage.unikernels, alice.usage.memory, alice.usage.block) == (2, 48, 5)
+    # the same numbers as the endpoint's quota rule
+    usage = usage_from_replies(
+        Name((), None), UnikernelInfoList(tuple(unikernels)), BlockDeviceList(tuple(blocks))
+    )
+    totals = usage.totals(Name(("alice",), None))
+    assert (totals.unikernels, totals.memory, totals.block) == (2, 48, 5)
