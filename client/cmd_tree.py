@@ -10,7 +10,6 @@ any label will do); on a local socket at ``--path``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,11 @@ from client.destination import Csr, Destination, Remote, parse_host_port
 from client.errors import CliFailed, CommunicationFailed
 from client.expiry import Expiry, delegation_paths
 from client.options import destination_options, make_settings, resolve_destination
+from client.output import json_line, record
 from client.remotes import load_remotes
 from client.run import execute
 from client.session import Printer, Settings
-from client.tree import Node, build_tree, render_text, tree_json
+from client.tree import build_tree, render_text, tree_json
 from core.errors import AlbatrossError
 from core.pemfiles import load_certificates
 from core.wire import (
@@ -182,16 +182,8 @@ def tree(ctx: click.Context, /, path: Name, chains: tuple[Path, ...], **params: 
         settings.clock(),
         expiries,
     )
-    _print(root, bool(params.get("json_output")), bool(params.get("quiet")))
-
-
-def _print(root: Node, json_output: bool, quiet: bool) -> None:
-    if quiet:
-        return
-    if json_output:
-        click.echo(json.dumps(tree_json(root), sort_keys=True))
-    else:
-        click.echo(render_text(root), nl=False)
+    printer = settings.printer  # -q, --verbosity and --format as every command has them
+    printer.out(json_line(record("tree", **tree_json(root))) if printer.json else render_text(root))
 
 
 commands = [tree]

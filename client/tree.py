@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from client.expiry import WARN_WITHIN, Expiry
+from core.jsonout import to_json
 from core.wire import BlockDeviceEntry, Name, Policy, UnikernelInfoRecord
 from core.wire.policy import MAX_INT
 
@@ -275,15 +276,7 @@ def tree_json(n: Node) -> dict[str, object]:
     p = n.policy
     return {
         "path": str(n.name),
-        "policy": None
-        if p is None
-        else {
-            "unikernels": p.unikernels,
-            "cpuids": sorted(p.cpuids),
-            "memory": p.memory,
-            "block": p.block,
-            "bridges": sorted(p.bridges),
-        },
+        "policy": None if p is None else to_json(p),
         "usage": _amounts_json(n.usage),
         "headroom": _amounts_json(n.headroom),
         "full": list(n.full),

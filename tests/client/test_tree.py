@@ -189,6 +189,11 @@ def test_tree_local_socket_and_remote_delegate(stack: Stack, tmp_path: Path) -> 
     assert alice["headroom"] == {"unikernels": 1, "memory": 32, "block": 90}
     assert alice["blocks"] == [{"name": "alice:ad", "size": 10, "active": False}]
     assert alice["expires"] is None  # the operator has no chain of alice's at hand
+    assert (data["schema"], data["record"]) == (1, "tree")  # the output model's record
+    as_format = run(["tree", "--tmpdir", str(stack.tmpdir), "--format", "json"])
+    assert as_format.stdout == local.stdout
+    quiet = run(["tree", "--tmpdir", str(stack.tmpdir), "-q"])
+    assert (quiet.exit_code, quiet.stdout) == (0, "")
 
     sub = run(["tree", "--tmpdir", str(stack.tmpdir), "--path", "alice"])
     assert sub.exit_code == 0, sub.output
