@@ -38,7 +38,7 @@ import click
 import trio
 
 from client.errors import CliFailed
-from client.output import json_line, record
+from client.output import chosen_format, json_line, record
 from client.remotes import load_groups, load_remotes
 
 __all__ = [
@@ -58,8 +58,8 @@ MAX_PARALLEL = 16
 SOME_FAILED = 123
 #: A longer line is passed on in pieces of this size (a bound on what we hold per stream).
 MAX_LINE = 1 << 16
-#: Options that choose a destination: on a fleet, the remotes come from ``alba --remote``.
-_DESTINATION_FLAGS = ("--remote", "-d", "--destination", "--socket", "--csr")
+#: Parameters that choose a destination: on a fleet, the remotes come from ``alba --remote``.
+_DESTINATION_PARAMS = frozenset({"remote_name", "destination", "socket", "csr"})
 
 
 @dataclass
@@ -99,10 +99,8 @@ def expand_remotes(names: Sequence[str], path: Path | None = None) -> list[str]:
     return chosen
 
 
-def child_argv(
-    group: click.Group, ctx: click.Context, args: Sequence[str], remote: str
-) -> list[str]:
-    """The command line of *remote*'s process: *args* with ``--remote`` after the command."""
+def resolve(group: click.Group, ctx: click.Context, args: Sequence[str]) -> Fleet:
+    """The command *args* names below *group*, refused if it takes no destination."""
     command: click.Command = group
     position = 0
     while isinstance(command, click.Group):
@@ -117,17 +115,45 @@ def child_argv(
             f"{' '.join(args[:position])} takes no destination: it cannot run on remotes",
             log="term",
         )
-    options = args[position:]
+    options = list(args[position:])
+    # the command's own destination options, every spelling (hidden aliases included)
+    flags = {
+        opt
+        for param in command.params
+        if param.name in _DESTINATION_PARAMS
+        for opt in (*param.opts, *param.secondary_opts)
+    }
     end = options.index("--") if "--" in options else len(options)
     for token in options[:end]:
-        if token.split("=", 1)[0] in _DESTINATION_FLAGS:
+        if token.split("=", 1)[0] in flags:
             raise CliFailed(
                 f"{token.split('=', 1)[0]} cannot be combined with alba --remote: the remotes"
                 " choose the hosts",
                 log="term",
             )
-    command_line = [*args[:position], "--remote", remote, *options]
-    return [sys.executable, "-m", "client", *command_line]
+    # parsed as the command itself parses them (no callbacks run): --json or --format json
+    parsed = command.make_context(args[position - 1], list(options), resilient_parsing=True)
+    return Fleet(list(args[:position]), options, chosen_format(parsed.params) == "json")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A command for every remote: its words, its options, whether it prints JSON lines."""
+
+    words: list[str]
+    options: list[str]
+    json: bool
+
+    def argv(self, remote: str) -> list[str]:
+        """The command line of *remote*'s process: ``--remote`` after the command."""
+        return [sys.executable, "-m", "client", *self.words, "--remote", remote, *self.options]
+
+
+def child_argv(
+    group: click.Group, ctx: click.Context, args: Sequence[str], remote: str
+) -> list[str]:
+    """The command line of *remote*'s process: *args* with ``--remote`` after the command."""
+    return resolve(group, ctx, args).argv(remote)
 
 
 Write = Callable[[str], None]
@@ -238,10 +264,9 @@ def main_fleet(
     """``alba --remote …`` from the group: expand, build each command line, run; exit code."""
     prog = ctx.find_root().info_name or "alba"
     remotes = expand_remotes(names)
-    commands = {name: child_argv(group, ctx, args, name) for name in remotes}
-    end = args.index("--") if "--" in args else len(args)
-    json_output = "--json" in args[:end]
+    fleet = resolve(group, ctx, args)
+    commands = {name: fleet.argv(name) for name in remotes}
     out: Write = partial(click.echo, nl=False)
     err: Write = partial(click.echo, nl=False, err=True)
-    result = trio.run(run_fleet, commands, timeout, out, err, json_output, prog)
+    result = trio.run(run_fleet, commands, timeout, out, err, fleet.json, prog)
     return result.exit_code

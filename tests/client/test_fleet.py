@@ -98,10 +98,13 @@ def test_one_command_on_three_hosts_one_down(tmp_path: Path, remotes_file: Path)
     assert load_groups() == {"web": ("a", "b", "c")}
 
 
-def test_json_lines_carry_their_remote(tmp_path: Path, remotes_file: Path) -> None:
+@pytest.mark.parametrize("as_json", [["--json"], ["--format", "json"], ["--format=json"]])
+def test_json_lines_carry_their_remote(
+    tmp_path: Path, remotes_file: Path, as_json: list[str]
+) -> None:
     pki = Pki(tmp_path)
     with fleet(pki, remotes_file):
-        result = run(["--remote", "a", "--remote", "b", "--remote", "a", "destroy", "u1", "--json"])
+        result = run(["--remote", "a", "--remote", "b", "--remote", "a", "destroy", "u1", *as_json])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["remote"] for r in records[:-1]) == ["a", "b"]  # a once, though given twice
