@@ -34,11 +34,11 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -72,6 +72,8 @@ from transport.unix import UnixStream, lean_stream
 
 if TYPE_CHECKING:  # prometheus-client and the metrics module: imported only with --metrics
     from tlsendpoint.metrics import EndpointMetrics
+
+_T = TypeVar("_T")
 
 __all__ = ["Endpoint", "describe_peer"]
 
@@ -184,6 +186,24 @@ class Endpoint:
             record.outcome += f" (reply not taken within {self.limits.send_timeout:g} s)"
             record.ok = False
 
+    # -- metrics: they observe, they never decide ------------------------------------
+
+    def _observe(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+        """Run the metrics call *what*; its failure is logged, and the connection goes on."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception:  # e.g. a full disk under the --workers value files
+            LOGGER.exception("metrics: %s failed; the connection is not affected", what)
+            return None
+
+    def _hook(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """:mod:`tlsendpoint.metrics`'s hook *name* with --metrics (imported only then)."""
+        if self.metrics is None:
+            return None
+        from tlsendpoint import metrics as hooks
+
+        return self._observe(name, getattr(hooks, name), *args, **kwargs)
+
     async def _handshake(self, tls: TLSStream, record: ConnectionRecord) -> bool:
         """The TLS handshake under its deadline; False (and the reason logged) if it failed."""
         with trio.move_on_after(self.limits.handshake_timeout):
@@ -191,17 +211,13 @@ class Endpoint:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
                 record.outcome = f"TLS handshake failed: {exc}"
-                if self.metrics is not None:
-                    from tlsendpoint import metrics as hooks
-
-                    hooks.note_handshake(str(exc), timed_out=False, waiting_for_budget=False)
+                self._hook("note_handshake", str(exc), timed_out=False, waiting_for_budget=False)
                 return False
             return True
         record.outcome = f"TLS handshake not completed within {self.limits.handshake_timeout:g} s"
-        if self.metrics is not None:
-            from tlsendpoint import metrics as hooks
-
-            hooks.note_handshake(None, timed_out=True, waiting_for_budget=tls.waiting_for_budget)
+        self._hook(
+            "note_handshake", None, timed_out=True, waiting_for_budget=tls.waiting_for_budget
+        )
         if tls.waiting_for_budget and self.cert_budget is not None:
             budget = self.cert_budget.describe()
             record.outcome += f" (waiting for a share of the certificate budget: {budget})"
@@ -218,10 +234,7 @@ class Endpoint:
             record.chain = describe_chain(chain)
         # the parsed chain is not kept: a held subscription must not hold the certificates
         request = authorize(chain) if gate is None else await gate.authorize(chain)
-        if self.metrics is not None:
-            from tlsendpoint import metrics as hooks
-
-            hooks.note_chain(chain, request, checked=gate is not None)
+        self._hook("note_chain", chain, request, checked=gate is not None)
         return request
 
     async def _serve_request(
@@ -239,27 +252,17 @@ class Endpoint:
             run = partial(
                 serve_request, client, request, self.socket_dir, self.limits, self.counter, stats
             )
-            streaming: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-            if self.metrics is not None:
-                from tlsendpoint import metrics as hooks
-
-                streaming = hooks.stream_open(self.metrics, request)
-            with streaming:
+            streaming = self._hook("stream_open", self.metrics, request)
+            with streaming if streaming is not None else contextlib.nullcontext():
                 return await (run() if gate is None else gate.serve(request, run))
         except RequestFailed as failed:
-            if self.metrics is not None:
-                from tlsendpoint import metrics as hooks
-
-                hooks.note_refusal(failed)
+            self._hook("note_refusal", failed)
             return Failure(failed.message)
         except ClientGone as gone:
             record.outcome = f"client gone: {gone.message}"
             return None
         finally:
-            if self.metrics is not None:
-                from tlsendpoint import metrics as hooks
-
-                hooks.note_upload(stats.uploaded + stats.relayed)
+            self._hook("note_upload", stats.uploaded + stats.relayed)
             record.details.extend(
                 f"{key}={value}"
                 for key, value in (
@@ -288,10 +291,7 @@ class Endpoint:
             record.ok, record.outcome = _payload_outcome(payload)
             reply = payload
         except Refusal as refusal:
-            if self.metrics is not None:
-                from tlsendpoint import metrics as hooks
-
-                hooks.note_refusal(refusal, None if gate is None else gate.request)
+            self._hook("note_refusal", refusal, None if gate is None else gate.request)
             record.outcome = f"refused: {refusal.message}"
             reply = Failure(refusal.message)
         except TransportError as exc:  # the client's connection broke: nobody to answer
@@ -321,9 +321,11 @@ class Endpoint:
             else Gate(self.security, record.peer, self.vmmd_query, now)
         )
         self.active += 1
-        seen = None if self.metrics is None else self.metrics.open()
+        seen = None
         failure: str | None = None
         try:
+            if self.metrics is not None:
+                seen = self._observe("open", self.metrics.open)
             await self._serve_tls(tls, record, gate)
         except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             failure = f"connection broken: {exc}"
@@ -352,16 +354,12 @@ class Endpoint:
                     head = await gate.close(record.outcome, trio.current_time() - started)
                 if head is not None:
                     record.details.append(f"audit={head}")
-                if self.metrics is not None and gate.refusal is not None:  # by gate.serve
-                    from tlsendpoint import metrics as hooks
-
-                    hooks.note_refusal(gate.refusal)
-                if self.metrics is not None and gate.security.audit_log is not None:
-                    from tlsendpoint import metrics as hooks
-
-                    hooks.note_audit(head is not None)
+                if gate.refusal is not None:  # by gate.serve
+                    self._hook("note_refusal", gate.refusal)
+                if gate.security.audit_log is not None:
+                    self._hook("note_audit", head is not None)
             if self.metrics is not None and seen is not None:  # counted before the log line
-                self.metrics.close(seen, record.ok)
+                self._observe("close", self.metrics.close, seen, record.ok)
             level = logging.INFO if record.ok else logging.WARNING
             if LOGGER.isEnabledFor(level):  # -q: no formatting, no fingerprints
                 took = trio.current_time() - started

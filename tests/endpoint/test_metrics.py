@@ -151,6 +151,29 @@ async def test_a_scrape_shows_commands_refusals_uploads_paths_and_usage(tmp_path
     assert "# TYPE albatross_endpoint_request_duration_seconds histogram" in text
 
 
+async def test_a_failing_metrics_hook_never_decides_a_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Metrics observe: a hook that raises (a full disk under the --workers value files)
+    is logged, and the command is served and the server goes on."""
+    import tlsendpoint.metrics
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    async with open_rig(tmp_path) as rig, served(rig) as (_plan, metrics):
+        monkeypatch.setattr(tlsendpoint.metrics, "note_chain", broken)
+        monkeypatch.setattr(metrics, "close", broken)
+        alice = rig.delegate(rig.root, "alice", small(unikernels=2, memory=128, block=10))
+        first = await rig.send(alice, "one", rig.create(memory=32))
+        monkeypatch.setattr(metrics, "open", broken)  # then nothing is opened to close
+        second = await rig.send(alice, "two", rig.create(memory=32))
+    assert "created" in str(first) and "created" in str(second)
+    failed = [r.getMessage() for r in caplog.records if "metrics:" in r.getMessage()]
+    assert any("note_chain failed" in m for m in failed)
+    assert any("open failed" in m for m in failed) and any("close failed" in m for m in failed)
+
+
 async def test_refusals_of_the_security_store_and_the_usage_task(tmp_path: Path) -> None:
     async with open_rig(tmp_path) as rig, served(rig) as (plan, metrics):
         alice = rig.delegate(rig.root, "alice", small(unikernels=2, memory=128))
