@@ -159,3 +159,46 @@ def test_albatross_sees_a_pinned_delegation_as_an_unpinned_one() -> None:
     chains = [ca.leaf_chain("a1", create(OTHER)) for ca in (pinned, plain)]
     assert [chain_problems(chain) for chain in chains] == [[], []]
     assert authorize(chains[0]) == authorize(chains[1])
+
+
+async def test_a_restart_whose_image_cannot_be_asked_for_says_why(tmp_path: Path) -> None:
+    """vmmd unreachable for the pin's query: refused, and the reason is the pins, not quotas."""
+    from tlsendpoint.security import SecurityRefusal
+
+    async with open_rig(tmp_path) as rig:
+        pins = Pins(frozenset({sha(rig.image)}))
+        alice = rig.delegate(rig.root, "alice", small(unikernels=2), pins=pins)
+        assert await rig.send(alice, "web", create(rig.image)) == CREATED
+
+        async def unreachable(*_args: object) -> object:
+            raise SecurityRefusal("cannot check quotas: couldn't reach service vmmd")
+
+        rig.endpoint.vmmd_query = unreachable
+        refused = failure(await rig.send(alice, "web", UnikernelRestart()))
+    assert refused == (
+        "cannot check the pins of the running image: cannot check quotas: couldn't reach"
+        " service vmmd"
+    )
+
+
+async def test_a_pinned_delegation_does_not_restart_a_bhyve_unikernel(tmp_path: Path) -> None:
+    """For bhyve, vmmd's digest field is the VM name: no image digest to check against.
+
+    (The stand-in runs solo5 only: vmmd's answer for the bhyve unikernel is given here.)
+    """
+    from core.wire import Name, Quit, Typ, UnikernelInfoList, UnikernelInfoRecord
+
+    async with open_rig(tmp_path) as rig:
+        pins = Pins(frozenset({sha(rig.image)}))
+        alice = rig.delegate(rig.root, "alice", small(unikernels=2), pins=pins)
+        vm = UnikernelInfoRecord(Typ.BHYVE, Quit(), frozenset({0}), 32, b"vm0")
+
+        async def vmmd(*_args: object) -> object:
+            return UnikernelInfoList(((Name(("alice",), "vm"), vm),))
+
+        rig.endpoint.vmmd_query = vmmd
+        refused = failure(await rig.send(alice, "vm", UnikernelRestart()))
+    assert refused == (
+        "alice:vm is a bhyve unikernel: a pinned delegation restarts only solo5 images, whose"
+        " digest vmmd reports"
+    )

@@ -66,6 +66,7 @@ from core.wire import (
     Command,
     Failure,
     Payload,
+    Typ,
     UnikernelCreate,
     UnikernelInfo,
     UnikernelInfoList,
@@ -111,6 +112,21 @@ __all__ = ["ALLOW", "DENY", "ERROR", "Gate", "Run"]
 
 # Under the "albatross" logger the endpoint configures (stderr, syslog, journal or none).
 log = logging.getLogger("albatross.security")
+
+#: Images hashed at once for digest pins (per process): worker threads of their own, so
+#: that hashing never holds the threads the audit log and the store write through.
+HASHING_THREADS = 2
+_HASHING: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("hashing")
+
+
+def _hashing_limiter() -> trio.CapacityLimiter:
+    try:
+        return _HASHING.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(HASHING_THREADS)
+        _HASHING.set(limiter)
+        return limiter
+
 
 #: Audit decisions: the endpoint forwarded the command (whatever the daemon then said) ...
 ALLOW = "allow"
@@ -235,12 +251,20 @@ class Gate:
 
     async def _check_running_image(self, request: Request) -> None:
         """A restart runs vmmd's image again: its digest must be pinned too (one query)."""
-        info = await self.query(request.name, UnikernelInfo())
+        try:
+            info = await self.query(request.name, UnikernelInfo())
+        except SecurityRefusal as exc:  # vmmd unreachable or silent: say what was asked for
+            raise PinRefusal(f"cannot check the pins of the running image: {exc.message}") from exc
         if not isinstance(info, UnikernelInfoList):
             detail = info.message if isinstance(info, Failure) else type(info).__name__
             raise PinRefusal(f"cannot check the pins: vmmd answered unikernel info with {detail}")
         for name, unikernel in info.unikernels:
             if name == request.name:
+                if unikernel.typ is not Typ.SOLO5:  # its digest field is a bhyve VM name
+                    raise PinRefusal(
+                        f"{name} is a {unikernel.typ.name.lower()} unikernel: a pinned"
+                        " delegation restarts only solo5 images, whose digest vmmd reports"
+                    )
                 check_digest(self._pins, unikernel.digest, f"the image of {name}")
                 return
         # not running: vmmd answers the restart itself ("not found"), nothing runs
@@ -248,7 +272,10 @@ class Gate:
     async def _check_image(self, command: Command) -> None:
         """A create under digest pins: the image's digest must be listed by every hop."""
         if self._pins and isinstance(command, UnikernelCreate):
-            digest = await trio.to_thread.run_sync(image_digest, command.config)
+            # its own two threads: hashing up to 1 GiB must not take the audit log's
+            digest = await trio.to_thread.run_sync(
+                image_digest, command.config, limiter=_hashing_limiter()
+            )
             check_digest(self._pins, digest)
 
     @asynccontextmanager

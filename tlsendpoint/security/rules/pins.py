@@ -10,10 +10,12 @@ What is checked, and when (the gate calls these):
 * ``create`` (also ``--force``, which is how ``alba update`` replaces a unikernel): the
   digest of the image the request carries - uncompressed first when the request says
   it is compressed, since albatross and builder-web both name an image by the digest
-  of its uncompressed bytes; inflation is bounded by the endpoint's image limit;
+  of its uncompressed bytes; inflation is bounded (:data:`MAX_INFLATED`, 1 GiB) and
+  runs on worker threads of its own (two per process, the gate's);
 * ``restart``: the image that will run again is the one vmmd already has, so the gate
   asks vmmd for the unikernel's digest and checks that one (a unikernel created before
-  its delegation was pinned does not come back under the pin);
+  its delegation was pinned does not come back under the pin; a bhyve unikernel, whose
+  digest field is its VM name, is refused);
 * builder-web job pins are not checked here: tying an image to a job needs builder-web
   over the network (see :mod:`core.pins`); ``alba update`` checks them
   (:func:`build_refusal`, given the pins of the client's own CA chain).
