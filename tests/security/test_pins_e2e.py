@@ -18,6 +18,9 @@ from core.certs import PIN_EXTENSION_OID
 from core.chainrules import chain_problems
 from core.pins import Pins
 from core.wire import (
+    Command,
+    Name,
+    Payload,
     PolicyAdd,
     StringReply,
     UnikernelConfig,
@@ -170,7 +173,7 @@ async def test_a_restart_whose_image_cannot_be_asked_for_says_why(tmp_path: Path
         alice = rig.delegate(rig.root, "alice", small(unikernels=2), pins=pins)
         assert await rig.send(alice, "web", create(rig.image)) == CREATED
 
-        async def unreachable(*_args: object) -> object:
+        async def unreachable(_name: Name, _command: Command) -> Payload:
             raise SecurityRefusal("cannot check quotas: couldn't reach service vmmd")
 
         rig.endpoint.vmmd_query = unreachable
@@ -186,14 +189,14 @@ async def test_a_pinned_delegation_does_not_restart_a_bhyve_unikernel(tmp_path: 
 
     (The stand-in runs solo5 only: vmmd's answer for the bhyve unikernel is given here.)
     """
-    from core.wire import Name, Quit, Typ, UnikernelInfoList, UnikernelInfoRecord
+    from core.wire import Quit, Typ, UnikernelInfoList, UnikernelInfoRecord
 
     async with open_rig(tmp_path) as rig:
         pins = Pins(frozenset({sha(rig.image)}))
         alice = rig.delegate(rig.root, "alice", small(unikernels=2), pins=pins)
         vm = UnikernelInfoRecord(Typ.BHYVE, Quit(), frozenset({0}), 32, b"vm0")
 
-        async def vmmd(*_args: object) -> object:
+        async def vmmd(_name: Name, _command: Command) -> Payload:
             return UnikernelInfoList(((Name(("alice",), "vm"), vm),))
 
         rig.endpoint.vmmd_query = vmmd
