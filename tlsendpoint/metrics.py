@@ -122,10 +122,10 @@ HANDSHAKE_LABELS = (
 RESOURCES = ("unikernels", "memory_mb", "block_mb")
 
 # How the supervisor merges a gauge over the workers (prometheus-client's modes): open
-# connections add up, a state is the one last set by any worker, expiries the soonest.
+# connections add up, a state (a policy, the newest delegation's expiry) is the one last
+# set by any worker (path="other" keeps, per process, the soonest of the paths it holds).
 _SUMMED: Final = "livesum"
 _LATEST: Final = "mostrecent"
-_SOONEST: Final = "min"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
 
 
@@ -174,6 +174,7 @@ class PathSeen:
     name: Name
     policy: Policy
     expires: float  # POSIX seconds: the soonest not-after at and above this delegation
+    order: tuple[int, int] = (0, 0)  # the delegation's (not_before, serial): newer wins
 
     @property
     def label(self) -> str:
@@ -223,7 +224,7 @@ def paths_of(chain: Sequence[x509.Certificate], request: Request) -> tuple[PathS
         soonest = min(soonest, float(delegation.not_after))
         policy = policies.get(delegation.path.path)
         if policy is not None:
-            found.append(PathSeen(delegation.path, policy, soonest))
+            found.append(PathSeen(delegation.path, policy, soonest, delegation.order))
     return tuple(found)
 
 
@@ -277,6 +278,7 @@ class _Tracked:
     name: Name
     policy: Policy
     expires: float
+    order: tuple[int, int]
 
 
 class EndpointMetrics:
@@ -337,8 +339,8 @@ class EndpointMetrics:
         )  # fmt: skip
         self.expiry = Gauge(
             "albatross_delegation_expiry_timestamp_seconds", "The soonest not-after of the"
-            " certificates at and above a delegation, in the chains seen.", ["path"],
-            registry=registry, multiprocess_mode=_SOONEST,
+            " certificates at and above the newest delegation seen at a path.", ["path"],
+            registry=registry, multiprocess_mode=_LATEST,
         )  # fmt: skip
         for code in CODES:
             self.refusals.labels(code)
@@ -406,10 +408,14 @@ class EndpointMetrics:
                     self.expiry.labels(OTHER_PATH).set(path.expires)
                 continue
             if tracked is None:
-                tracked = self.paths[label] = _Tracked(path.name, path.policy, path.expires)
+                tracked = _Tracked(path.name, path.policy, path.expires, path.order)
+                self.paths[label] = tracked
                 new = True
-            tracked.policy = path.policy  # the latest chain's policy is the one in force
-            tracked.expires = min(tracked.expires, path.expires)
+            elif path.order < tracked.order:
+                continue  # an older delegation (anti-rollback refuses it): not what is in force
+            # the newest delegation at the path is the one in force: its policy and its
+            # expiry, so a renewed delegation clears the expiry alert
+            tracked.policy, tracked.expires, tracked.order = path.policy, path.expires, path.order
             block = 0 if path.policy.block is None else path.policy.block
             limits = (path.policy.unikernels, path.policy.memory, block)
             for resource, limit in zip(RESOURCES, limits, strict=True):

@@ -30,6 +30,7 @@ from core.wire import (
     UnikernelCreate,
     UnikernelDestroy,
     UnikernelInfo,
+    UnikernelInfoList,
 )
 from durable.database import StoreError, StoreUnwritable
 from tests.endpoint.pki import Pki
@@ -207,6 +208,24 @@ async def test_a_failing_security_store_sets_its_gauge_to_zero(tmp_path: Path) -
         _, found = await read(plan)
     assert value(found, "albatross_endpoint_refusals_total", reason="state") == 1
     assert value(found, "albatross_endpoint_security_store_up") == 0
+
+
+async def test_a_renewed_delegation_replaces_its_expiry(tmp_path: Path) -> None:
+    """The newest delegation at a path is in force: its expiry, not the soonest ever seen,
+    so the expiry alert clears once the delegation is renewed."""
+    import datetime as dt
+
+    async with open_rig(tmp_path) as rig, served(rig) as (plan, _):
+        old = rig.delegate(rig.root, "alice", small(), days=10)
+        assert isinstance(await rig.send(old, "one", UnikernelInfo()), UnikernelInfoList)
+        renewed_at = old.cert.not_valid_before_utc + dt.timedelta(seconds=1)
+        new = rig.delegate(rig.root, "alice", small(), days=365, not_before=renewed_at)
+        assert isinstance(await rig.send(new, "two", UnikernelInfo()), UnikernelInfoList)
+        _, after = await read(plan)
+    expected = min(new.cert.not_valid_after_utc, rig.root.cert.not_valid_after_utc)
+    found = value(after, "albatross_delegation_expiry_timestamp_seconds", path="alice")
+    assert found == expected.timestamp()
+    assert found > old.cert.not_valid_after_utc.timestamp()
 
 
 async def test_paths_beyond_the_cap_fall_into_other(tmp_path: Path) -> None:
