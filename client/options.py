@@ -200,18 +200,13 @@ def _hint_generated_ca(missing: Path, params: dict[str, Any]) -> None:
     generated = Path("cacert.pem")
     if not generated.exists() or params.get("ca") or params.get("ca_key"):
         return
-    from cryptography import x509  # only on this error path
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from core.pemfiles import load_certificates  # only on this error path
 
     try:
-        public = x509.load_pem_x509_certificate(generated.read_bytes()).public_key()
-        keys = [
-            k.name
-            for k in sorted(Path(".").glob("*.key"))
-            if load_pem_private_key(k.read_bytes(), None).public_key() == public
-        ]
-    except (OSError, ValueError, TypeError):
+        public = load_certificates(generated, "CA certificate")[0].public_key()
+    except AlbatrossError:
         return  # no hint rather than a wrong one; the missing file is reported as before
+    keys = [k.name for k in sorted(Path(".").glob("*.key")) if _matches(k, public)]
     if keys:
         kind = "CA certificate" if missing.suffix == ".pem" else "CA key"
         raise CliFailed(
@@ -219,6 +214,17 @@ def _hint_generated_ca(missing: Path, params: dict[str, Any]) -> None:
             f" {keys[0]} here: pass --ca cacert.pem --ca-key {keys[0]}",
             log="term",
         )
+
+
+def _matches(path: Path, public: object) -> bool:
+    """Whether the key file *path* reads and is the private half of *public*."""
+    from core.keys import key_matches
+    from core.pemfiles import load_key
+
+    try:
+        return key_matches(load_key(path), public)
+    except AlbatrossError:
+        return False  # not a key of ours: another file that happens to end in .key
 
 
 def run_command(
