@@ -11,7 +11,6 @@ albatross's "Cli_failed").
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import click
 
 from ca.cmd_revoke import crl_command, crl_leaf_command, revoke_command
 from ca.inspect import describe_input, report
-from ca.invocation import command_clock
+from ca.invocation import now, our_errors
 from ca.profiles import INTERMEDIATE_DAYS, KEY_TYPES, ROOT_DAYS, SERVER_DAYS
 from ca.provision import (
     DelegationSource,
@@ -58,11 +57,6 @@ def _program() -> str:
     return name or LOG_PREFIX
 
 
-def now() -> dt.datetime:
-    """The time of the running command (:func:`command_clock`)."""
-    return command_clock()()
-
-
 def _say(message: str) -> None:
     click.echo(message)
 
@@ -78,16 +72,6 @@ def _albatross_errors(what: str) -> Iterator[None]:
         yield
     except AlbatrossError as exc:
         click.echo(f"{_program()}: [ERROR] error while {what}: {exc.message}")
-        sys.exit(exit_code(exc))
-
-
-@contextmanager
-def _our_errors() -> Iterator[None]:
-    """Report our errors on stderr and exit (124: the toolkit's errors are the user's to fix)."""
-    try:
-        yield
-    except AlbatrossError as exc:
-        click.echo(f"error: {exc.message}", err=True)
         sys.exit(exit_code(exc))
 
 
@@ -264,7 +248,7 @@ def delegate_command(
 ) -> None:
     """Delegate a sub-quota: key, CA certificate and one bundle file for NAME."""
     policy = Policy(unikernels, frozenset(cpus or (0,)), mem, size, frozenset(bridges))
-    with _our_errors():
+    with our_errors():
         pins = make_pins(pin_digests, pin_jobs)
         source = _delegation_source(bundle, ca_cert, ca_key, server_ca, endpoint, server_name)
         if not bridges:
@@ -323,7 +307,7 @@ def _read_input(name: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines (README: JSON output).")
 def inspect_command(files: tuple[str, ...], as_json: bool) -> None:
     """Describe certificates, CSRs, chains, keys or bundles (PEM or DER; '-' = stdin)."""
-    with _our_errors():
+    with our_errors():
         described = [(name, describe_input(_read_input(name), now())) for name in files]
     click.echo(report(described, as_json), nl=False)
 

@@ -5,28 +5,23 @@ The click side only: the CRL code and its files are :mod:`ca.revoke`.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from ca.invocation import command_clock
+from ca.invocation import now, our_errors
 from ca.profiles import generate_key
 from ca.revoke import CRL_DAYS, crl_leaf, parse_serial, revoke, serials_for_names, write_crl
 from ca.store import load_signer, write_certificates, write_new
 from cmdline import option
-from core.errors import AlbatrossError, UsageError, exit_code
+from core.errors import UsageError
 from core.pem import crl_from
 from core.pemfiles import read_file
 
 __all__ = ["crl_command", "crl_leaf_command", "revoke_command"]
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _now() -> dt.datetime:
-    return command_clock()()
 
 
 @click.command("revoke")
@@ -39,7 +34,7 @@ def revoke_command(
     serials: tuple[str, ...], cacert: Path, db: Path | None, names: tuple[str, ...]
 ) -> None:
     """Revoke certificates this CA issued, by SERIAL (hex) or by --name in --db."""
-    try:
+    with our_errors():
         numbers = [parse_serial(s) for s in serials]
         if names:
             if db is None:
@@ -47,10 +42,7 @@ def revoke_command(
             numbers += serials_for_names(db, names)
         if not numbers:
             raise UsageError("nothing to revoke: give serials or --name with --db")
-        new = revoke(cacert.parent, numbers, _now())
-    except AlbatrossError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(exit_code(exc)) from None
+        new = revoke(cacert.parent, numbers, now())
     for serial in numbers:
         click.echo(f"{serial:x} {'revoked' if serial in new else 'was already revoked'}")
     click.echo("now run `ca crl` and install the CRL on the endpoint", err=True)
@@ -76,11 +68,8 @@ def revoke_command(
 )
 def crl_command(cacert: Path, cakey: Path, out: Path, days: int) -> None:
     """Write the CRL of every certificate revoked by this CA."""
-    try:
-        crl = write_crl(cacert, cakey, out, _now(), days)
-    except AlbatrossError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(exit_code(exc)) from None
+    with our_errors():
+        crl = write_crl(cacert, cakey, out, now(), days)
     click.echo(f"{out}: {len(list(crl))} revoked certificate(s)")
 
 
@@ -101,15 +90,12 @@ def crl_leaf_command(crl_file: Path, cacert: Path, cakey: Path, out: str) -> Non
 
     Then run it: ``alba certificate OUT.pem OUT.key --destination HOST --server-ca cacert.pem``
     """
-    try:
+    with our_errors():
         signer = load_signer(cacert, cakey)
         crl = crl_from(read_file(crl_file, "CRL file"), f"CRL file {crl_file}")
         key = generate_key("ed25519")
-        cert = crl_leaf(signer.cert, signer.key, crl, key, _now())
+        cert = crl_leaf(signer.cert, signer.key, crl, key, now())
         write_new(Path(f"{out}.key"), key.private_bytes(
             Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()), 0o600)  # fmt: skip
         write_certificates(Path(f"{out}.pem"), [cert, signer.cert, *signer.chain])
-    except AlbatrossError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(exit_code(exc)) from None
     click.echo(f"wrote {out}.pem and {out}.key; run them with `alba certificate`")
