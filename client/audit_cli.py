@@ -8,7 +8,6 @@ the request would be allowed), 1 when it does not, 2 for usage errors
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +18,7 @@ from ca.invocation import command_clock
 from ca.store import load_bundle
 from cmdline import Group, option
 from core.errors import AlbatrossError, exit_code
+from core.jsonout import json_line, record
 from core.pemfiles import load_certificates, load_key
 from core.wire import (
     BlockAdd,
@@ -125,7 +125,9 @@ def verify_command(file: Path, head: str | None) -> None:
     help="The endpoint's audit log (its --audit-log).",
 )
 @click.option("--head", metavar="SHA256", default=None, help="As for verify: the head you kept.")
-@click.option("--json", "json_output", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--json", "json_output", is_flag=True, help="Print one JSON record (README: JSON output)."
+)
 def who_command(name: str, log_file: Path, head: str | None, json_output: bool) -> None:
     """Who created, restarted, updated or destroyed the unikernel or block device NAME.
 
@@ -151,17 +153,10 @@ def who_command(name: str, log_file: Path, head: str | None, json_output: bool) 
         click.echo(f"{log_file}: does not verify, no answer given: {exc.message}", err=True)
         raise SystemExit(audit_exit_code(exc)) from None
     if json_output:
-        click.echo(
-            json.dumps(
-                {
-                    "name": str(wanted),
-                    "log": str(log_file),
-                    "head": found.verified.head,
-                    "events": [e.as_json() for e in found.events],
-                },
-                sort_keys=True,
-            )
-        )
+        events = [e.as_json() for e in found.events]
+        line = record("who", name=str(wanted), log=str(log_file), head=found.verified.head,
+                      events=events)  # fmt: skip
+        click.echo(json_line(line), nl=False)
         return
     if not found.events:
         click.echo(f"{wanted}: no create, restart, update or destroy in {log_file} (verified)")

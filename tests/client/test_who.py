@@ -57,6 +57,7 @@ async def test_who_names_the_chain_of_each_change(tmp_path: Path) -> None:
     assert f"    CN=alice  serial {leaf_serials[1]:x}  sha256 " in "\n".join(lines)
 
     data = json.loads(who("alice:bob:b2", "--log", str(log), "--json").stdout)
+    assert (data["schema"], data["record"]) == (1, "who")  # the output model's record
     (denied,) = data["events"]
     assert (denied["action"], denied["decision"], denied["reason"], denied["outcome"]) == (
         "created", "deny", refused, None)  # fmt: skip
