@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from ca.invocation import command_clock
 from client.destination import parse_host_port
 from client.errors import CliFailed
-from client.expiry import WARN_WITHIN, Expiry, soonest
+from client.expiry import Expiry, soonest
 from client.output import chosen_format, json_line, output_format_options, record, table
 from client.remotes import RemoteEntry, config_path, load_remotes, save_remotes
 from core.errors import AlbatrossError
@@ -135,7 +135,7 @@ def _expiry(entry: RemoteEntry) -> Expiry | str:
 
 
 def _soon(expiry: Expiry | str, now: dt.datetime) -> bool:
-    return isinstance(expiry, Expiry) and expiry.not_after < now + WARN_WITHIN
+    return isinstance(expiry, Expiry) and expiry.soon(now)
 
 
 def _expiry_json(expiry: Expiry | str) -> dict[str, str]:
@@ -147,7 +147,7 @@ def _expiry_json(expiry: Expiry | str) -> dict[str, str]:
 def _expiry_text(expiry: Expiry | str, now: dt.datetime) -> str:
     if isinstance(expiry, str):
         return f"chain unreadable: {expiry}"
-    if expiry.not_after <= now:
+    if expiry.expired(now):
         return f"EXPIRED on {expiry.date()} ({expiry.cn})"
     text = f"expires {expiry.date()} ({expiry.cn})"
     return f"{text} !EXPIRES in {expiry.days_left(now)} days" if _soon(expiry, now) else text

@@ -49,6 +49,13 @@ class Expiry:
     def date(self) -> str:
         return self.not_after.strftime("%Y-%m-%d %H:%M UTC")
 
+    def soon(self, now: dt.datetime, within: dt.timedelta = WARN_WITHIN) -> bool:
+        """Ends before ``now + within`` (the warning's rule; expired ones too)."""
+        return self.not_after < now + within
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.not_after <= now
+
 
 def _expiry(cert: x509.Certificate) -> Expiry:
     try:
@@ -63,7 +70,7 @@ def expiring(
 ) -> list[Expiry]:
     """The certificates of *chain* that end before ``now + within``, soonest first."""
     found = [_expiry(c) for c in chain]
-    return sorted((e for e in found if e.not_after < now + within), key=lambda e: e.not_after)
+    return sorted((e for e in found if e.soon(now, within)), key=lambda e: e.not_after)
 
 
 def soonest(chain: Iterable[x509.Certificate]) -> Expiry | None:
@@ -74,7 +81,7 @@ def soonest(chain: Iterable[x509.Certificate]) -> Expiry | None:
 
 def warning_text(prog: str, expiry: Expiry, now: dt.datetime) -> str:
     """The stderr line for one certificate that expires soon or has expired."""
-    if expiry.not_after <= now:
+    if expiry.expired(now):
         return (
             f"{prog}: warning: the certificate {expiry.cn} of your chain expired on "
             f"{expiry.date()}: ask for a new delegation\n"

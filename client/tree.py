@@ -26,7 +26,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from client.expiry import WARN_WITHIN, Expiry
+from client.expiry import Expiry
 from core.jsonout import to_json
 from core.wire import BlockDeviceEntry, Name, Policy, UnikernelInfoRecord
 from core.wire.policy import MAX_INT
@@ -182,7 +182,7 @@ def build_tree(
             full,
             over,
             _overcommitted(policy, children) if policy is not None else (),
-            expiry is not None and expiry.not_after < now + WARN_WITHIN,
+            expiry is not None and expiry.soon(now),
         )
 
     return node(base)
